@@ -1,0 +1,3 @@
+"""The transport on RabbitMQ: topology, publishing, consuming, signing, the test broker."""
+
+__all__: list[str] = []

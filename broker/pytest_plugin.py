@@ -1,0 +1,74 @@
+"""pytest plugin (entry point ``pytest11: jiexu``): a real RabbitMQ for every test, in its own vhost.
+
+Fixtures:
+
+``rabbitmq_broker``  (session)  the `BrokerEndpoint` found or started by the provider chain
+                                (see `broker.provider`); a throwaway broker is stopped at the end.
+``rabbitmq_vhost``   (function) a fresh vhost on it, removed after the test: a `TestVhost`.
+``amqp_url``         (function) the AMQP URL of that vhost, as the administrator.
+
+Agency teams get these by installing jiexu; nothing to import.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from broker.management import ManagementClient
+from broker.provider import BrokerEndpoint, BrokerUnavailable, acquire_broker
+
+__all__ = ["TestVhost"]
+
+
+@dataclass(frozen=True)
+class TestVhost:
+    """A vhost made for one test on a real broker."""
+
+    __test__ = False  # not a test class, despite the name
+
+    name: str
+    endpoint: BrokerEndpoint
+
+    @property
+    def amqp_url(self) -> str:
+        return self.endpoint.amqp_url(vhost=self.name)
+
+    def url_for(self, username: str, password: str) -> str:
+        return self.endpoint.amqp_url(vhost=self.name, username=username, password=password)
+
+    def management(self) -> ManagementClient:
+        return self.endpoint.management()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_broker() -> Iterator[BrokerEndpoint]:
+    try:
+        provided = acquire_broker()
+    except BrokerUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield provided.endpoint
+    finally:
+        provided.close()
+
+
+@pytest.fixture
+def rabbitmq_vhost(rabbitmq_broker: BrokerEndpoint) -> Iterator[TestVhost]:
+    name = f"jiexu-test-{uuid.uuid4().hex[:12]}"
+    with rabbitmq_broker.management() as api:
+        api.create_vhost(name)
+        api.set_permissions(name, rabbitmq_broker.username, ".*", ".*", ".*")
+    try:
+        yield TestVhost(name=name, endpoint=rabbitmq_broker)
+    finally:
+        with rabbitmq_broker.management() as api:
+            api.delete_vhost(name)
+
+
+@pytest.fixture
+def amqp_url(rabbitmq_vhost: TestVhost) -> str:
+    return rabbitmq_vhost.amqp_url

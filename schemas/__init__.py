@@ -1,0 +1,3 @@
+"""The message contracts between agencies: envelope, documents, registry."""
+
+__all__: list[str] = []
