@@ -1,0 +1,326 @@
+"""The ledger port: the agency's own books of insured people, months and personal-account money.
+
+The agent never edits balances itself; it asks the ledger. Every operation that changes the books is
+idempotent per ``(case_id, operation)``: the first call applies it and records its result in the same
+database transaction; any later call with the same pair returns that first result (with
+``replayed=True``) and changes nothing, even if its arguments differ (that is logged as a warning).
+So a handler that crashes after the ledger call and before its own commit can simply run again.
+
+Money is integer fen; time is whole months. Policy (arrears block a transfer, retirees are outside
+the 2021 process, resident insurance has no personal account, ...) is decided by the pure domain
+from `lookup`; the ledger enforces only what keeps the books consistent: the person exists where
+that is required, and no balance goes negative.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+from uuid import UUID
+
+from schemas.common import Gender, InsuranceType
+from schemas.errors import DomainRuleViolation
+
+__all__ = [
+    "ContributionPeriod",
+    "Gender",
+    "InsufficientBalance",
+    "InsuranceType",
+    "LedgerEntry",
+    "LedgerOperation",
+    "LedgerPort",
+    "LedgerStatement",
+    "Participation",
+    "PersonAccount",
+    "PersonNotFound",
+    "RelationshipEnded",
+    "SeedableLedger",
+    "StatementRole",
+    "period_months",
+    "statement_from_entries",
+]
+
+Participation = Literal["active", "stopped"]
+LedgerOperation = Literal["terminate_and_debit", "credit", "pay_out"]
+StatementRole = Literal["outgoing", "receiving", "none"]
+
+
+class PersonNotFound(DomainRuleViolation):
+    """The ledger has no account for this ID number."""
+
+    def __init__(self) -> None:
+        super().__init__("person_not_found", "no insured person with this ID number here")
+
+
+class InsufficientBalance(DomainRuleViolation):
+    """A debit or payout larger than the personal-account balance."""
+
+    def __init__(self, balance_fen: int, amount_fen: int) -> None:
+        super().__init__(
+            "insufficient_balance",
+            f"personal-account balance {balance_fen} fen is less than {amount_fen} fen",
+        )
+
+
+class RelationshipEnded(DomainRuleViolation):
+    """The person's relationship here was already transferred out (another case)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "relationship_ended", "the insurance relationship here has already been transferred"
+        )
+
+
+def period_months(from_month: str, to_month: str) -> int:
+    """Months in an inclusive ``YYYY-MM`` range: 2020-01..2020-12 is 12."""
+    fy, fm = (int(part) for part in from_month.split("-"))
+    ty, tm = (int(part) for part in to_month.split("-"))
+    months = (ty - fy) * 12 + (tm - fm) + 1
+    if months < 1:
+        raise ValueError(f"period {from_month}..{to_month} ends before it starts")
+    return months
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContributionPeriod:
+    """A stretch of contributions in one region: ``from_month``..``to_month`` inclusive."""
+
+    from_month: str
+    to_month: str
+    region: str
+    insurance_type: InsuranceType
+    months: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "insurance_type", InsuranceType(self.insurance_type))
+        if self.months != period_months(self.from_month, self.to_month):
+            raise ValueError(
+                f"period {self.from_month}..{self.to_month} has "
+                f"{period_months(self.from_month, self.to_month)} months, not {self.months}"
+            )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "from_month": self.from_month,
+            "to_month": self.to_month,
+            "region": self.region,
+            "insurance_type": self.insurance_type.value,
+            "months": self.months,
+        }
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> ContributionPeriod:
+        return cls(
+            from_month=str(value["from_month"]),
+            to_month=str(value["to_month"]),
+            region=str(value["region"]),
+            insurance_type=InsuranceType(value["insurance_type"]),
+            months=int(value["months"]),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PersonAccount:
+    """One insured person in one agency's books.
+
+    ``periods`` add up to ``months_paid`` when the books are consistent (seeded people always
+    are); ``region`` is the pooling region code of the agency keeping the account.
+    """
+
+    id_number: str
+    name: str
+    gender: Gender
+    insurance_type: InsuranceType
+    enrolled: bool
+    participation: Participation
+    region: str
+    arrears_fen: int = 0
+    retiree: bool = False
+    months_paid: int = 0
+    deemed_months: int = 0
+    balance_fen: int = 0
+    periods: tuple[ContributionPeriod, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Accept the plain codes ("310", "male") too; store the enums.
+        object.__setattr__(self, "insurance_type", InsuranceType(self.insurance_type))
+        object.__setattr__(self, "gender", Gender(self.gender))
+        for name in ("arrears_fen", "months_paid", "deemed_months", "balance_fen"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a non-negative int, not {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LedgerEntry:
+    """What one ledger operation did, as first applied. `replayed` is True on repeat calls.
+
+    For ``terminate_and_debit`` `months`, `deemed_months` and `periods` are what was certified
+    (build the information form from them: they survive a crash and a replay, whereas the
+    account itself no longer holds them); for ``credit`` what was credited.
+    """
+
+    case_id: UUID
+    operation: LedgerOperation
+    id_number: str
+    months: int = 0
+    deemed_months: int = 0
+    amount_fen: int = 0
+    retained_fen: int = 0
+    balance_after_fen: int = 0
+    periods: tuple[ContributionPeriod, ...] = ()
+    replayed: bool = field(default=False, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "case_id": str(self.case_id),
+            "operation": self.operation,
+            "id_number": self.id_number,
+            "months": self.months,
+            "deemed_months": self.deemed_months,
+            "amount_fen": self.amount_fen,
+            "retained_fen": self.retained_fen,
+            "balance_after_fen": self.balance_after_fen,
+            "periods": [period.to_json() for period in self.periods],
+        }
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any], *, replayed: bool = False) -> LedgerEntry:
+        return cls(
+            case_id=UUID(str(value["case_id"])),
+            operation=value["operation"],
+            id_number=str(value["id_number"]),
+            months=int(value["months"]),
+            deemed_months=int(value["deemed_months"]),
+            amount_fen=int(value["amount_fen"]),
+            retained_fen=int(value["retained_fen"]),
+            balance_after_fen=int(value["balance_after_fen"]),
+            periods=tuple(ContributionPeriod.from_json(p) for p in value.get("periods", ())),
+            replayed=replayed,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class LedgerStatement:
+    """One case as this agency's books record it: what the reconciliation agent compares.
+
+    Outgoing side: ``months_certified``/``deemed_certified`` (on the information form),
+    ``amount_debited_fen`` (sent as the fund transfer), ``paid_out_fen`` (to the person's own
+    account) and ``retained_fen`` (left in place: Guangdong within the province). Receiving side:
+    ``months_credited``/``deemed_credited`` and ``amount_credited_fen``. ``role`` is ``none`` when
+    the ledger has not touched the case.
+    """
+
+    case_id: UUID
+    role: StatementRole
+    months_certified: int = 0
+    deemed_certified: int = 0
+    months_credited: int = 0
+    deemed_credited: int = 0
+    amount_debited_fen: int = 0
+    amount_credited_fen: int = 0
+    paid_out_fen: int = 0
+    retained_fen: int = 0
+
+
+def statement_from_entries(case_id: UUID, entries: Sequence[LedgerEntry]) -> LedgerStatement:
+    """Fold a case's ledger entries into its statement (shared by every adapter)."""
+    ops = {entry.operation: entry for entry in entries}
+    terminate = ops.get("terminate_and_debit")
+    credit = ops.get("credit")
+    payout = ops.get("pay_out")
+    role: StatementRole
+    if credit is not None:
+        role = "receiving"
+    elif terminate is not None or payout is not None:
+        role = "outgoing"
+    else:
+        role = "none"
+    return LedgerStatement(
+        case_id=case_id,
+        role=role,
+        months_certified=terminate.months if terminate else 0,
+        deemed_certified=terminate.deemed_months if terminate else 0,
+        months_credited=credit.months if credit else 0,
+        deemed_credited=credit.deemed_months if credit else 0,
+        amount_debited_fen=terminate.amount_fen if terminate else 0,
+        amount_credited_fen=credit.amount_fen if credit else 0,
+        paid_out_fen=payout.amount_fen if payout else 0,
+        retained_fen=terminate.retained_fen if terminate else 0,
+    )
+
+
+class LedgerPort(Protocol):
+    """An agency's books. Adapters: `SqliteLedger`, `InMemoryLedger` (tests)."""
+
+    async def lookup(self, id_number: str) -> PersonAccount | None: ...
+
+    async def terminate_and_debit(
+        self, case_id: UUID, id_number: str, amount_fen: int, retain: bool = False
+    ) -> LedgerEntry:
+        """Outgoing side: end the relationship here (enrolled=False, participation stopped),
+        certify the months paid and deemed and the periods, which move out with the person
+        (the account keeps 0 of each, so a later return transfer cannot count them twice), and
+        debit `amount_fen` (the amount of the fund transfer; 0 for a zero balance or when the
+        balance is paid out instead).
+
+        ``retain=True`` (Guangdong within the province): the balance stays where it is;
+        `amount_fen` must be 0 and the entry's ``retained_fen`` records the balance kept.
+        Raises `PersonNotFound`, `RelationshipEnded` (already transferred out and not enrolled
+        again), `InsufficientBalance`, or ValueError for a bad amount.
+        """
+        ...
+
+    async def credit(
+        self,
+        case_id: UUID,
+        id_number: str,
+        months: int,
+        deemed_months: int,
+        amount_fen: int,
+        periods: Sequence[ContributionPeriod] = (),
+        insurance_type: InsuranceType = InsuranceType.EMPLOYEE,
+        *,
+        name: str | None = None,
+        gender: Gender | None = None,
+    ) -> LedgerEntry:
+        """Receiving side: add the months, deemed months, periods and balance; the person is
+        enrolled and active here afterwards. An unknown person is enrolled with `name`/`gender`
+        (required then, else `PersonNotFound`)."""
+        ...
+
+    async def pay_out(
+        self, case_id: UUID, id_number: str, amount_fen: int, bank_account: Mapping[str, Any]
+    ) -> LedgerEntry:
+        """Pay `amount_fen` of the balance to the person's own bank account: debit it and record
+        the payout. Raises `PersonNotFound`, `InsufficientBalance`."""
+        ...
+
+    async def statement(self, case_id: UUID) -> LedgerStatement: ...
+
+    async def statements(self) -> list[LedgerStatement]:
+        """Every case the ledger has touched, ordered by case id."""
+        ...
+
+    async def total_balance_fen(self) -> int: ...
+
+    async def total_paid_out_fen(self) -> int: ...
+
+    async def total_debited_fen(self) -> int:
+        """Sum of every fund transfer sent (terminate_and_debit amounts)."""
+        ...
+
+    async def total_credited_fen(self) -> int:
+        """Sum of every fund transfer received (credit amounts)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class SeedableLedger(LedgerPort, Protocol):
+    """A ledger that test and demo tooling may fill directly."""
+
+    async def put_account(self, account: PersonAccount) -> None:
+        """Insert or replace an account (not idempotency-tracked: for seeding only)."""
+        ...

@@ -1,0 +1,371 @@
+"""`SqliteLedger`: an agency's books in their own SQLite file (separate from the store).
+
+Idempotency: ``ledger_ops`` has one row per ``(case_id, op)`` (UNIQUE), holding the first result.
+Each operation runs in one ``BEGIN IMMEDIATE`` transaction that reads that row, and if absent
+changes the account and inserts the row, so the balance change and its idempotency key commit or
+vanish together.
+"""
+
+# S608: the only interpolated SQL fragment is this module's column-list constant.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import aiosqlite
+
+from agents.clock import Clock, SystemClock
+from agents.ledger._books import apply_credit, apply_pay_out, apply_terminate, warn_if_args_differ
+from agents.ledger.base import (
+    ContributionPeriod,
+    LedgerEntry,
+    LedgerOperation,
+    LedgerStatement,
+    PersonAccount,
+    statement_from_entries,
+)
+from agents.store._codec import ts
+from schemas.common import Gender, InsuranceType
+from schemas.errors import TransientError
+
+__all__ = ["SqliteLedger"]
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS accounts (
+        id_number TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        gender TEXT NOT NULL,
+        insurance_type TEXT NOT NULL CHECK (insurance_type IN ('310', '390')),
+        -- gender: 'male' | 'female' (schemas.common.Gender)
+        enrolled INTEGER NOT NULL,
+        participation TEXT NOT NULL CHECK (participation IN ('active', 'stopped')),
+        region TEXT NOT NULL,
+        arrears_fen INTEGER NOT NULL CHECK (arrears_fen >= 0),
+        retiree INTEGER NOT NULL,
+        months_paid INTEGER NOT NULL CHECK (months_paid >= 0),
+        deemed_months INTEGER NOT NULL CHECK (deemed_months >= 0),
+        balance_fen INTEGER NOT NULL CHECK (balance_fen >= 0),
+        periods TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS ledger_ops (
+        case_id TEXT NOT NULL,
+        op TEXT NOT NULL,
+        id_number TEXT NOT NULL,
+        amount_fen INTEGER NOT NULL,
+        args TEXT NOT NULL,
+        result TEXT NOT NULL,
+        at TEXT NOT NULL,
+        UNIQUE (case_id, op)
+    )""",
+    """CREATE TABLE IF NOT EXISTS payouts (
+        case_id TEXT PRIMARY KEY,
+        id_number TEXT NOT NULL,
+        amount_fen INTEGER NOT NULL CHECK (amount_fen >= 0),
+        bank_account TEXT NOT NULL,
+        at TEXT NOT NULL
+    )""",
+)
+_LEDGER_SCHEMA_VERSION = 1
+
+_ACCOUNT_COLUMNS = (
+    "id_number, name, gender, insurance_type, enrolled, participation, region, arrears_fen, "
+    "retiree, months_paid, deemed_months, balance_fen, periods"
+)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def _account(row: Sequence[Any]) -> PersonAccount:
+    return PersonAccount(
+        id_number=row[0],
+        name=row[1],
+        gender=row[2],
+        insurance_type=row[3],
+        enrolled=bool(row[4]),
+        participation=row[5],
+        region=row[6],
+        arrears_fen=row[7],
+        retiree=bool(row[8]),
+        months_paid=row[9],
+        deemed_months=row[10],
+        balance_fen=row[11],
+        periods=tuple(ContributionPeriod.from_json(p) for p in json.loads(row[12])),
+    )
+
+
+def _account_values(account: PersonAccount) -> tuple[Any, ...]:
+    return (
+        account.id_number,
+        account.name,
+        account.gender.value,
+        account.insurance_type.value,
+        int(account.enrolled),
+        account.participation,
+        account.region,
+        account.arrears_fen,
+        int(account.retiree),
+        account.months_paid,
+        account.deemed_months,
+        account.balance_fen,
+        _dumps([p.to_json() for p in account.periods]),
+    )
+
+
+class SqliteLedger:
+    """A `SeedableLedger` on one SQLite file. Open with `await SqliteLedger.open(path, region)`."""
+
+    def __init__(
+        self, db: aiosqlite.Connection, path: Path, region: str, clock: Clock
+    ) -> None:
+        self._db = db
+        self.path = path
+        self.region = region
+        self._clock = clock
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(
+        cls, path: str | Path, region: str, *, clock: Clock | None = None
+    ) -> SqliteLedger:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            await db.execute("PRAGMA busy_timeout = 10000")
+            await db.execute("PRAGMA journal_mode = WAL")
+            await db.execute("PRAGMA synchronous = FULL")
+            await db.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA:
+                await db.execute(statement)
+            await db.execute(f"PRAGMA user_version = {_LEDGER_SCHEMA_VERSION}")
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db, path, region, clock if clock is not None else SystemClock())
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            try:
+                await self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise TransientError(f"ledger busy: {exc}") from exc
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            try:
+                await self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                await self._db.execute("ROLLBACK")
+                raise TransientError(f"ledger busy at commit: {exc}") from exc
+
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        async with self._lock:
+            cursor = await self._db.execute(sql, params)
+            return await cursor.fetchone()
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        async with self._lock:
+            cursor = await self._db.execute(sql, params)
+            return list(await cursor.fetchall())
+
+    @staticmethod
+    async def _load(db: aiosqlite.Connection, id_number: str) -> PersonAccount | None:
+        cursor = await db.execute(
+            f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id_number = ?", (id_number,)
+        )
+        row = await cursor.fetchone()
+        return _account(row) if row is not None else None
+
+    async def _run(
+        self,
+        case_id: UUID,
+        op: LedgerOperation,
+        id_number: str,
+        args: dict[str, Any],
+        apply: Callable[[PersonAccount | None], tuple[PersonAccount, LedgerEntry]],
+        after: Callable[[aiosqlite.Connection, LedgerEntry], Any] | None = None,
+    ) -> LedgerEntry:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "SELECT args, result FROM ledger_ops WHERE case_id = ? AND op = ?",
+                (str(case_id), op),
+            )
+            row = await cursor.fetchone()
+            if row is not None:
+                entry = LedgerEntry.from_json(json.loads(row[1]), replayed=True)
+                warn_if_args_differ(entry, json.loads(row[0]), args)
+                return entry
+            account, entry = apply(await self._load(db, id_number))
+            await db.execute(
+                f"INSERT OR REPLACE INTO accounts ({_ACCOUNT_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                _account_values(account),
+            )
+            await db.execute(
+                "INSERT INTO ledger_ops (case_id, op, id_number, amount_fen, args, result, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    str(case_id),
+                    op,
+                    id_number,
+                    entry.amount_fen,
+                    _dumps(args),
+                    _dumps(entry.to_json()),
+                    ts(self._clock.now()),
+                ),
+            )
+            if after is not None:
+                await after(db, entry)
+            return entry
+
+    async def put_account(self, account: PersonAccount) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                f"INSERT OR REPLACE INTO accounts ({_ACCOUNT_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                _account_values(account),
+            )
+
+    async def put_accounts(self, accounts: Sequence[PersonAccount]) -> None:
+        """Seed many accounts in one transaction."""
+        async with self._transaction() as db:
+            await db.executemany(
+                f"INSERT OR REPLACE INTO accounts ({_ACCOUNT_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_account_values(account) for account in accounts],
+            )
+
+    async def lookup(self, id_number: str) -> PersonAccount | None:
+        row = await self._one(
+            f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id_number = ?", (id_number,)
+        )
+        return _account(row) if row is not None else None
+
+    async def terminate_and_debit(
+        self, case_id: UUID, id_number: str, amount_fen: int, retain: bool = False
+    ) -> LedgerEntry:
+        return await self._run(
+            case_id,
+            "terminate_and_debit",
+            id_number,
+            {"id_number": id_number, "amount_fen": amount_fen, "retain": retain},
+            lambda account: apply_terminate(account, case_id, amount_fen, retain),
+        )
+
+    async def credit(
+        self,
+        case_id: UUID,
+        id_number: str,
+        months: int,
+        deemed_months: int,
+        amount_fen: int,
+        periods: Sequence[ContributionPeriod] = (),
+        insurance_type: InsuranceType = InsuranceType.EMPLOYEE,
+        *,
+        name: str | None = None,
+        gender: Gender | None = None,
+    ) -> LedgerEntry:
+        args = {
+            "id_number": id_number,
+            "months": months,
+            "deemed_months": deemed_months,
+            "amount_fen": amount_fen,
+            "periods": [p.to_json() for p in periods],
+            "insurance_type": insurance_type.value,
+        }
+        return await self._run(
+            case_id,
+            "credit",
+            id_number,
+            args,
+            lambda account: apply_credit(
+                account,
+                case_id,
+                id_number,
+                months,
+                deemed_months,
+                amount_fen,
+                periods,
+                insurance_type,
+                region=self.region,
+                name=name,
+                gender=gender,
+            ),
+        )
+
+    async def pay_out(
+        self, case_id: UUID, id_number: str, amount_fen: int, bank_account: Mapping[str, Any]
+    ) -> LedgerEntry:
+        async def record_payout(db: aiosqlite.Connection, entry: LedgerEntry) -> None:
+            await db.execute(
+                "INSERT INTO payouts (case_id, id_number, amount_fen, bank_account, at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (
+                    str(case_id),
+                    id_number,
+                    entry.amount_fen,
+                    _dumps(dict(bank_account)),
+                    ts(self._clock.now()),
+                ),
+            )
+
+        return await self._run(
+            case_id,
+            "pay_out",
+            id_number,
+            {"id_number": id_number, "amount_fen": amount_fen, "bank_account": dict(bank_account)},
+            lambda account: apply_pay_out(account, case_id, amount_fen),
+            record_payout,
+        )
+
+    async def statement(self, case_id: UUID) -> LedgerStatement:
+        rows = await self._all("SELECT result FROM ledger_ops WHERE case_id = ?", (str(case_id),))
+        return statement_from_entries(
+            case_id, [LedgerEntry.from_json(json.loads(row[0])) for row in rows]
+        )
+
+    async def statements(self) -> list[LedgerStatement]:
+        rows = await self._all("SELECT case_id, result FROM ledger_ops ORDER BY case_id")
+        by_case: dict[UUID, list[LedgerEntry]] = {}
+        for row in rows:
+            by_case.setdefault(UUID(row[0]), []).append(LedgerEntry.from_json(json.loads(row[1])))
+        return [
+            statement_from_entries(cid, entries)
+            for cid, entries in sorted(by_case.items(), key=lambda item: str(item[0]))
+        ]
+
+    async def _sum(self, sql: str) -> int:
+        row = await self._one(sql)
+        return int(row[0]) if row is not None and row[0] is not None else 0
+
+    async def total_balance_fen(self) -> int:
+        return await self._sum("SELECT SUM(balance_fen) FROM accounts")
+
+    async def total_paid_out_fen(self) -> int:
+        return await self._sum("SELECT SUM(amount_fen) FROM payouts")
+
+    async def total_debited_fen(self) -> int:
+        return await self._sum(
+            "SELECT SUM(amount_fen) FROM ledger_ops WHERE op = 'terminate_and_debit'"
+        )
+
+    async def total_credited_fen(self) -> int:
+        return await self._sum("SELECT SUM(amount_fen) FROM ledger_ops WHERE op = 'credit'")
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._db.close()

@@ -1,0 +1,266 @@
+"""China's working days (工作日): weekends and statutory holidays off, some weekends worked (调休).
+
+Sources, by year, first match wins:
+
+1. calendar files the agency loads (``WorkingCalendar(extra_files=[...])``): the State Council
+   publishes next year's schedule around November, before any package release has it;
+2. the `chinesecalendar` package (2004-2026 in the installed release);
+3. otherwise weekdays only (Monday-Friday), with one structlog WARNING per year
+   (``workdays.calendar_missing``): a deadline a few days wrong is better than an agent that stops.
+
+Queries never raise for lack of data. Loading a malformed file does raise: that is a configuration
+error to fix at start-up, not something to discover at the year's end.
+
+Calendar file format (JSON, UTF-8). One year::
+
+    {"year": 2027,
+     "source": "国务院办公厅关于2027年部分节假日安排的通知 (国办发明电〔2026〕N号)",
+     "holidays": ["2027-01-01", ...],      # days off, any weekday
+     "workdays": ["2027-02-20", ...]}      # weekend days that are worked (调休)
+
+A day may also be written ``{"date": "2027-01-01", "name": "元旦"}`` to say what it is.
+or several years in one file: ``{"years": [{...}, {...}]}`` or a JSON list of such objects.
+Optional ``"provisional": true`` marks a calendar that is not the official one (the checked-in
+example under ``agents/calendars/``): it is used, and a WARNING says so when it is loaded. Every
+date must lie in its year; a workday must be a Saturday or Sunday; no date may be both. A year
+defined by two loaded files is an error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import chinese_calendar
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+__all__ = [
+    "SAMPLE_CALENDAR_DIR",
+    "CalendarFileError",
+    "WorkdayCalendar",
+    "WorkingCalendar",
+    "YearCalendar",
+    "load_calendar_file",
+]
+
+log = structlog.get_logger(__name__)
+
+SAMPLE_CALENDAR_DIR = Path(__file__).parent / "calendars"
+"""Where the checked-in example calendars live (examples: never load them in production)."""
+
+
+class CalendarFileError(ValueError):
+    """A calendar file that cannot be used, with the file and the reason."""
+
+
+class YearCalendar(BaseModel):
+    """One year's holidays and adjusted working days."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    year: int = Field(ge=1949, le=2200)
+    holidays: frozenset[date] = frozenset()
+    workdays: frozenset[date] = frozenset()
+    source: str = ""
+    provisional: bool = False
+    names: dict[date, str] = Field(default_factory=dict)
+    """What each listed day is (from the ``{"date": ..., "name": ...}`` form)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _named_days(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        names: dict[str, str] = dict(data.get("names", {}))
+        for key in ("holidays", "workdays"):
+            days: list[Any] = []
+            for item in data.get(key, ()):
+                if isinstance(item, dict):
+                    days.append(item.get("date"))
+                    if "name" in item:
+                        names[str(item.get("date"))] = str(item["name"])
+                else:
+                    days.append(item)
+            data[key] = days
+        data["names"] = names
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> YearCalendar:
+        outside = sorted(d for d in self.holidays | self.workdays if d.year != self.year)
+        if outside:
+            raise ValueError(f"dates outside {self.year}: {[d.isoformat() for d in outside]}")
+        both = sorted(self.holidays & self.workdays)
+        if both:
+            raise ValueError(f"dates both holiday and workday: {[d.isoformat() for d in both]}")
+        weekdays = sorted(d for d in self.workdays if d.weekday() < 5)
+        if weekdays:
+            raise ValueError(
+                "workdays lists adjusted weekend working days only; these are weekdays: "
+                f"{[d.isoformat() for d in weekdays]}"
+            )
+        return self
+
+    def is_working_day(self, day: date) -> bool:
+        if day in self.holidays:
+            return False
+        if day in self.workdays:
+            return True
+        return day.weekday() < 5
+
+
+_MANY = TypeAdapter(list[YearCalendar])
+
+
+def load_calendar_file(path: str | Path) -> list[YearCalendar]:
+    """Read and check one calendar file (one year or several)."""
+    path = Path(path)
+    try:
+        raw: Any = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(raw, dict) and "years" in raw:
+            raw = raw["years"]
+        if isinstance(raw, dict):
+            raw = [raw]
+        years = _MANY.validate_python(raw)
+    except (OSError, ValueError) as exc:
+        raise CalendarFileError(f"calendar file {path}: {exc}") from exc
+    seen: set[int] = set()
+    for year in years:
+        if year.year in seen:
+            raise CalendarFileError(f"calendar file {path}: year {year.year} appears twice")
+        seen.add(year.year)
+    return years
+
+
+class WorkdayCalendar(Protocol):
+    """What deadline arithmetic needs from a calendar."""
+
+    def is_working_day(self, day: date) -> bool: ...
+
+    def add_working_days(self, start: date, n: int) -> date: ...
+
+    def working_days_between(self, a: date, b: date) -> int: ...
+
+
+class WorkingCalendar:
+    """China's working days from loaded files, then `chinesecalendar`, then weekdays."""
+
+    def __init__(
+        self,
+        extra_files: Iterable[str | Path] = (),
+        *,
+        years: Iterable[YearCalendar] = (),
+        use_package: bool = True,
+        package_years: Iterable[int] | None = None,
+    ) -> None:
+        """`package_years` limits which years `chinesecalendar` is trusted for (default: every
+        year it has data for); tests use it to stay meaningful when a newer package adds years."""
+        self._years: dict[int, YearCalendar] = {}
+        self._origin: dict[int, str] = {}
+        self._use_package = use_package
+        self._package_allowed = frozenset(package_years) if package_years is not None else None
+        self._package_years: dict[int, bool] = {}
+        self._warned: set[int] = set()
+        for year in years:
+            self._add(year, "given")
+        for path in extra_files:
+            for year in load_calendar_file(path):
+                self._add(year, str(path))
+
+    @classmethod
+    def from_directory(cls, directory: str | Path, **kwargs: Any) -> WorkingCalendar:
+        """Load every ``*.json`` file in `directory` (sorted by name)."""
+        return cls(sorted(Path(directory).glob("*.json")), **kwargs)
+
+    def _add(self, year: YearCalendar, origin: str) -> None:
+        if year.year in self._years:
+            raise CalendarFileError(
+                f"year {year.year} is defined twice: in {self._origin[year.year]} and in {origin}"
+            )
+        self._years[year.year] = year
+        self._origin[year.year] = origin
+        if year.provisional:
+            log.warning(
+                "workdays.provisional_calendar",
+                year=year.year,
+                origin=origin,
+                source=year.source,
+            )
+
+    def _package_knows(self, year: int) -> bool:
+        if self._package_allowed is not None and year not in self._package_allowed:
+            return False
+        known = self._package_years.get(year)
+        if known is None:
+            try:
+                chinese_calendar.is_workday(date(year, 1, 1))
+                known = True
+            except NotImplementedError:
+                known = False
+            self._package_years[year] = known
+        return known
+
+    def source_of(self, year: int) -> str:
+        """Where this year's days come from: a file path, ``chinesecalendar`` or ``weekdays``."""
+        if year in self._years:
+            return self._origin[year]
+        if self._use_package and self._package_knows(year):
+            return "chinesecalendar"
+        return "weekdays"
+
+    def is_working_day(self, day: date) -> bool:
+        loaded = self._years.get(day.year)
+        if loaded is not None:
+            return loaded.is_working_day(day)
+        if self._use_package and self._package_knows(day.year):
+            return bool(chinese_calendar.is_workday(day))
+        if day.year not in self._warned:
+            self._warned.add(day.year)
+            log.warning(
+                "workdays.calendar_missing",
+                year=day.year,
+                fallback="weekdays",
+                hint="load the State Council's holiday schedule for this year as a calendar file",
+            )
+        return day.weekday() < 5
+
+    def next_working_day(self, day: date) -> date:
+        """`day` itself if it is a working day, else the first working day after it."""
+        while not self.is_working_day(day):
+            day += timedelta(days=1)
+        return day
+
+    def add_working_days(self, start: date, n: int) -> date:
+        """The n-th working day after `start` (`start` itself does not count).
+
+        ``n == 0`` returns `start` unchanged; a negative `n` counts back (the n-th working day
+        before `start`).
+        """
+        step = 1 if n >= 0 else -1
+        remaining = abs(n)
+        day = start
+        while remaining:
+            day += timedelta(days=step)
+            if self.is_working_day(day):
+                remaining -= 1
+        return day
+
+    def working_days_between(self, a: date, b: date) -> int:
+        """Working days in (a, b]: so ``working_days_between(s, add_working_days(s, n)) == n``.
+
+        Negative when `b` is before `a` (minus the working days in (b, a]).
+        """
+        if b < a:
+            return -self.working_days_between(b, a)
+        count = 0
+        day = a
+        while day < b:
+            day += timedelta(days=1)
+            if self.is_working_day(day):
+                count += 1
+        return count
