@@ -1,0 +1,197 @@
+"""The agency directory: who the agencies are, what they speak, their keys and bank accounts.
+
+A JSON file, shared by every agency (it holds no secrets)::
+
+    {
+      "agencies": [
+        {
+          "code": "110000",
+          "name": "北京市医疗保障事务中心",
+          "supported_versions": {"information_form": [1, 2], "fund_transfer": [1]},
+          "public_key": "<base64 of the raw 32-byte Ed25519 public key>",
+          "bank_account": {"bank_name": "...", "bank_code": "...",
+                           "account_name": "...", "account_number": "..."},
+          "address": "...", "phone": "..."
+        }
+      ]
+    }
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+
+from broker.signing import Ed25519PublicKey, load_public_key
+from schemas.envelope import AgencyCodeStr
+from schemas.errors import JiexuError
+
+__all__ = ["AgencyDirectory", "AgencyEntry", "BankAccount", "DirectoryError", "UnknownAgency"]
+
+_NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+_MessageType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z_]*$", max_length=64)]
+
+
+class DirectoryError(JiexuError):
+    """The directory file is missing, not JSON, or does not match the model."""
+
+
+class UnknownAgency(JiexuError, KeyError):
+    """The directory lists no agency with this code."""
+
+    def __str__(self) -> str:
+        return f"agency {self.args[0]!r} is not in the agency directory"
+
+
+class BankAccount(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bank_name: _NonEmpty
+    bank_code: _NonEmpty
+    account_name: _NonEmpty
+    account_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{6,34}$")]
+
+
+class AgencyEntry(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: AgencyCodeStr
+    name: _NonEmpty
+    supported_versions: dict[_MessageType, tuple[Annotated[int, Field(ge=1)], ...]]
+    public_key: str = Field(description="base64 of the raw 32-byte Ed25519 public key")
+    bank_account: BankAccount
+    address: str | None = None
+    phone: str | None = None
+
+    @field_validator("supported_versions")
+    @classmethod
+    def _versions_sorted_unique(
+        cls, value: dict[str, tuple[int, ...]]
+    ) -> dict[str, tuple[int, ...]]:
+        for message_type, versions in value.items():
+            if not versions:
+                raise ValueError(f"{message_type}: at least one version")
+            if len(set(versions)) != len(versions):
+                raise ValueError(f"{message_type}: versions repeat: {list(versions)}")
+        return {t: tuple(sorted(v)) for t, v in value.items()}
+
+    @field_validator("public_key")
+    @classmethod
+    def _key_loads(cls, value: str) -> str:
+        load_public_key(value)  # ValueError -> a validation error naming the field
+        return value.strip()
+
+    def key(self) -> Ed25519PublicKey:
+        return load_public_key(self.public_key)
+
+
+class _DirectoryFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agencies: list[AgencyEntry]
+
+    @field_validator("agencies")
+    @classmethod
+    def _codes_unique(cls, value: list[AgencyEntry]) -> list[AgencyEntry]:
+        seen: set[str] = set()
+        for entry in value:
+            if entry.code in seen:
+                raise ValueError(f"agency {entry.code} is listed twice")
+            seen.add(entry.code)
+        return value
+
+
+class AgencyDirectory:
+    """Lookups over the directory; immutable once loaded."""
+
+    def __init__(self, agencies: list[AgencyEntry] | tuple[AgencyEntry, ...]) -> None:
+        checked = _DirectoryFile(agencies=list(agencies))
+        self._by_code: dict[str, AgencyEntry] = {a.code: a for a in checked.agencies}
+        self._keys: dict[str, Ed25519PublicKey] = {}
+
+    @classmethod
+    def load(cls, path: Path | str) -> AgencyDirectory:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise DirectoryError(f"cannot read agency directory {path}: {exc}") from exc
+        return cls.parse(text, source=str(path))
+
+    @classmethod
+    def parse(cls, text: str | bytes, source: str = "<directory>") -> AgencyDirectory:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise DirectoryError(f"{source} is not valid JSON: {exc}") from exc
+        try:
+            parsed = _DirectoryFile.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise DirectoryError(f"{source} is not a valid agency directory: {problems}") from exc
+        return cls(parsed.agencies)
+
+    def to_json(self) -> str:
+        body = _DirectoryFile(agencies=list(self._by_code.values()))
+        return body.model_dump_json(indent=2, exclude_none=True) + "\n"
+
+    def save(self, path: Path | str) -> None:
+        """Write atomically (a reader never sees half a directory)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(self.to_json())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    # -- lookups --------------------------------------------------------------------------
+    def __contains__(self, code: object) -> bool:
+        return code in self._by_code
+
+    def __iter__(self) -> Iterator[AgencyEntry]:
+        return iter(self._by_code.values())
+
+    def __len__(self) -> int:
+        return len(self._by_code)
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(sorted(self._by_code))
+
+    def get(self, code: str) -> AgencyEntry:
+        try:
+            return self._by_code[code]
+        except KeyError:
+            raise UnknownAgency(code) from None
+
+    def public_key(self, code: str) -> Ed25519PublicKey:
+        if code not in self._keys:
+            self._keys[code] = self.get(code).key()
+        return self._keys[code]
+
+    def supported_versions(self, code: str, message_type: str) -> tuple[int, ...]:
+        """Versions of ``message_type`` the agency accepts, ascending; () when it declares none."""
+        return self.get(code).supported_versions.get(message_type, ())
+
+    def best_version(self, code: str, message_type: str, known: tuple[int, ...]) -> int | None:
+        """The newest version both we (``known``) and the agency speak, or None if none is common."""
+        common = set(self.supported_versions(code, message_type)) & set(known)
+        return max(common) if common else None
+
+    def with_agency(self, entry: AgencyEntry) -> AgencyDirectory:
+        """A copy with ``entry`` added or replacing the one with its code."""
+        return AgencyDirectory([*(a for a in self if a.code != entry.code), entry])

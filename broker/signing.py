@@ -1,0 +1,198 @@
+"""Envelope authenticity: Ed25519 over the RFC 8785 canonical JSON of the envelope.
+
+The signed bytes are `schemas.envelope.signing_input`: RFC 8785 JSON of the envelope exactly as it
+travels (field names of the wire contract, payload as received, before any upcasting), minus the
+signature itself. Verify before upcasting or re-parsing the payload. `verify_envelope` takes the
+decoded `Envelope` or the raw JSON object received (the envelope's canonical text forms make both
+give the same bytes).
+Keys travel as base64 of the raw 32 bytes (the agency directory) or PEM (files).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import rfc8785
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from schemas.envelope import Envelope, signing_input
+from schemas.errors import ContractError
+
+__all__ = [
+    "Ed25519PrivateKey",
+    "Ed25519PublicKey",
+    "canonical_bytes",
+    "generate_private_key",
+    "load_private_key",
+    "load_public_key",
+    "private_key_path",
+    "private_key_to_pem",
+    "private_key_to_raw_b64",
+    "public_key_path",
+    "public_key_to_pem",
+    "public_key_to_raw_b64",
+    "save_private_key",
+    "save_public_key",
+    "sign_envelope",
+    "verify_envelope",
+]
+
+
+def canonical_bytes(envelope: Envelope | Mapping[str, Any]) -> bytes:
+    """The bytes that are signed: RFC 8785 JSON of the envelope without ``signature``."""
+    try:
+        return signing_input(envelope)
+    except rfc8785.CanonicalizationError as exc:
+        # e.g. an integer beyond 2**53 or a NaN in the payload: not representable in I-JSON.
+        raise ContractError("invalid_payload", f"payload cannot be canonicalised: {exc}") from exc
+
+
+def sign_envelope(envelope: Envelope, private_key: Ed25519PrivateKey) -> Envelope:
+    """A copy of ``envelope`` carrying a base64 Ed25519 signature (an old signature is replaced)."""
+    signature = private_key.sign(canonical_bytes(envelope))
+    return envelope.model_copy(update={"signature": base64.b64encode(signature).decode("ascii")})
+
+
+def verify_envelope(envelope: Envelope | Mapping[str, Any], public_key: Ed25519PublicKey) -> None:
+    """Raise `ContractError` ``unsigned`` or ``bad_signature`` unless ``public_key`` signed it.
+
+    ``public_key`` is the directory's key for the envelope's *sender*; checking that the sender is
+    the broker user that published it (AMQP ``user_id``) is the consumer's job.
+    """
+    encoded: object
+    message_id: object
+    sender: object
+    if isinstance(envelope, Envelope):
+        encoded, message_id, sender = envelope.signature, envelope.message_id, envelope.sender
+    else:
+        encoded, message_id, sender = (
+            envelope.get("signature"), envelope.get("message_id"), envelope.get("sender")
+        )
+    if not encoded:
+        raise ContractError("unsigned", f"message {message_id} carries no signature")
+    if not isinstance(encoded, str):
+        raise ContractError("bad_signature", "signature is not a string")
+    try:
+        signature = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ContractError("bad_signature", "signature is not valid base64") from exc
+    if len(signature) != 64:
+        raise ContractError(
+            "bad_signature", f"an Ed25519 signature is 64 bytes, this one is {len(signature)}"
+        )
+    try:
+        public_key.verify(signature, canonical_bytes(envelope))
+    except InvalidSignature as exc:
+        raise ContractError(
+            "bad_signature",
+            f"signature of message {message_id} does not match sender "
+            f"{sender}'s key (altered in transit, or signed with another key)",
+        ) from exc
+
+
+# -- keys -----------------------------------------------------------------------------------
+
+
+def generate_private_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+def public_key_to_raw_b64(key: Ed25519PublicKey | Ed25519PrivateKey) -> str:
+    """Base64 of the raw 32-byte public key: the form the agency directory lists."""
+    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode("ascii")
+
+
+def private_key_to_raw_b64(key: Ed25519PrivateKey) -> str:
+    raw = key.private_bytes(
+        serialization.Encoding.Raw,
+        serialization.PrivateFormat.Raw,
+        serialization.NoEncryption(),
+    )
+    return base64.b64encode(raw).decode("ascii")
+
+
+def private_key_to_pem(key: Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def public_key_to_pem(key: Ed25519PublicKey | Ed25519PrivateKey) -> bytes:
+    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    return public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _raw_b64(text: str, what: str) -> bytes:
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"{what} is neither PEM nor base64: {exc}") from exc
+    if len(raw) != 32:
+        raise ValueError(f"{what} must be 32 raw bytes in base64, got {len(raw)} bytes")
+    return raw
+
+
+def load_public_key(data: str | bytes) -> Ed25519PublicKey:
+    """An Ed25519 public key from PEM or from base64 of its 32 raw bytes."""
+    text = data.decode("ascii") if isinstance(data, bytes) else data
+    if "-----BEGIN" in text:
+        key = serialization.load_pem_public_key(text.encode("ascii"))
+        if not isinstance(key, Ed25519PublicKey):
+            raise ValueError(f"not an Ed25519 public key: {type(key).__name__}")
+        return key
+    return Ed25519PublicKey.from_public_bytes(_raw_b64(text, "public key"))
+
+
+def load_private_key(data: str | bytes | Path) -> Ed25519PrivateKey:
+    """An Ed25519 private key from a file path, PEM (unencrypted PKCS#8) or base64 raw bytes."""
+    if isinstance(data, Path):
+        data = data.read_bytes()
+    text = data.decode("ascii") if isinstance(data, bytes) else data
+    if "-----BEGIN" in text:
+        key = serialization.load_pem_private_key(text.encode("ascii"), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError(f"not an Ed25519 private key: {type(key).__name__}")
+        return key
+    return Ed25519PrivateKey.from_private_bytes(_raw_b64(text, "private key"))
+
+
+def private_key_path(directory: Path, code: str) -> Path:
+    """Where `jiexu keys generate` puts an agency's private key (PEM, 0600)."""
+    return directory / f"{code}.ed25519.pem"
+
+
+def public_key_path(directory: Path, code: str) -> Path:
+    """Where `jiexu keys generate` puts an agency's public key (base64 raw, one line)."""
+    return directory / f"{code}.ed25519.pub"
+
+
+def _write_private(path: Path, content: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(content)
+
+
+def save_private_key(key: Ed25519PrivateKey, path: Path) -> None:
+    """Write the private key as PEM, readable by its owner only (0600)."""
+    _write_private(path, private_key_to_pem(key))
+
+
+def save_public_key(key: Ed25519PublicKey | Ed25519PrivateKey, path: Path) -> None:
+    """Write the public key as base64 of its raw bytes, one line (what the directory lists)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(public_key_to_raw_b64(key) + "\n", encoding="ascii")
