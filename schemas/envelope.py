@@ -1,37 +1,160 @@
-"""The envelope every message travels in. Field names here are the wire contract."""
+"""The envelope every message travels in. Field names here are the wire contract.
+
+Signature: base64 (standard alphabet, padded) of an Ed25519 signature over the RFC 8785 (JCS)
+canonical JSON of the envelope object *without* its ``signature`` member.
+
+The envelope admits one text form per value: ids are lowercase 8-4-4-4-12 UUIDs, ``sent_at`` is
+``YYYY-MM-DDTHH:MM:SS[.ffffff](Z|+HH:MM)`` (a 6-digit fraction or none, ``Z`` for UTC) and every
+member is present (``causation_id`` is ``null`` when the message answers none). So decoding an
+envelope and dumping it again gives back the very object that was sent, and a signature computed
+by any client over what it sent verifies against our model's dump, and vice versa.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Annotated, Any, Self
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+import rfc8785
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    TypeAdapter,
+    ValidatorFunctionWrapHandler,
+    WithJsonSchema,
+    WrapValidator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
-__all__ = ["AgencyCodeStr", "Envelope"]
+from schemas.common import AgencyCode
 
-AgencyCodeStr = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]
+__all__ = [
+    "SENT_AT_PATTERN",
+    "SIGNATURE_PATTERN",
+    "UUID_PATTERN",
+    "AgencyCodeStr",
+    "Envelope",
+    "WireDatetime",
+    "WireUuid",
+    "signing_input",
+]
+
+AgencyCodeStr = AgencyCode
+"""Kept for code written against the first envelope module; the same type as `AgencyCode`."""
+
+SIGNATURE_PATTERN = r"^[A-Za-z0-9+/]{86}==$"
+"""An Ed25519 signature is 64 bytes: 88 characters of padded standard base64."""
+
+
+UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+SENT_AT_PATTERN = (
+    "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]{6})?(Z|[+-][0-9]{2}:[0-9]{2})$"
+)
+_UUID_TEXT = re.compile(UUID_PATTERN)
+_AWARE = TypeAdapter(AwareDatetime)
+
+
+def _canonical_uuid(value: Any) -> Any:
+    if isinstance(value, str) and not _UUID_TEXT.match(value):
+        raise PydanticCustomError("uuid_form", "must be a UUID written lowercase as 8-4-4-4-12")
+    return value
+
+
+def _canonical_datetime(value: Any, handler: ValidatorFunctionWrapHandler) -> datetime:
+    result: datetime = handler(value)
+    offset = result.utcoffset()
+    if offset is not None and offset.total_seconds() % 60:
+        # RFC 3339 offsets are whole minutes; a historical zone's LMT offset is not.
+        raise PydanticCustomError("datetime_offset", "UTC offset must be whole minutes")
+    if isinstance(value, str) and _AWARE.dump_python(result, mode="json") != value:
+        raise PydanticCustomError(
+            "datetime_form",
+            "must be written YYYY-MM-DDTHH:MM:SS[.ffffff] then Z or +HH:MM: a 6-digit fraction "
+            "or none (not .000000), and Z for UTC",
+        )
+    return result
+
+
+WireUuid = Annotated[
+    UUID,
+    BeforeValidator(_canonical_uuid),
+    WithJsonSchema({"type": "string", "format": "uuid", "pattern": UUID_PATTERN}),
+]
+"""A UUID whose text form is the canonical lowercase one."""
+
+WireDatetime = Annotated[
+    AwareDatetime,
+    WrapValidator(_canonical_datetime),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": SENT_AT_PATTERN}),
+]
+"""A timezone-aware instant whose text form is the one the model writes back."""
 
 
 class Envelope(BaseModel):
     """A signed, versioned message between two agencies."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        title="Envelope",
+    )
 
-    message_id: UUID
-    case_id: UUID
-    causation_id: UUID | None = None
-    type: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z_]*$", max_length=64)]
-    version: Annotated[int, Field(ge=1)]
-    sender: AgencyCodeStr
-    recipient: AgencyCodeStr
-    sent_at: AwareDatetime
-    payload: dict[str, Any]
-    signature: str | None = Field(
-        default=None, description="Base64 Ed25519 signature over the RFC 8785 form without it"
+    message_id: WireUuid = Field(description="Unique per message; also the AMQP message_id.")
+    case_id: WireUuid = Field(description="The transfer case; also the AMQP correlation_id.")
+    causation_id: WireUuid | None = Field(
+        default=None,
+        description="The message_id of the message this one answers; null if none. Always "
+        "present on the wire.",
+    )
+    type: Annotated[str, Strict()] = Field(
+        pattern=r"^[a-z][a-z_]*$",
+        max_length=64,
+        description="Message type, e.g. information_form; also the AMQP type property.",
+    )
+    version: Annotated[int, Strict()] = Field(
+        ge=1, description="Version of the payload's document model for this type."
+    )
+    sender: AgencyCode = Field(description="Code of the agency that sent the message.")
+    recipient: AgencyCode = Field(description="Code of the agency the message is for.")
+    sent_at: WireDatetime = Field(
+        description="When the sender created the message; RFC 3339 with a UTC offset."
+    )
+    payload: dict[str, Any] = Field(
+        description="The document, validated against the model for (type, version)."
+    )
+    signature: Annotated[str, Strict()] | None = Field(
+        default=None,
+        pattern=SIGNATURE_PATTERN,
+        description="Base64 Ed25519 signature over the RFC 8785 canonical JSON of this envelope "
+        "without the signature member.",
     )
 
     @model_validator(mode="after")
     def _sender_is_not_recipient(self) -> Self:
         if self.sender == self.recipient:
-            raise ValueError("recipient must differ from sender")
+            raise PydanticCustomError(
+                "sender_is_recipient",
+                "recipient must differ from sender: an agency never sends a message to itself",
+            )
         return self
+
+
+def signing_input(envelope: Envelope | Mapping[str, Any]) -> bytes:
+    """The bytes an envelope's signature covers: RFC 8785 JSON of it without ``signature``.
+
+    Sign the `Envelope` you are about to encode (its JSON form is exactly what
+    `schemas.registry.encode_envelope` writes); verify with the JSON object you received.
+    """
+    if isinstance(envelope, Envelope):
+        data: dict[str, Any] = envelope.model_dump(mode="json", exclude={"signature"})
+    else:
+        data = {key: value for key, value in envelope.items() if key != "signature"}
+    return bytes(rfc8785.dumps(data))

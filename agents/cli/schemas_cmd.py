@@ -1,0 +1,32 @@
+"""`jiexu schemas export DIR`: write the published contract (JSON Schemas, AsyncAPI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from schemas.export import write_contract
+
+__all__ = ["schemas_app"]
+
+schemas_app = typer.Typer(
+    help="The message contracts: JSON Schema per (type, version), envelope, AsyncAPI.",
+    no_args_is_help=True,
+)
+
+
+@schemas_app.callback()
+def _schemas() -> None:
+    """The message contracts: JSON Schema per (type, version), envelope, AsyncAPI."""
+
+
+@schemas_app.command("export")
+def export_command(
+    directory: Path = typer.Argument(  # noqa: B008 - typer's declaration style
+        ..., help="where to write json/*.json and asyncapi.yaml (created if missing)"
+    ),
+) -> None:
+    """Write DIR/json/<type>.v<N>.json, DIR/json/envelope.json and DIR/asyncapi.yaml."""
+    written = write_contract(directory)
+    typer.echo(f"wrote {len(written)} files under {directory}", err=True)

@@ -1,0 +1,98 @@
+"""Short notices: receipt, rejection, transfer completed, reminder."""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+from typing import ClassVar, Self
+from uuid import UUID
+
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from schemas.common import Document, Fen, LongText, Months
+
+__all__ = [
+    "OverdueStep",
+    "ReceiptV1",
+    "RejectionReason",
+    "RejectionV1",
+    "ReminderV1",
+    "TransferCompletedV1",
+]
+
+
+class ReceiptV1(Document):
+    """Technical acknowledgement: the recipient has durably accepted a message.
+
+    It says nothing about the business outcome; a rejection or a completion notice does that.
+    """
+
+    MESSAGE_TYPE: ClassVar[str] = "receipt"
+    VERSION: ClassVar[int] = 1
+
+    acknowledged_message_id: UUID = Field(description="message_id of the message received.")
+
+
+class RejectionReason(StrEnum):
+    """Why a case cannot proceed (不予受理). A closed list: a new reason is a new version."""
+
+    NOT_ENROLLED_AT_RECEIVING_PLACE = "not_enrolled_at_receiving_place"
+    PARTICIPATION_NOT_STOPPED = "participation_not_stopped"
+    ARREARS = "arrears"
+    RETIREE = "retiree"
+    DUPLICATE_CASE = "duplicate_case"
+    UNKNOWN_PERSON = "unknown_person"
+    INVALID_DOCUMENT = "invalid_document"
+    AMOUNT_MISMATCH = "amount_mismatch"
+    OTHER = "other"
+
+
+class RejectionV1(Document):
+    """The case cannot proceed, and why (不予受理并告知原因). Either agency may send it.
+
+    The envelope's causation_id names the message rejected.
+    """
+
+    MESSAGE_TYPE: ClassVar[str] = "rejection"
+    VERSION: ClassVar[int] = 1
+
+    reason_code: RejectionReason
+    text: LongText = Field(description="The reason in words, for the person and the operator.")
+
+
+class TransferCompletedV1(Document):
+    """办结通知: the receiving agency has continued the relationship and credited the case."""
+
+    MESSAGE_TYPE: ClassVar[str] = "transfer_completed"
+    VERSION: ClassVar[int] = 1
+
+    months_credited: Months = Field(description="Months paid credited (实际缴费月数).")
+    deemed_months_credited: Months = Field(description="Deemed months credited (视同缴费).")
+    amount_credited: Fen = Field(description="Amount credited to the personal account, in fen.")
+
+
+class OverdueStep(StrEnum):
+    """The document the recipient of a reminder owes: the step that is overdue."""
+
+    CONTACT_LETTER = "contact_letter"
+    INFORMATION_FORM = "information_form"
+    FUND_TRANSFER = "fund_transfer"
+    TRANSFER_COMPLETED = "transfer_completed"
+
+
+class ReminderV1(Document):
+    """催办: a step the recipient owes is overdue. Due dates count China's working days."""
+
+    MESSAGE_TYPE: ClassVar[str] = "reminder"
+    VERSION: ClassVar[int] = 1
+
+    overdue_step: OverdueStep
+    waiting_since: date = Field(description="When the step became the recipient's turn.")
+    due_on: date = Field(description="The last working day the step was due on.")
+
+    @model_validator(mode="after")
+    def _due_after_start(self) -> Self:
+        if self.due_on < self.waiting_since:
+            raise PydanticCustomError("due_before_start", "due_on must not be before waiting_since")
+        return self
