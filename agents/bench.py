@@ -1,0 +1,428 @@
+"""The performance harness: the raw aio-pika ceiling and jiexu's figures, in one run, one broker.
+
+Every section runs against the same broker, in a vhost made for the run, on the same bodies (the
+encoded, signed envelopes jiexu itself sends), so the ratios compare like with like:
+
+* ``raw_publish``   aio-pika publishing with confirms, many in flight, into a quorum queue;
+* ``raw_hop``       aio-pika consume (prefetch 200) -> ``json.loads`` -> publish with confirm -> ack;
+* ``transport``     jiexu's `Publisher` (sign, confirm) filling an inbox, then jiexu's `Consumer` hop:
+                    decode, check, verify, validate, handler builds and signs a new envelope,
+                    publish with confirm, ack.
+
+A section is an async function taking the `BenchContext` and returning figures; `SECTIONS` lists
+them in order, and `run_bench` merges their figures and derives the ratios. The full-flow section
+(whole transfers through the agents) is meant to be appended there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import platform
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+import structlog
+
+from broker.connection import BrokerConnection, connect
+from broker.consumer import Consumer, ConsumerSettings, DeliveryInfo
+from broker.directory import AgencyDirectory, AgencyEntry, BankAccount
+from broker.provider import BrokerEndpoint
+from broker.publisher import Publisher
+from broker.signing import (
+    Ed25519PrivateKey,
+    canonical_bytes,
+    generate_private_key,
+    public_key_to_raw_b64,
+    sign_envelope,
+    verify_envelope,
+)
+from broker.topology import AgencyCredentials, TopologySpec, apply_topology, delete_agency_users
+from schemas.common import Document
+from schemas.envelope import Envelope
+from schemas.examples import EXAMPLES
+from schemas.registry import (
+    Message,
+    decode_envelope,
+    encode_envelope,
+    envelope_for,
+    validate_document,
+)
+
+__all__ = [
+    "SECTIONS",
+    "BenchConfig",
+    "BenchContext",
+    "codec",
+    "raw_hop",
+    "raw_publish",
+    "run_bench",
+    "sample_document",
+    "transport",
+]
+
+log = structlog.get_logger("jiexu.bench")
+
+SENDER, HOP, SINK = "110000", "310000", "440300"
+RAW_PUBLISH_QUEUE = "bench.raw.publish"
+RAW_SOURCE_QUEUE = "bench.raw.source"
+RAW_SINK_QUEUE = "bench.raw.sink"
+QUORUM = {"x-queue-type": "quorum"}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    messages: int = 2000
+    in_flight: int = 500
+    prefetch: int = 200
+    timeout_s: float = 600.0
+
+
+@dataclass
+class BenchContext:
+    """What every section gets: the broker, a vhost provisioned for the run, agencies and bodies."""
+
+    config: BenchConfig
+    endpoint: BrokerEndpoint
+    vhost: str
+    spec: TopologySpec
+    credentials: AgencyCredentials
+    keys: dict[str, Ed25519PrivateKey]
+    directory: AgencyDirectory
+    envelopes: list[Envelope] = field(default_factory=list)
+    """Signed envelopes SENDER -> HOP, the bodies every section moves."""
+
+    @property
+    def admin_url(self) -> str:
+        return self.endpoint.amqp_url(vhost=self.vhost)
+
+    def agency_url(self, code: str) -> str:
+        cred = self.credentials[code]
+        return self.endpoint.amqp_url(
+            vhost=self.vhost, username=cred.username, password=cred.password
+        )
+
+    @property
+    def bodies(self) -> list[bytes]:
+        return [encode_envelope(e) for e in self.envelopes]
+
+
+Section = Callable[[BenchContext], Awaitable[dict[str, Any]]]
+
+
+def sample_document() -> Document:
+    """A realistic information form v2 (the largest document of a transfer)."""
+    return EXAMPLES[("information_form", 2)]
+
+
+class _Clock:
+    """Wall time and this process's CPU time (the client's cost; the broker's is not in it)."""
+
+    def __init__(self) -> None:
+        self._wall = time.perf_counter()
+        self._cpu = time.process_time()
+
+    def stop(self) -> tuple[float, float]:
+        return time.perf_counter() - self._wall, time.process_time() - self._cpu
+
+
+def _per_msg_us(cpu_s: float, count: int) -> float:
+    return round(cpu_s / count * 1e6, 1) if count else 0.0
+
+
+def _rate(count: int, seconds: float) -> float:
+    return round(count / seconds, 1) if seconds > 0 else 0.0
+
+
+async def _wait_until(
+    done: Callable[[], bool], timeout_s: float, what: str, progress: Callable[[], int]
+) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not done():
+        if loop.time() > deadline:
+            raise TimeoutError(f"bench: {what} did not finish ({progress()} done)")
+        await asyncio.sleep(0.005)
+
+
+# -- sections ----------------------------------------------------------------------------------
+
+
+async def raw_publish(ctx: BenchContext) -> dict[str, Any]:
+    """aio-pika alone: persistent publishes with confirms, ``in_flight`` at a time."""
+    bodies = ctx.bodies
+    connection = await aio_pika.connect(ctx.admin_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = channel.default_exchange
+        limit = asyncio.Semaphore(ctx.config.in_flight)
+
+        async def one(body: bytes) -> None:
+            async with limit:
+                await exchange.publish(
+                    aio_pika.Message(
+                        body,
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        content_type="application/json",
+                        message_id=str(uuid.uuid4()),
+                    ),
+                    routing_key=RAW_PUBLISH_QUEUE,
+                    mandatory=True,
+                )
+
+        clock = _Clock()
+        await asyncio.gather(*(one(body) for body in bodies))
+        elapsed, cpu = clock.stop()
+    return {
+        "raw_publish_msgs_per_s": _rate(len(bodies), elapsed),
+        "raw_publish_cpu_us_per_msg": _per_msg_us(cpu, len(bodies)),
+    }
+
+
+async def raw_hop(ctx: BenchContext) -> dict[str, Any]:
+    """aio-pika alone: consume, ``json.loads``, publish with confirm to the next queue, ack."""
+    bodies = ctx.bodies
+    connection = await aio_pika.connect(ctx.admin_url)
+    async with connection:
+        loader = await connection.channel(publisher_confirms=True)
+        await asyncio.gather(
+            *(
+                loader.default_exchange.publish(
+                    aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                    routing_key=RAW_SOURCE_QUEUE,
+                )
+                for body in bodies
+            )
+        )
+        consume_channel = await connection.channel(publisher_confirms=False)
+        await consume_channel.set_qos(prefetch_count=ctx.config.prefetch)
+        publish_channel = await connection.channel(publisher_confirms=True)
+        out = publish_channel.default_exchange
+        source = await consume_channel.get_queue(RAW_SOURCE_QUEUE)
+        acked = 0
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            nonlocal acked
+            data = json.loads(message.body)
+            await out.publish(
+                aio_pika.Message(
+                    json.dumps(data).encode(),
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    message_id=message.message_id,
+                ),
+                routing_key=RAW_SINK_QUEUE,
+                mandatory=True,
+            )
+            await message.ack()
+            acked += 1
+
+        clock = _Clock()
+        tag = await source.consume(on_message)
+        await _wait_until(
+            lambda: acked >= len(bodies), ctx.config.timeout_s, "raw hop", lambda: acked
+        )
+        elapsed, cpu = clock.stop()
+        await source.cancel(tag)
+    return {
+        "raw_hop_msgs_per_s": _rate(len(bodies), elapsed),
+        "raw_hop_cpu_us_per_msg": _per_msg_us(cpu, len(bodies)),
+    }
+
+
+async def transport(ctx: BenchContext) -> dict[str, Any]:
+    """jiexu: `Publisher` fills HOP's inbox; `Consumer` hops every message on to SINK."""
+    connections: list[BrokerConnection] = []
+    try:
+        sender_conn = await connect(ctx.agency_url(SENDER), name="bench-sender")
+        connections.append(sender_conn)
+        sender = await Publisher(
+            sender_conn, agency=SENDER, private_key=ctx.keys[SENDER],
+            max_in_flight=ctx.config.in_flight,
+        ).start()
+        unsigned = [e.model_copy(update={"signature": None}) for e in ctx.envelopes]
+        clock = _Clock()
+        outcomes = await sender.publish_many(unsigned)
+        publish_elapsed, publish_cpu = clock.stop()
+        failed = [o for o in outcomes if not o.ok]
+        if failed:
+            raise RuntimeError(f"bench: {len(failed)} envelopes not confirmed: {failed[0].error}")
+
+        hop_conn = await connect(ctx.agency_url(HOP), name="bench-hop")
+        connections.append(hop_conn)
+        forward = await Publisher(
+            hop_conn, agency=HOP, private_key=ctx.keys[HOP], max_in_flight=ctx.config.in_flight
+        ).start()
+
+        async def handle(message: Message, delivery: DeliveryInfo) -> None:
+            envelope = message.envelope
+            await forward.publish(
+                envelope_for(
+                    message.document,
+                    sender=HOP,
+                    recipient=SINK,
+                    case_id=envelope.case_id,
+                    causation_id=envelope.message_id,
+                )
+            )
+
+        consumer = Consumer(
+            hop_conn,
+            agency=HOP,
+            handler=handle,
+            directory=ctx.directory,
+            settings=ConsumerSettings(
+                prefetch=ctx.config.prefetch, user_prefix=ctx.spec.user_prefix
+            ),
+            publisher=forward,
+        )
+        total = len(unsigned)
+        clock = _Clock()
+        await consumer.start()
+        await _wait_until(
+            lambda: consumer.stats.handled >= total or consumer.stats.dead_lettered > 0,
+            ctx.config.timeout_s,
+            "transport hop",
+            lambda: consumer.stats.handled,
+        )
+        hop_elapsed, hop_cpu = clock.stop()
+        await consumer.stop()
+        if consumer.stats.dead_lettered or consumer.stats.retried:
+            raise RuntimeError(f"bench: the transport hop did not run clean: {consumer.stats}")
+    finally:
+        for connection in reversed(connections):
+            await connection.close()
+    return {
+        "transport_publish_msgs_per_s": _rate(total, publish_elapsed),
+        "transport_publish_cpu_us_per_msg": _per_msg_us(publish_cpu, total),
+        "transport_hop_msgs_per_s": _rate(total, hop_elapsed),
+        "transport_hop_cpu_us_per_msg": _per_msg_us(hop_cpu, total),
+    }
+
+
+async def codec(ctx: BenchContext) -> dict[str, Any]:
+    """CPU per message of each step of the transport hop, without a broker: where the time goes."""
+    bodies = ctx.bodies[: min(len(ctx.bodies), 500)]
+    public_key = ctx.directory.public_key(SENDER)
+    hop_key = ctx.keys[HOP]
+    steps: dict[str, float] = {}
+
+    def timed(name: str, run: Callable[[], object]) -> None:
+        started = time.process_time()
+        for _ in bodies:
+            run()
+        steps[name] = round((time.process_time() - started) / len(bodies) * 1e6, 1)
+
+    body = bodies[0]
+    envelope = decode_envelope(body)
+    received = json.loads(body)
+    document = validate_document(envelope)
+    outgoing = envelope_for(document, sender=HOP, recipient=SINK, case_id=envelope.case_id)
+    signed = sign_envelope(outgoing, hop_key)
+    timed("decode", lambda: decode_envelope(body))
+    timed("verify", lambda: verify_envelope(received, public_key))
+    timed("canonical_json", lambda: canonical_bytes(received))
+    timed("validate", lambda: validate_document(envelope))
+    timed("envelope_for", lambda: envelope_for(document, sender=HOP, recipient=SINK,
+                                               case_id=envelope.case_id))
+    timed("sign", lambda: sign_envelope(outgoing, hop_key))
+    timed("encode", lambda: encode_envelope(signed))
+    timed("json_loads_dumps", lambda: json.dumps(json.loads(body)).encode())
+    return {"codec_cpu_us_per_msg": steps}
+
+
+SECTIONS: list[Section] = [raw_publish, raw_hop, transport, codec]
+
+
+# -- running --------------------------------------------------------------------------------------
+
+
+def _directory_entry(code: str, key: Ed25519PrivateKey) -> AgencyEntry:
+    return AgencyEntry(
+        code=code,
+        name=f"bench agency {code}",
+        supported_versions={"information_form": (1, 2)},
+        public_key=public_key_to_raw_b64(key),
+        bank_account=BankAccount(
+            bank_name="bench bank",
+            bank_code="102100099996",
+            account_name=f"bench {code}",
+            account_number=f"6222{code}000001",
+        ),
+    )
+
+
+def _envelopes(count: int, key: Ed25519PrivateKey) -> list[Envelope]:
+    document = sample_document()
+    return [
+        sign_envelope(
+            envelope_for(document, sender=SENDER, recipient=HOP, case_id=uuid.uuid4()), key
+        )
+        for _ in range(count)
+    ]
+
+
+async def _run_sections(ctx: BenchContext, sections: Sequence[Section]) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    for section in sections:
+        log.info("bench_section_started", section=section.__name__)
+        figures.update(await section(ctx))
+    return figures
+
+
+def run_bench(
+    endpoint: BrokerEndpoint,
+    config: BenchConfig | None = None,
+    sections: Sequence[Section] | None = None,
+) -> dict[str, Any]:
+    """Run every section on ``endpoint`` in a throwaway vhost; return the figures and ratios."""
+    config = config or BenchConfig()
+    run_id = uuid.uuid4().hex[:8]
+    vhost = f"jiexu-bench-{run_id}"
+    spec = TopologySpec(agency_codes=(SENDER, HOP, SINK), user_prefix=f"bench{run_id}-")
+    keys = {code: generate_private_key() for code in (SENDER, HOP, SINK)}
+    directory = AgencyDirectory([_directory_entry(code, keys[code]) for code in keys])
+    with endpoint.management() as api:
+        api.create_vhost(vhost)
+        api.set_permissions(vhost, endpoint.username, ".*", ".*", ".*")
+        try:
+            credentials = apply_topology(api, vhost, spec)
+            for queue in (RAW_PUBLISH_QUEUE, RAW_SOURCE_QUEUE, RAW_SINK_QUEUE):
+                api.declare_queue(vhost, queue, QUORUM)
+            ctx = BenchContext(
+                config=config,
+                endpoint=endpoint,
+                vhost=vhost,
+                spec=spec,
+                credentials=credentials,
+                keys=keys,
+                directory=directory,
+                envelopes=_envelopes(config.messages, keys[SENDER]),
+            )
+            figures = asyncio.run(_run_sections(ctx, sections or SECTIONS))
+        finally:
+            api.delete_vhost(vhost)
+            delete_agency_users(api, spec)
+    body_sizes = [len(b) for b in ctx.bodies[:100]]
+    result: dict[str, Any] = {
+        "broker": endpoint.source,
+        "messages": config.messages,
+        "body_bytes": round(sum(body_sizes) / max(len(body_sizes), 1)),
+        "in_flight": config.in_flight,
+        "prefetch": config.prefetch,
+        "python": platform.python_version(),
+        "aio_pika": aio_pika.__version__,
+        **figures,
+    }
+    if figures.get("raw_hop_msgs_per_s") and "transport_hop_msgs_per_s" in figures:
+        result["ratio_transport_vs_raw"] = round(
+            figures["transport_hop_msgs_per_s"] / figures["raw_hop_msgs_per_s"], 3
+        )
+    if figures.get("raw_publish_msgs_per_s") and "transport_publish_msgs_per_s" in figures:
+        result["ratio_publish_vs_raw"] = round(
+            figures["transport_publish_msgs_per_s"] / figures["raw_publish_msgs_per_s"], 3
+        )
+    return result

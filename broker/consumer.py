@@ -1,0 +1,539 @@
+"""Consuming an agency's inbox: checks in a fixed order, manual acks, retry and dead letters.
+
+Every delivery runs the same pipeline::
+
+    size -> decode -> recipient -> sender = user_id -> signature -> replay -> payload -> handler
+
+and ends in exactly one place, `decide`, which turns what happened into one `Decision`:
+
+* the handler returned (it has committed)            -> ack
+* a `ContractError` anywhere (hostile or broken)      -> dead-letter with its reason, never retry
+* a `DomainRuleViolation` escaped the handler          -> dead-letter (answering with a rejection
+                                                          is the handler's job; escaping is a bug)
+* a `TransientError` or any other exception            -> retry after a delay; after
+                                                          ``max_attempts`` -> dead-letter
+                                                          ``handler_failed``
+
+A retry is a copy published to ``RETRY_EXCHANGE`` with key ``delay.{code}.{ms}`` (a TTL queue that
+dead-letters it back into the inbox) with ``x-jiexu-attempt`` incremented; a dead letter is a copy
+published to ``DLX`` with key ``{code}`` and the ``x-jiexu-dead-*`` headers. Either copy is confirmed
+before the original is acked, so a crash in between duplicates (harmless: the inbox of handled ids)
+and never loses. If the copy cannot be published, the original is requeued after a pause; the
+quorum inbox's ``x-delivery-limit`` bounds even that loop. A poison message therefore never blocks
+the queue and never stops the consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+import structlog
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
+
+from broker.connection import BrokerConnection
+from broker.delivery import (
+    DEAD_LETTER_HEADERS,
+    HEADER_ATTEMPT,
+    HEADER_DEAD_AT,
+    HEADER_DEAD_DETAIL,
+    HEADER_DEAD_REASON,
+    HEADER_ORIGINAL_ROUTING_KEY,
+    DeliveryInfo,
+    attempt_of,
+    publisher_user,
+    republish_copy,
+)
+from broker.names import DLX, RETRY_EXCHANGE, agency_user, inbox_queue, retry_delay_key
+from broker.publisher import Publisher
+from broker.signing import Ed25519PublicKey, verify_envelope
+from schemas.envelope import Envelope
+from schemas.errors import ContractError, DomainRuleViolation, TransientError
+from schemas.registry import Message, decode_envelope, validate_document
+
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_RETRY_DELAYS_MS",
+    "Ack",
+    "Consumer",
+    "ConsumerSettings",
+    "ConsumerStats",
+    "DeadLetter",
+    "Decision",
+    "DeliveryInfo",
+    "Handler",
+    "KeyDirectory",
+    "RecentMessageIds",
+    "Retry",
+    "decide",
+    "run_until_signal",
+]
+
+log = structlog.get_logger("jiexu.broker.consumer")
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_RETRY_DELAYS_MS: tuple[int, ...] = (1000, 5000, 30000)  # = broker.topology's default
+DETAIL_MAX_CHARS = 2000
+
+Handler = Callable[[Message, DeliveryInfo], Awaitable[None]]
+"""``async def handle(message, delivery) -> None``: returns only after its own commit."""
+
+SeenCheck = Callable[[UUID], Awaitable[bool]]
+"""Has a message with this id been handled (committed) already?"""
+
+
+class KeyDirectory(Protocol):
+    """Where the sender's public key comes from (`broker.directory.AgencyDirectory` is one)."""
+
+    def public_key(self, code: str) -> Ed25519PublicKey: ...
+
+
+# -- the decision ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ack:
+    """Done with this delivery: handled, or a harmless duplicate of a handled one."""
+
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class Retry:
+    attempt: int
+    """The attempt the copy will be (2 for the first retry)."""
+    delay_ms: int
+    error: str
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    reason: str
+    detail: str
+
+
+Decision = Ack | Retry | DeadLetter
+
+
+def decide(
+    error: BaseException | None,
+    *,
+    attempt: int,
+    retry_delays_ms: Sequence[int],
+    max_attempts: int,
+) -> Decision:
+    """The one place that maps what happened to a delivery onto ack, retry or dead-letter."""
+    if error is None:
+        return Ack()
+    if isinstance(error, ContractError):
+        return DeadLetter(error.reason, error.detail)
+    if isinstance(error, DomainRuleViolation):
+        return DeadLetter(
+            "handler_failed",
+            f"domain rule violation escaped the handler ({error.reason_code}): {error.text}",
+        )
+    described = f"{type(error).__name__}: {error}"
+    if attempt >= max_attempts or not retry_delays_ms:
+        return DeadLetter("handler_failed", f"failed {attempt} attempt(s); last: {described}")
+    delay = retry_delays_ms[min(attempt - 1, len(retry_delays_ms) - 1)]
+    return Retry(attempt=attempt + 1, delay_ms=delay, error=described)
+
+
+class _Duplicate(Exception):
+    """Internal: a broker redelivery of a message already handled (our ack got lost)."""
+
+
+# -- settings and helpers -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    prefetch: int = 50
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    retry_delays_ms: tuple[int, ...] = DEFAULT_RETRY_DELAYS_MS
+    """Must be delays the topology has retry queues for (`TopologySpec.retry_delays_ms`)."""
+    max_attempts: int | None = None
+    """Handler attempts before ``handler_failed``; default: one more than there are delays."""
+    user_prefix: str = ""
+    """`TopologySpec.user_prefix`: broker users are ``{prefix}agency-{code}``."""
+    requeue_pause_s: float = 1.0
+    """Pause before requeueing a delivery whose retry or dead-letter copy could not be published."""
+    drain_timeout_s: float = 30.0
+
+    @property
+    def attempts(self) -> int:
+        return self.max_attempts if self.max_attempts is not None else len(self.retry_delays_ms) + 1
+
+
+class RecentMessageIds:
+    """The default replay check: the last ``capacity`` handled message ids, in memory.
+
+    An agent passes its store's inbox instead, which remembers across restarts and records the id in
+    the same transaction as the handler's effects.
+    """
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._ids: OrderedDict[UUID, None] = OrderedDict()
+        self._capacity = capacity
+
+    async def __call__(self, message_id: UUID) -> bool:
+        return message_id in self._ids
+
+    def remember(self, message_id: UUID) -> None:
+        self._ids[message_id] = None
+        self._ids.move_to_end(message_id)
+        while len(self._ids) > self._capacity:
+            self._ids.popitem(last=False)
+
+
+@dataclass
+class ConsumerStats:
+    handled: int = 0
+    duplicates: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    requeued: int = 0
+    dead_reasons: dict[str, int] = field(default_factory=dict)
+
+
+# -- the consumer ---------------------------------------------------------------------------------
+
+
+class Consumer:
+    """Consumes ``inbox_queue(agency)`` and calls ``handler`` for each valid message.
+
+    Connect as the agency's own broker user: it re-publishes retries and dead letters with that
+    user's ``user_id`` (see `broker.delivery`).
+    """
+
+    def __init__(
+        self,
+        connection: BrokerConnection,
+        *,
+        agency: str,
+        handler: Handler,
+        directory: KeyDirectory,
+        settings: ConsumerSettings | None = None,
+        seen: SeenCheck | None = None,
+        publisher: Publisher | None = None,
+        queue_name: str | None = None,
+    ) -> None:
+        self.agency = agency
+        self.settings = settings or ConsumerSettings()
+        self.queue_name = queue_name or inbox_queue(agency)
+        self.stats = ConsumerStats()
+        self._connection = connection
+        self._handler = handler
+        self._directory = directory
+        self._own_user = connection.user
+        self._recent: RecentMessageIds | None = None
+        if seen is None:
+            self._recent = RecentMessageIds()
+            seen = self._recent
+        self._seen = seen
+        self._publisher = publisher
+        self._owns_publisher = publisher is None
+        # Strong references: a channel or queue nobody holds is collected and never restored.
+        self._channel: AbstractRobustChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._consumer_tag: str | None = None
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self._in_progress: set[UUID] = set()
+        self._stopping = False
+
+    @property
+    def own_user(self) -> str:
+        return self._own_user
+
+    async def start(self) -> Consumer:
+        if self._publisher is None:
+            self._publisher = Publisher(self._connection, agency=self.agency)
+        await self._publisher.start()
+        self._channel = await self._connection.channel(
+            prefetch=self.settings.prefetch, confirms=False
+        )
+        # Passive: the agency user may not declare; the robust channel re-checks it on reconnect.
+        self._queue = await self._channel.get_queue(self.queue_name, ensure=True)
+        self._consumer_tag = await self._queue.consume(self._on_message)
+        log.info(
+            "consumer_started",
+            agency=self.agency,
+            queue=self.queue_name,
+            prefetch=self.settings.prefetch,
+        )
+        return self
+
+    async def stop(self, timeout_s: float | None = None) -> None:
+        """Drain: stop taking deliveries, let in-flight handlers finish and ack, then close.
+
+        Deliveries still unfinished after the timeout are cancelled; closing the channel returns
+        them to the queue unacked, to be handled by the next consumer.
+        """
+        if self._stopping:
+            return
+        self._stopping = True
+        timeout = self.settings.drain_timeout_s if timeout_s is None else timeout_s
+        if self._queue is not None and self._consumer_tag is not None:
+            try:
+                await self._queue.cancel(self._consumer_tag)
+            except Exception as exc:  # the channel may already be gone; the drain still runs
+                log.warning("consumer_cancel_failed", agency=self.agency, error=repr(exc))
+        unfinished = await self._drain(timeout)
+        if unfinished:
+            log.warning("consumer_drain_timeout", agency=self.agency, unfinished=unfinished)
+        if self._channel is not None:
+            self._connection.forget(self._channel)
+            with contextlib.suppress(Exception):
+                await self._channel.close()
+        if self._publisher is not None and self._owns_publisher:
+            await self._publisher.close()
+        log.info("consumer_stopped", agency=self.agency, **_stats_fields(self.stats))
+
+    async def _drain(self, within_s: float) -> int:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        # Deliveries received before the cancel-ok are tasks that may not have started yet:
+        # yield once so they register, then wait until none is left.
+        await asyncio.sleep(0)
+        while self._inflight:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                pending = list(self._inflight)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                return len(pending)
+            await asyncio.wait(set(self._inflight), timeout=remaining)
+            await asyncio.sleep(0)
+        return 0
+
+    # -- one delivery -----------------------------------------------------------------------------
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)
+        try:
+            with structlog.contextvars.bound_contextvars(
+                agency=self.agency,
+                message_id=message.message_id,
+                case_id=message.correlation_id,
+            ):
+                attempt = attempt_of(message, self._own_user)
+                error: Exception | None = None
+                decision: Decision
+                try:
+                    await self._process(message, attempt)
+                    decision = Ack()
+                except _Duplicate:
+                    decision = Ack(duplicate=True)
+                except Exception as exc:
+                    error = exc
+                    decision = decide(
+                        exc,
+                        attempt=attempt,
+                        retry_delays_ms=self.settings.retry_delays_ms,
+                        max_attempts=self.settings.attempts,
+                    )
+                await self._execute(decision, message, error)
+        finally:
+            if task is not None:
+                self._inflight.discard(task)
+
+    async def _process(self, message: AbstractIncomingMessage, attempt: int) -> None:
+        size = len(message.body)
+        if size > self.settings.max_body_bytes:
+            raise ContractError(
+                "too_large", f"body is {size} bytes, the limit is {self.settings.max_body_bytes}"
+            )
+        envelope = decode_envelope(message.body)
+        structlog.contextvars.bind_contextvars(
+            message_id=str(envelope.message_id),
+            case_id=str(envelope.case_id),
+            message_type=envelope.type,
+            sender=envelope.sender,
+        )
+        if envelope.recipient != self.agency:
+            raise ContractError(
+                "wrong_recipient",
+                f"envelope is for {envelope.recipient}, this inbox is {self.agency}'s",
+            )
+        publisher = publisher_user(message, self._own_user)
+        expected = agency_user(envelope.sender, self.settings.user_prefix)
+        if publisher != expected:
+            raise ContractError(
+                "sender_mismatch",
+                f"envelope sender {envelope.sender} must be published by {expected}, "
+                f"was published by {publisher or 'an unnamed user (no user_id)'}",
+            )
+        # The signature covers the JSON object the sender wrote, which a client in another
+        # language may spell differently from our model's dump (an omitted null, say): verify
+        # what was received. decode_envelope has already proved it is one valid JSON object.
+        verify_envelope(json.loads(message.body), self._public_key(envelope))
+        if await self._seen(envelope.message_id):
+            if message.redelivered:
+                raise _Duplicate
+            raise ContractError(
+                "replayed", f"message {envelope.message_id} was already handled"
+            )
+        document = validate_document(envelope)
+        if envelope.message_id in self._in_progress:
+            # Two copies at once (a publisher's retry racing the original): let this one come back
+            # after a delay, when the replay check can tell whether the first was handled.
+            raise TransientError(f"message {envelope.message_id} is being handled right now")
+        self._in_progress.add(envelope.message_id)
+        try:
+            await self._handler(
+                Message(envelope=envelope, document=document),
+                DeliveryInfo(
+                    agency=self.agency,
+                    routing_key=message.routing_key,
+                    redelivered=bool(message.redelivered),
+                    attempt=attempt,
+                    publisher_user=publisher,
+                ),
+            )
+        finally:
+            self._in_progress.discard(envelope.message_id)
+        if self._recent is not None:
+            self._recent.remember(envelope.message_id)
+
+    def _public_key(self, envelope: Envelope) -> Ed25519PublicKey:
+        try:
+            return self._directory.public_key(envelope.sender)
+        except KeyError as exc:
+            # The sender passed the user_id check, so the broker knows it: the directory has not
+            # caught up (a new agency). Worth retrying; after the retries an operator fixes the
+            # directory and replays the dead letter.
+            raise TransientError(
+                f"sender {envelope.sender} is not in the agency directory"
+            ) from exc
+
+    async def _execute(
+        self, decision: Decision, message: AbstractIncomingMessage, error: BaseException | None
+    ) -> None:
+        assert self._publisher is not None
+        try:
+            if isinstance(decision, Retry):
+                copy = republish_copy(
+                    message,
+                    own_user=self._own_user,
+                    set_headers={HEADER_ATTEMPT: decision.attempt},
+                )
+                await self._publisher.publish_message(
+                    RETRY_EXCHANGE, retry_delay_key(self.agency, decision.delay_ms), copy
+                )
+                log.warning(
+                    "message_retry_scheduled",
+                    attempt=decision.attempt,
+                    delay_ms=decision.delay_ms,
+                    error=decision.error,
+                )
+                self.stats.retried += 1
+            elif isinstance(decision, DeadLetter):
+                detail = decision.detail[:DETAIL_MAX_CHARS]
+                copy = republish_copy(
+                    message,
+                    own_user=self._own_user,
+                    drop_headers=(HEADER_ATTEMPT, *DEAD_LETTER_HEADERS),
+                    set_headers={
+                        HEADER_DEAD_REASON: decision.reason,
+                        HEADER_DEAD_DETAIL: detail,
+                        HEADER_DEAD_AT: datetime.now(UTC).isoformat(),
+                        HEADER_ORIGINAL_ROUTING_KEY: message.routing_key or "",
+                        HEADER_ATTEMPT: attempt_of(message, self._own_user),
+                    },
+                )
+                await self._publisher.publish_message(DLX, self.agency, copy)
+                log.warning(
+                    "message_dead_lettered",
+                    reason=decision.reason,
+                    detail=detail,
+                    routing_key=message.routing_key,
+                    publisher_user=message.user_id,
+                    body_bytes=len(message.body),
+                    error=repr(error) if error is not None else None,
+                )
+                self.stats.dead_lettered += 1
+                self.stats.dead_reasons[decision.reason] = (
+                    self.stats.dead_reasons.get(decision.reason, 0) + 1
+                )
+            elif decision.duplicate:
+                log.info("duplicate_redelivery_acked")
+                self.stats.duplicates += 1
+            else:
+                self.stats.handled += 1
+        except Exception as exc:
+            log.error("delivery_decision_failed", decision=repr(decision), error=repr(exc))
+            await self._requeue(message)
+            return
+        try:
+            await message.ack()
+        except Exception as exc:
+            # The channel is gone: the broker requeues the delivery; the copy (if any) and the
+            # handler's commit make the redelivery a duplicate, which the replay check absorbs.
+            log.warning("ack_failed", error=repr(exc))
+
+    async def _requeue(self, message: AbstractIncomingMessage) -> None:
+        await asyncio.sleep(self.settings.requeue_pause_s)
+        try:
+            await message.nack(requeue=True)
+            self.stats.requeued += 1
+        except Exception as exc:
+            log.warning("nack_failed", error=repr(exc))
+
+
+def _stats_fields(stats: ConsumerStats) -> dict[str, Any]:
+    return {
+        "handled": stats.handled,
+        "duplicates": stats.duplicates,
+        "retried": stats.retried,
+        "dead_lettered": stats.dead_lettered,
+        "requeued": stats.requeued,
+    }
+
+
+# -- running until told to stop -------------------------------------------------------------------
+
+
+class Stoppable(Protocol):
+    async def stop(self) -> None: ...
+
+
+async def run_until_signal(
+    *services: Stoppable,
+    signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
+    stop_event: asyncio.Event | None = None,
+) -> signal.Signals | None:
+    """Wait for SIGTERM or SIGINT (or ``stop_event``), then stop ``services`` in order.
+
+    Returns the signal received (None when ``stop_event`` ended the wait). Each service's ``stop``
+    is its drain (for a `Consumer`: finish in-flight deliveries, then close).
+    """
+    loop = asyncio.get_running_loop()
+    event = stop_event or asyncio.Event()
+    received: list[signal.Signals] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig)
+        event.set()
+
+    for sig in signals:
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await event.wait()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+    got = received[0] if received else None
+    log.info("stopping", signal=got.name if got else None)
+    for service in services:
+        await service.stop()
+    return got

@@ -1,0 +1,253 @@
+"""Confirmed, mandatory, persistent publishing of envelopes (and of the consumer's copies).
+
+Every publish waits for the broker's confirm; throughput comes from many confirms in flight at
+once (a bounded semaphore), never from skipping them. A message the broker cannot route is
+returned (``mandatory``) and raised as `UnroutableError`; a ``basic.nack`` as `PublishNacked`; a
+connection lost before the confirm as `PublishInterrupted` (the message may or may not have
+arrived, so the caller publishes again and the receiver's inbox absorbs the duplicate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import aio_pika
+import aiormq
+import structlog
+from aio_pika.abc import AbstractExchange, AbstractRobustChannel, HeadersType
+
+from broker.connection import BrokerConnection
+from broker.names import EXCHANGE, routing_key
+from broker.signing import Ed25519PrivateKey, sign_envelope
+from schemas.envelope import Envelope
+from schemas.errors import JiexuError, TransientError
+from schemas.registry import encode_envelope
+
+__all__ = [
+    "HEADER_TYPE",
+    "HEADER_VERSION",
+    "PublishInterrupted",
+    "PublishNacked",
+    "PublishOutcome",
+    "PublishRefused",
+    "Publisher",
+    "UnroutableError",
+    "envelope_message",
+]
+
+log = structlog.get_logger("jiexu.broker.publisher")
+
+HEADER_TYPE = "x-jiexu-type"
+HEADER_VERSION = "x-jiexu-version"
+DEFAULT_MAX_IN_FLIGHT = 500
+CONTENT_TYPE = "application/json"
+
+
+class UnroutableError(JiexuError):
+    """The broker returned a ``mandatory`` message: no queue is bound for its routing key."""
+
+    def __init__(self, exchange: str, routing_key: str, reply_text: str) -> None:
+        super().__init__(f"unroutable: exchange {exchange!r} key {routing_key!r}: {reply_text}")
+        self.exchange = exchange
+        self.routing_key = routing_key
+        self.reply_text = reply_text
+
+
+class PublishNacked(TransientError):
+    """The broker refused the message (``basic.nack``), e.g. a queue over its length limit."""
+
+
+class PublishRefused(JiexuError):
+    """The broker closed the channel over this publish (no such exchange, access refused, a
+    ``user_id`` that is not the connection's user): a configuration error, not worth retrying."""
+
+
+class PublishInterrupted(TransientError):
+    """The channel or connection went away before the confirm; the message may have arrived."""
+
+
+@dataclass(frozen=True)
+class PublishOutcome:
+    """What happened to one envelope of `Publisher.publish_many`."""
+
+    message_id: UUID
+    error: Exception | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def envelope_message(
+    envelope: Envelope, body: bytes, user_id: str, headers: Mapping[str, Any] | None = None
+) -> aio_pika.Message:
+    """The AMQP message for an envelope: its ids in the properties, persistent, JSON."""
+    all_headers: HeadersType = {HEADER_TYPE: envelope.type, HEADER_VERSION: envelope.version}
+    if headers:
+        all_headers.update(headers)
+    return aio_pika.Message(
+        body,
+        content_type=CONTENT_TYPE,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=str(envelope.message_id),
+        correlation_id=str(envelope.case_id),
+        type=envelope.type,
+        user_id=user_id,
+        timestamp=envelope.sent_at,
+        app_id="jiexu",
+        headers=all_headers,
+    )
+
+
+class Publisher:
+    """Publishes for one agency over one confirm channel of a `BrokerConnection`.
+
+    ``agency`` is the code the envelopes must be sent by: an agency speaks only for itself, and the
+    broker checks the ``user_id`` (the connection's user) on every message.
+    """
+
+    def __init__(
+        self,
+        connection: BrokerConnection,
+        *,
+        agency: str,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        private_key: Ed25519PrivateKey | None = None,
+    ) -> None:
+        self._connection = connection
+        self.agency = agency
+        self.user_id = connection.user
+        self._private_key = private_key
+        self._in_flight = asyncio.Semaphore(max_in_flight)
+        self._channel: AbstractRobustChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+
+    async def start(self) -> Publisher:
+        if self._channel is None:
+            self._channel = await self._connection.channel(confirms=True)
+        return self
+
+    async def close(self) -> None:
+        channel, self._channel = self._channel, None
+        self._exchanges.clear()
+        if channel is not None:
+            self._connection.forget(channel)
+            if not channel.is_closed:
+                await channel.close()
+
+    def _exchange(self, name: str) -> AbstractExchange:
+        if self._channel is None:
+            raise RuntimeError("Publisher.start() was not awaited")
+        exchange = self._exchanges.get(name)
+        if exchange is None:
+            # Not declared, not even passively: the agency user may not configure anything, and
+            # the topology is provisioned before agents start.
+            exchange = _exchange_ref(self._channel, name)
+            self._exchanges[name] = exchange
+        return exchange
+
+    # -- envelopes -------------------------------------------------------------------------------
+    def prepare(self, envelope: Envelope) -> tuple[Envelope, bytes]:
+        """Sign (when this publisher holds a key and the envelope is unsigned) and encode."""
+        if envelope.sender != self.agency:
+            raise ValueError(
+                f"agency {self.agency} cannot send an envelope from {envelope.sender}"
+            )
+        if envelope.signature is None:
+            if self._private_key is None:
+                raise ValueError(f"envelope {envelope.message_id} is unsigned and no key is set")
+            envelope = sign_envelope(envelope, self._private_key)
+        return envelope, encode_envelope(envelope)
+
+    async def publish(self, envelope: Envelope) -> Envelope:
+        """Publish one envelope to the recipient's inbox and wait for the confirm.
+
+        Returns the envelope as sent (signed). Raises `UnroutableError`, `PublishNacked`,
+        `PublishInterrupted`.
+        """
+        envelope, body = self.prepare(envelope)
+        await self.publish_message(
+            EXCHANGE,
+            routing_key(envelope.recipient, envelope.type),
+            envelope_message(envelope, body, self.user_id),
+        )
+        log.debug(
+            "envelope_published",
+            message_id=str(envelope.message_id),
+            case_id=str(envelope.case_id),
+            type=envelope.type,
+            recipient=envelope.recipient,
+        )
+        return envelope
+
+    async def publish_many(self, envelopes: Iterable[Envelope]) -> list[PublishOutcome]:
+        """Publish a batch concurrently (bounded in flight); one outcome per envelope, in order.
+
+        Meant for the outbox relay: mark the rows whose outcome is ``ok`` as sent, leave the
+        others for the next round. Nothing is raised for a single failure.
+        """
+        batch = list(envelopes)
+        results = await asyncio.gather(
+            *(self.publish(envelope) for envelope in batch), return_exceptions=True
+        )
+        outcomes: list[PublishOutcome] = []
+        for envelope, result in zip(batch, results, strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result  # cancellation and the like are not per-message outcomes
+            error = result if isinstance(result, Exception) else None
+            if error is not None:
+                log.warning(
+                    "envelope_publish_failed",
+                    message_id=str(envelope.message_id),
+                    case_id=str(envelope.case_id),
+                    error=repr(error),
+                )
+            outcomes.append(PublishOutcome(envelope.message_id, error))
+        return outcomes
+
+    # -- raw messages ----------------------------------------------------------------------------
+    async def publish_message(
+        self, exchange: str, routing_key: str, message: aio_pika.Message
+    ) -> None:
+        """Publish a prepared message (mandatory, confirmed) with the errors translated."""
+        async with self._in_flight:
+            try:
+                result = await self._exchange(exchange).publish(
+                    message, routing_key=routing_key, mandatory=True
+                )
+            except aiormq.exceptions.PublishError as exc:
+                raise UnroutableError(exchange, routing_key, str(exc)) from exc
+            except aiormq.exceptions.DeliveryError as exc:
+                raise PublishNacked(
+                    f"broker refused message {message.message_id} to {exchange!r}"
+                ) from exc
+            except aiormq.exceptions.ChannelClosed as exc:
+                raise PublishRefused(
+                    f"broker refused publishing {message.message_id} to {exchange!r}: {exc}"
+                ) from exc
+            except (
+                TimeoutError,
+                aiormq.exceptions.AMQPConnectionError,
+                aiormq.exceptions.ChannelInvalidStateError,
+                ConnectionError,
+            ) as exc:
+                raise PublishInterrupted(
+                    f"publishing {message.message_id} to {exchange!r} interrupted: {exc!r}"
+                ) from exc
+        if isinstance(result, aiormq.abc.DeliveredMessage):
+            # Only without on_return_raises; kept so a changed channel setting cannot hide returns.
+            raise UnroutableError(exchange, routing_key, "returned")
+
+
+def _exchange_ref(channel: AbstractRobustChannel, name: str) -> AbstractExchange:
+    return aio_pika.Exchange(
+        channel,
+        name,
+        aio_pika.ExchangeType.DIRECT,  # the type is not sent when publishing
+        durable=True,
+        passive=True,
+    )

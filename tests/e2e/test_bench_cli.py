@@ -1,0 +1,39 @@
+"""`jiexu bench` runs end to end at a tiny size; the figures are printed, never asserted."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import structlog
+from typer.testing import CliRunner
+
+from agents.cli import app
+
+pytestmark = pytest.mark.e2e
+
+KEYS = (
+    "raw_publish_msgs_per_s",
+    "raw_hop_msgs_per_s",
+    "transport_publish_msgs_per_s",
+    "transport_hop_msgs_per_s",
+    "ratio_transport_vs_raw",
+    "ratio_publish_vs_raw",
+    "codec_cpu_us_per_msg",
+)
+
+
+def test_bench_prints_one_json_object_with_every_figure(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    saved = structlog.get_config()
+    try:
+        result = CliRunner().invoke(app, ["bench", "--messages", "40", "--json"])
+    finally:
+        structlog.configure(**saved)
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert set(KEYS) <= set(figures)
+    assert figures["messages"] == 40
+    with capsys.disabled():
+        print("\nbench (40 messages):", json.dumps({k: figures[k] for k in KEYS}))
