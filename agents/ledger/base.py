@@ -94,10 +94,12 @@ class ContributionPeriod:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "insurance_type", InsuranceType(self.insurance_type))
-        if self.months != period_months(self.from_month, self.to_month):
+        span = period_months(self.from_month, self.to_month)
+        # Months paid within a period may be fewer than its span (a gap in contributions).
+        if not 1 <= self.months <= span:
             raise ValueError(
-                f"period {self.from_month}..{self.to_month} has "
-                f"{period_months(self.from_month, self.to_month)} months, not {self.months}"
+                f"period {self.from_month}..{self.to_month} spans {span} months; "
+                f"{self.months} months paid is not within 1..{span}"
             )
 
     def to_json(self) -> dict[str, Any]:

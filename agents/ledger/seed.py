@@ -137,6 +137,7 @@ def generate_person(
     """
     if insurance_type is None:
         insurance_type = InsuranceType.EMPLOYEE if rng.random() < 0.8 else InsuranceType.RESIDENT
+    insurance_type = InsuranceType(insurance_type)
     if retiree is None:
         retiree = rng.random() < 0.05
     if arrears is None:

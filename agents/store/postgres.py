@@ -343,6 +343,12 @@ class PostgresStore:
         )
         return [_outbox(row) for row in rows]
 
+    async def has_handled(self, consumer: str, message_id: UUID) -> bool:
+        rows = await self._fetch(
+            "SELECT 1 FROM inbox WHERE consumer = $1 AND message_id = $2", consumer, message_id
+        )
+        return bool(rows)
+
     async def mark_published(self, ids: Sequence[int]) -> None:
         if not ids:
             return

@@ -314,6 +314,12 @@ class SqliteStore:
         )
         return [_outbox(row) for row in rows]
 
+    async def has_handled(self, consumer: str, message_id: UUID) -> bool:
+        rows = await self._fetchall(
+            "SELECT 1 FROM inbox WHERE consumer = ? AND message_id = ?", (consumer, str(message_id))
+        )
+        return bool(rows)
+
     async def mark_published(self, ids: Sequence[int]) -> None:
         if not ids:
             return

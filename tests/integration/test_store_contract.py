@@ -275,6 +275,19 @@ class StoreContract:
             assert await tx.record_inbox("agent", message_id) is False
             assert await tx.record_inbox("reconciler", message_id) is True
 
+    async def test_has_handled_sees_only_committed_inbox_rows(self, store: Store) -> None:
+        message_id = uuid4()
+        assert await store.has_handled("agent", message_id) is False
+        with pytest.raises(RuntimeError):
+            async with store.transaction() as tx:
+                await tx.record_inbox("agent", message_id)
+                raise RuntimeError("rolled back")
+        assert await store.has_handled("agent", message_id) is False
+        async with store.transaction() as tx:
+            await tx.record_inbox("agent", message_id)
+        assert await store.has_handled("agent", message_id) is True
+        assert await store.has_handled("reconciler", message_id) is False
+
     async def test_concurrent_deliveries_of_one_message_are_handled_once(
         self, store: Store
     ) -> None:

@@ -1,0 +1,124 @@
+"""The outbox relay: publishes what handlers committed, with confirms, then marks it published.
+
+A handler writes its outgoing messages in the same transaction as its state change; this relay
+publishes them afterwards. A crash between the confirm and ``mark_published`` publishes the row
+again on restart: the recipient's inbox of handled message ids makes that harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+
+from agents.store.base import OutboxMessage, Store
+from broker.names import EXCHANGE
+from broker.publisher import Publisher, envelope_message
+from schemas.registry import decode_envelope
+
+__all__ = ["OutboxRelay"]
+
+log = structlog.get_logger("jiexu.agents.relay")
+
+
+class OutboxRelay:
+    """Moves committed outbox rows onto the broker, oldest first, many in flight."""
+
+    def __init__(
+        self,
+        store: Store,
+        publisher: Publisher,
+        *,
+        batch_size: int = 200,
+        poll_interval_s: float = 0.5,
+        failure_pause_s: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._batch_size = batch_size
+        self._poll_interval_s = poll_interval_s
+        self._failure_pause_s = failure_pause_s
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.published = 0
+
+    def wake(self) -> None:
+        """A handler committed new rows: publish them now instead of at the next poll."""
+        self._wake.set()
+
+    def start(self) -> OutboxRelay:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+        return self
+
+    async def stop(self) -> None:
+        """Publish what is committed, then stop (the drain on SIGTERM)."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        try:
+            await self.flush()
+        except Exception as exc:
+            log.warning("relay_flush_failed", error=repr(exc))
+
+    async def flush(self) -> int:
+        """Publish until the outbox is empty or a round fails; returns how many were published."""
+        total = 0
+        while True:
+            sent, failed = await self.publish_once()
+            total += sent
+            if failed or sent == 0:
+                return total
+
+    async def publish_once(self) -> tuple[int, int]:
+        """One round: returns (published, failed)."""
+        rows = await self._store.fetch_unpublished(self._batch_size)
+        if not rows:
+            return 0, 0
+        results = await asyncio.gather(
+            *(self._publish(row) for row in rows), return_exceptions=True
+        )
+        done: list[int] = []
+        failed = 0
+        for row, result in zip(rows, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                failed += 1
+                log.warning(
+                    "outbox_publish_failed",
+                    message_id=str(row.message_id),
+                    recipient=row.recipient,
+                    message_type=row.message_type,
+                    error=repr(result),
+                )
+            else:
+                done.append(row.id)
+        if done:
+            await self._store.mark_published(done)
+            self.published += len(done)
+        return len(done), failed
+
+    async def _publish(self, row: OutboxMessage) -> None:
+        envelope = decode_envelope(row.body)
+        message = envelope_message(envelope, row.body, self._publisher.user_id, row.headers)
+        await self._publisher.publish_message(EXCHANGE, row.routing_key, message)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                sent, failed = await self.publish_once()
+            except Exception as exc:
+                log.warning("relay_round_failed", error=repr(exc))
+                sent, failed = 0, 1
+            if failed:
+                await asyncio.sleep(self._failure_pause_s)
+                continue
+            if sent:
+                continue  # more may be waiting
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)

@@ -1,0 +1,446 @@
+"""The agency's service layer: every event becomes one unit of work around the pure `decide`.
+
+For each event (an application, a message from another agency, a deadline tick, the result of a
+ledger command) the service fetches what `decide` needs (the case, the ledger's view of the
+person, whether another case is open), calls `decide`, and commits in ONE store transaction the new
+case, its history, the outgoing messages (signed, in the outbox) and the inbox row of the message
+handled. Nothing is published here: the relay publishes committed outbox rows afterwards.
+
+Ledger commands run *after* the commit that recorded them as pending (the ledger is a separate
+system, the agency's own books); every command is idempotent per ``(case_id, operation)``, so a
+crash between the ledger change and the next commit is harmless: on restart `recover` runs the
+pending commands again, the ledger returns the first result, and the case moves on.
+
+The reconciliation agent is copied (a separate, signed envelope addressed to it) on every
+information form, completion notice and rejection sent to another agency: that is how it learns of
+each case and of what the outgoing agency certified.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from agents.case import Agency as AgencyConfig
+from agents.case import (
+    ApplicationSubmitted,
+    Case,
+    Context,
+    Credit,
+    Decision,
+    LedgerApplied,
+    LedgerRefused,
+    LetterReceived,
+    OutboundMessage,
+    PayOut,
+    State,
+    TerminateAndDebit,
+    Tick,
+    case_columns,
+    case_from_data,
+    decide,
+    event_for_message,
+    person_key,
+)
+from agents.clock import Clock
+from agents.ledger.base import ContributionPeriod as LedgerPeriod
+from agents.ledger.base import LedgerEntry, LedgerPort, PersonAccount
+from agents.reconcile.statements import statement_document
+from agents.store.base import (
+    CaseRecord,
+    DuplicateOpenCase,
+    OutboxMessage,
+    Store,
+    StoreTransaction,
+    Transition,
+)
+from agents.workdays import WorkdayCalendar
+from broker.delivery import DeliveryInfo
+from broker.directory import AgencyDirectory
+from broker.names import routing_key
+from broker.signing import Ed25519PrivateKey, sign_envelope
+from schemas.common import Document
+from schemas.errors import DomainRuleViolation, TransientError
+from schemas.reconciliation import StatementRequestV1
+from schemas.registry import Message, encode_envelope, envelope_for
+
+__all__ = ["CONSUMER", "RECONCILER_COPIES", "AgencyService", "ServiceStats"]
+
+log = structlog.get_logger("jiexu.agents.service")
+
+CONSUMER = "agent"
+"""The inbox consumer name of the agency agent."""
+
+RECONCILER_COPIES = frozenset({"information_form", "transfer_completed", "rejection"})
+"""Documents copied to the reconciliation agent when sent to another agency."""
+
+_PENDING_STATES = frozenset({State.RELEASING, State.CREDITING})
+
+
+@dataclass
+class ServiceStats:
+    handled: int = 0
+    duplicates: int = 0
+    statements: int = 0
+    commands_run: int = 0
+    reminders: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+
+
+class AgencyService:
+    """One agency's use cases: apply, handle a message, tick the deadlines, recover."""
+
+    def __init__(
+        self,
+        *,
+        agency: AgencyConfig,
+        store: Store,
+        ledger: LedgerPort,
+        directory: AgencyDirectory,
+        calendar: WorkdayCalendar,
+        clock: Clock,
+        private_key: Ed25519PrivateKey,
+        reconciler: str | None = None,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.agency = agency
+        self.code = agency.code
+        self.store = store
+        self.ledger = ledger
+        self.directory = directory
+        self.calendar = calendar
+        self.clock = clock
+        self.private_key = private_key
+        self.reconciler = reconciler
+        self._on_commit = on_commit or (lambda: None)
+        self.stats = ServiceStats()
+
+    # -- inputs ---------------------------------------------------------------------------------
+    async def seen(self, message_id: uuid.UUID) -> bool:
+        """The consumer's replay check: has this message's handling been committed already?"""
+        return await self.store.has_handled(CONSUMER, message_id)
+
+    async def apply(self, application: ApplicationSubmitted) -> Case:
+        """An application at this (receiving) agency: open the case and send the contact letter.
+
+        Submitting the same application (same case id) twice changes nothing the second time.
+        Returns the case as committed.
+        """
+        account = await self.ledger.lookup(application.person.id_number)
+        async with self.store.transaction() as tx:
+            record = await tx.get_case(application.case_id)
+            case = case_from_data(record.data) if record else None
+            other = await tx.find_open_case(person_key(application.person))
+            other_open = other is not None and other.case_id != application.case_id
+            decision = decide(
+                case, application, self._context(account, other_open, application.from_region)
+            )
+            saved = await self._commit(tx, record, decision)
+        self._committed(decision)
+        if saved is not None:
+            return saved
+        if case is None:  # pragma: no cover - decide always opens a case on an application
+            raise RuntimeError("the application opened no case")
+        return case
+
+    async def handle(self, message: Message, delivery: DeliveryInfo) -> None:
+        """The consumer's handler: returns only after this message's effect is committed."""
+        envelope = message.envelope
+        self.stats.by_type[envelope.type] = self.stats.by_type.get(envelope.type, 0) + 1
+        if isinstance(message.document, StatementRequestV1):
+            await self._answer_statement(message)
+            return
+        event = event_for_message(message)
+        if event is None:
+            # Receipts and reconciliation results: recorded and logged, nothing to decide.
+            async with self.store.transaction() as tx:
+                await tx.record_inbox(CONSUMER, envelope.message_id)
+            log.info(
+                "notice_received",
+                message_type=envelope.type,
+                sender=envelope.sender,
+                document=_loggable(message.document),
+            )
+            return
+        account: PersonAccount | None = None
+        if isinstance(event, LetterReceived):
+            account = await self.ledger.lookup(event.letter.person.id_number)
+        try:
+            async with self.store.transaction() as tx:
+                if not await tx.record_inbox(CONSUMER, envelope.message_id):
+                    self.stats.duplicates += 1
+                    log.info("duplicate_message_ignored", message_type=envelope.type)
+                    return
+                record = await tx.get_case(envelope.case_id)
+                case = case_from_data(record.data) if record else None
+                other_open = False
+                if isinstance(event, LetterReceived):
+                    other = await tx.find_open_case(person_key(event.letter.person))
+                    other_open = other is not None and other.case_id != envelope.case_id
+                decision = decide(case, event, self._context(account, other_open, envelope.sender))
+                saved = await self._commit(tx, record, decision)
+        except DuplicateOpenCase as exc:
+            # Two letters for one person raced; the retry sees the other case and rejects.
+            raise TransientError(str(exc)) from exc
+        self.stats.handled += 1
+        self._committed(decision)
+        if saved is not None and saved.pending_commands:
+            await self._drive_commands_safely(saved.case_id)
+
+    async def tick(self) -> int:
+        """Deadlines: every open case past its due date gets a `Tick` (reminders, notes).
+
+        Returns the number of cases ticked.
+        """
+        today = self.clock.today()
+        ticked = 0
+        for record in await self.store.cases_due_before(today):
+            ticked += 1
+            async with self.store.transaction() as tx:
+                current = await tx.get_case(record.case_id)
+                if current is None or not current.open:
+                    continue
+                decision = decide(case_from_data(current.data), Tick(today=today), self._context())
+                saved = await self._commit(tx, current, decision)
+            self.stats.reminders += sum(1 for m in decision.messages if m.document.MESSAGE_TYPE == "reminder")
+            self._committed(decision)
+            if saved is not None and saved.pending_commands:
+                await self._drive_commands_safely(saved.case_id)
+        return ticked
+
+    async def recover(self) -> int:
+        """Run the ledger commands of every case left with pending ones (after a crash)."""
+        pending = [
+            record.case_id
+            for record in await self.store.list_cases(open_only=True)
+            if record.state in _PENDING_STATES
+        ]
+        for case_id in pending:
+            await self._drive_commands_safely(case_id)
+        if pending:
+            log.info("pending_commands_recovered", cases=len(pending))
+        return len(pending)
+
+    # -- ledger commands ------------------------------------------------------------------------
+    async def _drive_commands_safely(self, case_id: uuid.UUID) -> None:
+        # The message that led here is committed (and will be acked): a failure now must not
+        # fail the delivery. The case stays in its pending state and `recover` runs it again.
+        try:
+            await self._drive_commands(case_id)
+        except Exception as exc:
+            log.warning("ledger_commands_deferred", case_id=str(case_id), error=repr(exc))
+
+    async def _drive_commands(self, case_id: uuid.UUID) -> None:
+        record = await self.store.get_case(case_id)
+        if record is None:
+            return
+        case = case_from_data(record.data)
+        if not case.pending_commands:
+            return
+        result = await self._run_commands(case)
+        async with self.store.transaction() as tx:
+            current = await tx.get_case(case_id)
+            if current is None:
+                return
+            case = case_from_data(current.data)
+            if not case.pending_commands:
+                return  # another worker finished it
+            decision = decide(case, result, self._context())
+            await self._commit(tx, current, decision)
+        self._committed(decision)
+
+    async def _run_commands(self, case: Case) -> LedgerApplied | LedgerRefused:
+        applied: list[LedgerEntry] = []
+        for command in case.pending_commands:
+            try:
+                entry = await self._run_command(command)
+            except DomainRuleViolation as exc:
+                log.warning(
+                    "ledger_refused", operation=command.operation, reason=exc.reason_code
+                )
+                return LedgerRefused(
+                    operation=command.operation,
+                    reason_code=exc.reason_code,
+                    text=exc.text,
+                    applied=tuple(applied),
+                )
+            applied.append(entry)
+            self.stats.commands_run += 1
+        return LedgerApplied(entries=tuple(applied))
+
+    async def _run_command(self, command: TerminateAndDebit | PayOut | Credit) -> LedgerEntry:
+        if isinstance(command, TerminateAndDebit):
+            return await self.ledger.terminate_and_debit(
+                command.case_id, command.id_number, command.amount_fen, command.retain
+            )
+        if isinstance(command, PayOut):
+            return await self.ledger.pay_out(
+                command.case_id,
+                command.id_number,
+                command.amount_fen,
+                command.bank_account.model_dump(mode="json"),
+            )
+        return await self.ledger.credit(
+            command.case_id,
+            command.id_number,
+            command.months,
+            command.deemed_months,
+            command.amount_fen,
+            tuple(
+                LedgerPeriod(
+                    from_month=p.from_month,
+                    to_month=p.to_month,
+                    region=p.region,
+                    insurance_type=p.insurance_type,
+                    months=p.months,
+                )
+                for p in command.periods
+            ),
+            command.insurance_type,
+            name=command.name,
+            gender=command.gender,
+        )
+
+    # -- statements for the reconciliation agent ------------------------------------------------
+    async def _answer_statement(self, message: Message) -> None:
+        request = message.document
+        assert isinstance(request, StatementRequestV1)
+        statement = await self.ledger.statement(request.case_id)
+        record = await self.store.get_case(request.case_id)
+        counterpart = record.counterpart if record is not None else message.envelope.sender
+        role = record.role if record is not None else "receiving"
+        document = statement_document(request.case_id, statement, counterpart, role=role)
+        async with self.store.transaction() as tx:
+            if not await tx.record_inbox(CONSUMER, message.envelope.message_id):
+                self.stats.duplicates += 1
+                return
+            await tx.add_outbox(
+                [
+                    self._outbox_row(
+                        OutboundMessage(
+                            recipient=message.envelope.sender,
+                            document=document,
+                            message_id=uuid.uuid5(message.envelope.message_id, "ledger_statement"),
+                            causation_id=message.envelope.message_id,
+                            version=document.VERSION,
+                        ),
+                        request.case_id,
+                    )
+                ]
+            )
+        self.stats.statements += 1
+        self._on_commit()
+
+    # -- the unit of work -----------------------------------------------------------------------
+    def _context(
+        self,
+        account: PersonAccount | None = None,
+        other_open_case: bool = False,
+        counterpart: str | None = None,
+    ) -> Context:
+        versions: dict[str, Sequence[int]] | None = None
+        if counterpart is not None and counterpart in self.directory:
+            versions = dict(self.directory.get(counterpart).supported_versions)
+        return Context(
+            agency=self.agency,
+            today=self.clock.today(),
+            calendar=self.calendar,
+            account=account,
+            other_open_case=other_open_case,
+            counterpart_versions=versions,
+        )
+
+    async def _commit(
+        self, tx: StoreTransaction, record: CaseRecord | None, decision: Decision
+    ) -> Case | None:
+        for note in decision.notes:
+            log.info(note.event, **{k: v for k, v in note.detail.items() if k != "event"})
+        case = decision.case
+        if case is None:
+            return None
+        now = self.clock.now()
+        new_record = CaseRecord(
+            **case_columns(case),
+            created_at=record.created_at if record is not None else now,
+            updated_at=now,
+            version=record.version if record is not None else 0,
+        )
+        transition = None
+        if decision.transition is not None:
+            t = decision.transition
+            transition = Transition(
+                case_id=case.case_id,
+                at=now,
+                from_state=t.from_state.value if t.from_state is not None else None,
+                to_state=t.to_state.value,
+                event=t.event,
+                detail=dict(t.detail),
+            )
+            log.info(
+                "case_transition",
+                case_id=str(case.case_id),
+                role=case.role.value,
+                from_state=transition.from_state,
+                to_state=transition.to_state,
+                cause=t.event,
+            )
+        await tx.save_case(new_record, transition)
+        rows: list[OutboxMessage] = []
+        for message in decision.messages:
+            rows.append(self._outbox_row(message, case.case_id))
+            if (
+                self.reconciler is not None
+                and message.recipient != self.reconciler
+                and message.document.MESSAGE_TYPE in RECONCILER_COPIES
+            ):
+                rows.append(
+                    self._outbox_row(
+                        OutboundMessage(
+                            recipient=self.reconciler,
+                            document=message.document,
+                            message_id=uuid.uuid5(message.message_id, "reconciler-copy"),
+                            causation_id=message.causation_id,
+                            version=type(message.document).VERSION,
+                        ),
+                        case.case_id,
+                    )
+                )
+        if rows:
+            await tx.add_outbox(rows)
+        return case
+
+    def _committed(self, decision: Decision) -> None:
+        if decision.messages:
+            self._on_commit()
+
+    def _outbox_row(self, message: OutboundMessage, case_id: uuid.UUID) -> OutboxMessage:
+        now = self.clock.now()
+        envelope = envelope_for(
+            message.document,
+            sender=self.code,
+            recipient=message.recipient,
+            case_id=case_id,
+            causation_id=message.causation_id,
+            message_id=message.message_id,
+            version=message.version,
+            sent_at=now,
+        )
+        envelope = sign_envelope(envelope, self.private_key)
+        return OutboxMessage(
+            message_id=envelope.message_id,
+            recipient=message.recipient,
+            message_type=envelope.type,
+            routing_key=routing_key(message.recipient, envelope.type),
+            body=encode_envelope(envelope),
+            created_at=now,
+        )
+
+
+def _loggable(document: Document) -> dict[str, Any]:
+    """A document's fields for a log line; the masking processor hides the personal data."""
+    return document.model_dump(mode="json")
+

@@ -1,0 +1,51 @@
+"""How an agency agent is configured: environment variables ``JIEXU_*`` or command-line options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agents.deadlines import Regime
+
+__all__ = ["AgentSettings"]
+
+
+class AgentSettings(BaseSettings):
+    """One agency's agent. Files live under ``data_dir/<code>/`` and ``secrets_dir``."""
+
+    model_config = SettingsConfigDict(env_prefix="JIEXU_", extra="ignore")
+
+    agency: str = Field(pattern=r"^[0-9]{6}$", description="This agency's 6-digit region code")
+    data_dir: Path = Field(Path(".jiexu/data"), description="SQLite store and ledger, per agency")
+    secrets_dir: Path = Field(Path(".jiexu/secrets"), description="broker credentials and keys")
+    directory: Path = Field(Path(".jiexu/directory.json"), description="the agency directory")
+    amqp_url: str | None = Field(
+        None, description="broker URL; the agent connects as its own agency user from secrets_dir"
+    )
+    database_url: str | None = Field(
+        None, description="PostgreSQL DSN for the store (default: SQLite in data_dir)"
+    )
+    regime: Regime = Field(Regime.R2021, description="deadline rules: 2016 or 2021")
+    calendar_dir: Path | None = Field(None, description="extra working-day calendar files")
+    accepts_funds: bool = Field(True, description="whether this agency can receive balances")
+    prefetch: int = Field(100, ge=1)
+    retry_delays_ms: tuple[int, ...] = (1000, 5000, 30000)
+    user_prefix: str = ""
+    reconciler: str | None = Field(
+        "000000", description="code the reconciliation agent listens on; None to send it nothing"
+    )
+    deadline_interval_s: float = Field(60.0, gt=0, description="how often deadlines are checked")
+
+    @property
+    def agency_dir(self) -> Path:
+        return self.data_dir / self.agency
+
+    @property
+    def store_path(self) -> Path:
+        return self.agency_dir / "store.db"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.agency_dir / "ledger.db"
