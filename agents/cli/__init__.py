@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import typer
 
+from agents.cli.agent_cmd import agent_command, apply_command, case_app
+from agents.cli.bench_cmd import bench_command
+from agents.cli.dlq_cmd import dlq_app
+from agents.cli.keys_cmd import keys_app
+from agents.cli.reconcile_cmd import reconcile_command
+from agents.cli.schemas_cmd import schemas_app
 from agents.cli.smoke import smoke_command
+from agents.cli.topology_cmd import topology_app
 
 __all__ = ["app", "main"]
 
@@ -24,6 +31,16 @@ def _root() -> None:
 app.command("smoke")(smoke_command)
 # Until the full demo lands, `jiexu demo` is the smoke run: broker found, topology up, round trip.
 app.command("demo")(smoke_command)
+
+app.add_typer(topology_app, name="topology")
+app.add_typer(keys_app, name="keys")
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(dlq_app, name="dlq")
+app.command("bench")(bench_command)
+app.command("reconcile")(reconcile_command)
+app.command("agent")(agent_command)
+app.command("apply")(apply_command)
+app.add_typer(case_app, name="case")
 
 
 def main() -> None:

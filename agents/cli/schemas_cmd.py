@@ -23,7 +23,7 @@ def _schemas() -> None:
 
 @schemas_app.command("export")
 def export_command(
-    directory: Path = typer.Argument(  # noqa: B008 - typer's declaration style
+    directory: Path = typer.Argument(
         ..., help="where to write json/*.json and asyncapi.yaml (created if missing)"
     ),
 ) -> None:

@@ -57,14 +57,21 @@ def test_a_mover_is_stopped_at_home_and_enrolled_empty_at_the_new_place() -> Non
     assert not is_guangdong_internal("360400", "440300")
 
 
-def test_periods_must_agree_with_their_months() -> None:
+def test_periods_hold_at_most_the_months_they_span() -> None:
     assert period_months("2020-01", "2020-12") == 12
     assert period_months("2019-11", "2020-02") == 4
-    with pytest.raises(ValueError, match="months"):
-        ContributionPeriod(
-            from_month="2020-01", to_month="2020-12", region="110000",
-            insurance_type=InsuranceType.EMPLOYEE, months=11,
-        )
+    # A gap in contributions: fewer months paid than the period spans is allowed (as on the form).
+    gap = ContributionPeriod(
+        from_month="2020-01", to_month="2020-12", region="110000",
+        insurance_type=InsuranceType.EMPLOYEE, months=11,
+    )
+    assert gap.months == 11
+    for months in (0, 13):
+        with pytest.raises(ValueError, match="months"):
+            ContributionPeriod(
+                from_month="2020-01", to_month="2020-12", region="110000",
+                insurance_type=InsuranceType.EMPLOYEE, months=months,
+            )
 
 
 def test_accounts_refuse_negative_or_fractional_money() -> None:

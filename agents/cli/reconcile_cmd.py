@@ -1,0 +1,236 @@
+"""`jiexu reconcile`: run the reconciliation agent (code 000000), or print its report.
+
+The agent connects as the reconciler's own broker user: from ``--amqp-url``
+(``JIEXU_RECONCILER_AMQP_URL``), else from ``{secrets-dir}/000000.broker.json`` (written by
+``jiexu topology apply``) on the broker of ``JIEXU_AMQP_URL``. It signs with
+``{keys-dir}/000000.ed25519.pem`` (``jiexu keys generate --agency 000000``), verifies senders with
+the agency directory, and keeps its store in ``{data-dir}/000000/reconcile.db``.
+
+``--report`` reads that store only (no broker): per-pair control totals per day, counts, the
+latest mismatches and the stuck cases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from agents.deadlines import Regime
+from agents.reconcile.agent import ReconcilerSettings, run_reconciler
+from agents.reconcile.report import ReconciliationReport
+from agents.workdays import CalendarFileError, WorkingCalendar
+from broker.consumer import ConsumerSettings
+from broker.directory import AgencyDirectory, DirectoryError
+from broker.logging import configure_logging
+from broker.names import RECONCILER_CODE
+from broker.provider import BrokerEndpoint
+from broker.signing import load_private_key, private_key_path
+from broker.topology import DEFAULT_RETRY_DELAYS_MS, load_agency_secret, secret_path
+
+__all__ = ["reconcile_command", "store_path"]
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+_URL = typer.Option(
+    None,
+    "--amqp-url",
+    envvar="JIEXU_RECONCILER_AMQP_URL",
+    help="AMQP URL with the reconciler's own login (default: from --secrets-dir and JIEXU_AMQP_URL)",
+)
+_VHOST = typer.Option(None, "--vhost", envvar="JIEXU_VHOST", help="vhost (default: the secrets file's)")
+_SECRETS = typer.Option(
+    Path(".jiexu/secrets"), "--secrets-dir", envvar="JIEXU_SECRETS_DIR", help="000000.broker.json"
+)
+_KEYS = typer.Option(
+    None, "--keys-dir", envvar="JIEXU_KEYS_DIR", help="000000.ed25519.pem (default: --secrets-dir)"
+)
+_DIRECTORY = typer.Option(
+    Path(".jiexu/directory.json"), "--directory", envvar="JIEXU_DIRECTORY", help="the agency directory"
+)
+_DATA = typer.Option(Path(".jiexu/data"), "--data-dir", envvar="JIEXU_DATA_DIR", help="store directory")
+_REGIME = typer.Option(
+    "2021", "--regime", envvar="JIEXU_REGIME", help="deadline rules for the sweep: 2016 or 2021"
+)
+_CALENDARS = typer.Option(
+    None, "--calendar-dir", envvar="JIEXU_CALENDAR_DIR", help="extra working-day calendar files"
+)
+_PREFIX = typer.Option("", "--user-prefix", envvar="JIEXU_USER_PREFIX", help="prefix of broker users")
+_DELAYS = typer.Option(
+    ",".join(str(ms) for ms in DEFAULT_RETRY_DELAYS_MS),
+    "--retry-delays",
+    envvar="JIEXU_RETRY_DELAYS_MS",
+    help="retry delays in ms, as provisioned by `jiexu topology apply`",
+)
+_ONCE = typer.Option(False, "--once", help="handle the inbox as it is now, sweep once, and exit")
+_INTERVAL = typer.Option(300.0, "--sweep-interval", min=0.1, help="seconds between sweeps")
+_REPORT = typer.Option(False, "--report", help="print the report from the store and exit (no broker)")
+_LIMIT = typer.Option(20, "--limit", min=1, help="mismatches to show in the report")
+_JSON = typer.Option(False, "--json", help="print one JSON object on stdout")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def store_path(data_dir: Path) -> Path:
+    """Where the reconciler keeps its store under a data directory."""
+    return data_dir / RECONCILER_CODE / "reconcile.db"
+
+
+def _amqp_url(amqp_url: str | None, vhost: str | None, secrets_dir: Path) -> str:
+    if amqp_url:
+        return amqp_url
+    path = secret_path(secrets_dir, RECONCILER_CODE)
+    if not path.exists():
+        raise _fail(
+            f"no broker login for the reconciler: pass --amqp-url or --secrets-dir holding {path.name} "
+            "(written by `jiexu topology apply`)"
+        )
+    try:
+        secret = load_agency_secret(path)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    if secret.get("amqp_url") and vhost is None:
+        return secret["amqp_url"]
+    try:
+        endpoint = BrokerEndpoint.from_url(
+            os.environ.get("JIEXU_AMQP_URL") or DEFAULT_AMQP_URL, None, "JIEXU_AMQP_URL"
+        )
+    except ValueError as exc:
+        raise _fail(f"JIEXU_AMQP_URL: {exc}") from exc
+    return endpoint.amqp_url(
+        vhost=vhost or secret.get("vhost", endpoint.vhost),
+        username=secret["username"],
+        password=secret["password"],
+    )
+
+
+def _human_report(summary: dict[str, Any]) -> str:
+    counts = summary["counts"]
+    lines = [
+        f"cases: {counts['matched']} matched, {counts['mismatched']} mismatched, "
+        f"{counts['open']} open ({counts['stuck']} stuck)",
+        "",
+    ]
+    totals = summary["control_totals"]
+    if totals:
+        header = ("DAY", "OUT", "IN", "CASES", "FEN OUT", "FEN IN", "MONTHS OUT", "MONTHS IN", "")
+        rows = [header] + [
+            (
+                t["day"],
+                t["outgoing"],
+                t["receiving"],
+                str(t["cases"]),
+                str(t["amount_out_fen"]),
+                str(t["amount_in_fen"]),
+                str(t["months_out"]),
+                str(t["months_in"]),
+                "ok" if t["balanced"] else "UNBALANCED",
+            )
+            for t in totals
+        ]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        lines += ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
+    else:
+        lines.append("no reconciled cases yet")
+    if summary["mismatches"]:
+        lines += ["", "latest mismatches:"]
+        for case in summary["mismatches"]:
+            fields = ", ".join(
+                f"{d['field']} {d['outgoing_value']} vs {d['receiving_value']}" for d in case["differences"]
+            )
+            reason = f" (rejected: {case['rejection_reason']})" if case["rejection_reason"] else ""
+            lines.append(f"  {case['case_id']} {case['outgoing']}->{case['receiving']}{reason}: {fields}")
+    if summary["stuck"]:
+        lines += ["", "stuck (past due, no result):"]
+        for case in summary["stuck"]:
+            lines.append(
+                f"  {case['case_id']} {case['outgoing'] or '?'}->{case['receiving'] or '?'} "
+                f"overdue since {case['overdue_since']}, in flight {case['amount_in_flight_fen']} fen"
+            )
+    return "\n".join(lines)
+
+
+async def _report(path: Path, limit: int) -> dict[str, Any]:
+    report = await ReconciliationReport.open(path)
+    try:
+        return await report.summary(limit)
+    finally:
+        await report.close()
+
+
+def reconcile_command(
+    amqp_url: str | None = _URL,
+    vhost: str | None = _VHOST,
+    secrets_dir: Path = _SECRETS,
+    keys_dir: Path | None = _KEYS,
+    directory: Path = _DIRECTORY,
+    data_dir: Path = _DATA,
+    regime: str = _REGIME,
+    calendar_dir: Path | None = _CALENDARS,
+    user_prefix: str = _PREFIX,
+    retry_delays: str = _DELAYS,
+    once: bool = _ONCE,
+    sweep_interval: float = _INTERVAL,
+    report: bool = _REPORT,
+    limit: int = _LIMIT,
+    as_json: bool = _JSON,
+) -> None:
+    """Run the reconciliation agent: compare both ends' books of every ended case, report every
+    difference, total each pair of agencies per day (SIGTERM drains and exits)."""
+    path = store_path(data_dir)
+    if report:
+        configure_logging(level="WARNING", json=as_json)
+        if not path.exists():
+            raise _fail(f"no reconciliation store at {path}: has `jiexu reconcile` run with this --data-dir?")
+        summary = asyncio.run(_report(path, limit))
+        typer.echo(json.dumps(summary, ensure_ascii=False) if as_json else _human_report(summary))
+        return
+    configure_logging(level="INFO", json=True)
+    try:
+        settings = ReconcilerSettings(regime=Regime.parse(regime))
+        calendar = WorkingCalendar.from_directory(calendar_dir) if calendar_dir else WorkingCalendar()
+        delays_ms = tuple(int(part) for part in retry_delays.split(",") if part.strip())
+    except (ValueError, CalendarFileError) as exc:
+        raise _fail(str(exc)) from exc
+    try:
+        agency_directory = AgencyDirectory.load(directory)
+    except DirectoryError as exc:
+        raise _fail(str(exc)) from exc
+    key_file = private_key_path(keys_dir or secrets_dir, RECONCILER_CODE)
+    try:
+        private_key = load_private_key(key_file)
+    except (OSError, ValueError) as exc:
+        raise _fail(
+            f"cannot load the reconciler's signing key {key_file}: {exc} "
+            "(create it with `jiexu keys generate --agency 000000`)"
+        ) from exc
+    url = _amqp_url(amqp_url, vhost, secrets_dir)
+    outcome = asyncio.run(
+        run_reconciler(
+            amqp_url=url,
+            directory=agency_directory,
+            private_key=private_key,
+            store_path=path,
+            settings=settings,
+            consumer_settings=ConsumerSettings(retry_delays_ms=delays_ms, user_prefix=user_prefix),
+            calendar=calendar,
+            once=once,
+            sweep_interval_s=sweep_interval,
+        )
+    )
+    if once and outcome is not None:
+        summary = asyncio.run(_report(path, limit))
+        result = {
+            "overdue": [str(case_id) for case_id in outcome.overdue],
+            "requested": outcome.requested,
+            "published": outcome.published,
+            **summary,
+        }
+        typer.echo(json.dumps(result, ensure_ascii=False) if as_json else _human_report(summary))

@@ -1,0 +1,444 @@
+"""The reconciler's own store: one SQLite file of cases, statement requests, outbox and inbox.
+
+Each case is one row: a few columns to query on and the whole `CaseRecord` as JSON. A handled
+message, the case it changed, the requests it issued and the envelopes it queued commit in one
+transaction (`ReconciliationReport.transaction`); the agent publishes queued envelopes afterwards
+and marks them sent, so a crash in between re-sends them with the same message ids.
+
+The queries serve ``jiexu reconcile --report`` and a later ``jiexu status``: counts per outcome,
+latest mismatches, pending and stuck cases, control totals per pair of agencies per day.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Literal
+from uuid import UUID
+
+import aiosqlite
+from pydantic import BaseModel, ConfigDict, Field
+
+from agents.reconcile.compare import CaseFigures, PairDayTotals, control_totals, figures_of
+from agents.store._codec import ts
+from schemas.envelope import Envelope
+from schemas.errors import TransientError
+from schemas.information import InformationFormV2
+from schemas.reconciliation import LedgerStatementV1, ReconciliationOutcome, ReconciliationResultV1
+from schemas.registry import encode_envelope
+
+__all__ = [
+    "CaseRecord",
+    "CaseStatus",
+    "Purpose",
+    "ReconciliationReport",
+    "ReportTransaction",
+    "RequestRow",
+    "StoredStatement",
+    "Terminal",
+]
+
+Terminal = Literal["transfer_completed", "rejection"]
+Purpose = Literal["final", "probe"]
+CaseStatus = Literal["open", "matched", "mismatched"]
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS cases (
+        case_id TEXT PRIMARY KEY,
+        outgoing TEXT,
+        receiving TEXT,
+        status TEXT NOT NULL CHECK (status IN ('open', 'matched', 'mismatched')),
+        stuck INTEGER NOT NULL,
+        day TEXT,
+        checked_at TEXT,
+        updated_at TEXT NOT NULL,
+        record TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS cases_status ON cases (status, checked_at)",
+    """CREATE TABLE IF NOT EXISTS requests (
+        message_id TEXT PRIMARY KEY,
+        case_id TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        purpose TEXT NOT NULL CHECK (purpose IN ('final', 'probe')),
+        round INTEGER NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_id TEXT NOT NULL UNIQUE,
+        case_id TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        type TEXT NOT NULL,
+        envelope TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        sent_at TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (sent_at, seq)",
+    """CREATE TABLE IF NOT EXISTS inbox (
+        message_id TEXT PRIMARY KEY,
+        case_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        handled_at TEXT NOT NULL
+    )""",
+)
+_SCHEMA_VERSION = 1
+
+
+class StoredStatement(BaseModel):
+    """A ledger statement as received; ``final`` when it answers a request made after the case
+    ended (only those are compared for the published result)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    statement: LedgerStatementV1
+    final: bool
+    message_id: UUID
+    received_at: datetime
+
+
+class CaseRecord(BaseModel):
+    """Everything the reconciler knows about one case."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+    case_id: UUID
+    first_seen: datetime
+    outgoing: str | None = None
+    receiving: str | None = None
+    parties: list[str] = Field(default_factory=list, description="Every agency known in the case.")
+    form: InformationFormV2 | None = None
+    form_sent_on: date | None = None
+    terminal: Terminal | None = None
+    terminal_by: str | None = None
+    terminal_on: date | None = None
+    rejection_reason: str | None = None
+    statements: dict[str, StoredStatement] = Field(default_factory=dict)
+    final_round: int = 0
+    final_asked: list[str] = Field(default_factory=list)
+    probe_round: int = 0
+    probe_asked: list[str] = Field(default_factory=list)
+    last_request_on: date | None = None
+    form_wait_over: bool = False
+    result: ReconciliationResultV1 | None = None
+    checked_at: datetime | None = None
+    day: date | None = None
+    probe_result: ReconciliationResultV1 | None = None
+    overdue_since: date | None = None
+
+    @property
+    def status(self) -> CaseStatus:
+        if self.result is None:
+            return "open"
+        return "matched" if self.result.outcome is ReconciliationOutcome.MATCHED else "mismatched"
+
+    @property
+    def stuck(self) -> bool:
+        """Past its due date with no terminal notice (money in flight), or with no result yet."""
+        return self.overdue_since is not None and self.result is None
+
+    def statement_of(self, agency: str | None, *, final: bool = True) -> LedgerStatementV1 | None:
+        if agency is None:
+            return None
+        stored = self.statements.get(agency)
+        if stored is None or (final and not stored.final):
+            return None
+        return stored.statement
+
+    def figures(self) -> CaseFigures | None:
+        if self.result is None or self.day is None:
+            return None
+        return figures_of(
+            self.case_id,
+            self.day,
+            self.result,
+            self.statement_of(self.result.outgoing),
+            self.statement_of(self.result.receiving),
+        )
+
+
+@dataclass(frozen=True)
+class RequestRow:
+    message_id: UUID
+    case_id: UUID
+    recipient: str
+    purpose: Purpose
+    round: int
+
+
+class ReportTransaction:
+    """Reads and writes inside one ``BEGIN IMMEDIATE`` transaction."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def handled(self, message_id: UUID) -> bool:
+        cursor = await self._db.execute("SELECT 1 FROM inbox WHERE message_id = ?", (str(message_id),))
+        return await cursor.fetchone() is not None
+
+    async def mark_handled(self, envelope: Envelope, at: datetime) -> None:
+        await self._db.execute(
+            "INSERT INTO inbox (message_id, case_id, type, sender, handled_at) VALUES (?, ?, ?, ?, ?)",
+            (str(envelope.message_id), str(envelope.case_id), envelope.type, envelope.sender, ts(at)),
+        )
+
+    async def load(self, case_id: UUID) -> CaseRecord | None:
+        cursor = await self._db.execute("SELECT record FROM cases WHERE case_id = ?", (str(case_id),))
+        row = await cursor.fetchone()
+        return CaseRecord.model_validate_json(row[0]) if row is not None else None
+
+    async def save(self, record: CaseRecord, at: datetime) -> None:
+        await self._db.execute(
+            "INSERT OR REPLACE INTO cases "
+            "(case_id, outgoing, receiving, status, stuck, day, checked_at, updated_at, record) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                str(record.case_id),
+                record.outgoing,
+                record.receiving,
+                record.status,
+                int(record.stuck),
+                record.day.isoformat() if record.day else None,
+                ts(record.checked_at) if record.checked_at else None,
+                ts(at),
+                record.model_dump_json(),
+            ),
+        )
+
+    async def request(self, message_id: UUID) -> RequestRow | None:
+        cursor = await self._db.execute(
+            "SELECT message_id, case_id, recipient, purpose, round FROM requests WHERE message_id = ?",
+            (str(message_id),),
+        )
+        row = await cursor.fetchone()
+        if row is None:
+            return None
+        return RequestRow(UUID(row[0]), UUID(row[1]), row[2], row[3], int(row[4]))
+
+    async def add_request(self, row: RequestRow) -> None:
+        await self._db.execute(
+            "INSERT OR IGNORE INTO requests (message_id, case_id, recipient, purpose, round) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (str(row.message_id), str(row.case_id), row.recipient, row.purpose, row.round),
+        )
+
+    async def enqueue(self, envelope: Envelope, at: datetime) -> bool:
+        """Queue an envelope to publish; False if one with its message id is already queued."""
+        cursor = await self._db.execute(
+            "INSERT OR IGNORE INTO outbox (message_id, case_id, recipient, type, envelope, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                str(envelope.message_id),
+                str(envelope.case_id),
+                envelope.recipient,
+                envelope.type,
+                encode_envelope(envelope).decode("utf-8"),
+                ts(at),
+            ),
+        )
+        return cursor.rowcount == 1
+
+
+class ReconciliationReport:
+    """The reconciler's store on one SQLite file. Open with ``await ReconciliationReport.open(path)``."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: str | Path) -> ReconciliationReport:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            await db.execute("PRAGMA busy_timeout = 10000")
+            await db.execute("PRAGMA journal_mode = WAL")
+            await db.execute("PRAGMA synchronous = FULL")
+            await db.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA:
+                await db.execute(statement)
+            await db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db, path)
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._db.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[ReportTransaction]:
+        async with self._lock:
+            try:
+                await self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise TransientError(f"reconciliation store busy: {exc}") from exc
+            try:
+                yield ReportTransaction(self._db)
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            try:
+                await self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                await self._db.execute("ROLLBACK")
+                raise TransientError(f"reconciliation store busy at commit: {exc}") from exc
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        async with self._lock:
+            cursor = await self._db.execute(sql, params)
+            return list(await cursor.fetchall())
+
+    # -- the consumer's replay check and the outbox ----------------------------------------------
+    async def handled(self, message_id: UUID) -> bool:
+        rows = await self._all("SELECT 1 FROM inbox WHERE message_id = ?", (str(message_id),))
+        return bool(rows)
+
+    async def unsent(self, limit: int = 1000) -> list[Envelope]:
+        rows = await self._all(
+            "SELECT envelope FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT ?", (limit,)
+        )
+        return [Envelope.model_validate_json(row[0]) for row in rows]
+
+    async def mark_sent(self, message_id: UUID, at: datetime) -> None:
+        async with self._lock:
+            await self._db.execute(
+                "UPDATE outbox SET sent_at = ? WHERE message_id = ? AND sent_at IS NULL",
+                (ts(at), str(message_id)),
+            )
+
+    async def outbox(self, case_id: UUID | None = None) -> list[tuple[Envelope, bool]]:
+        """Queued envelopes (of one case), oldest first, each with whether it was sent."""
+        sql = "SELECT envelope, sent_at FROM outbox"
+        params: tuple[Any, ...] = ()
+        if case_id is not None:
+            sql += " WHERE case_id = ?"
+            params = (str(case_id),)
+        rows = await self._all(sql + " ORDER BY seq", params)
+        return [(Envelope.model_validate_json(row[0]), row[1] is not None) for row in rows]
+
+    # -- queries ----------------------------------------------------------------------------------
+    async def case(self, case_id: UUID) -> CaseRecord | None:
+        rows = await self._all("SELECT record FROM cases WHERE case_id = ?", (str(case_id),))
+        return CaseRecord.model_validate_json(rows[0][0]) if rows else None
+
+    async def cases(self, status: CaseStatus | None = None) -> list[CaseRecord]:
+        """Cases (with ``status``), ordered by case id."""
+        if status is None:
+            rows = await self._all("SELECT record FROM cases ORDER BY case_id")
+        else:
+            rows = await self._all(
+                "SELECT record FROM cases WHERE status = ? ORDER BY case_id", (status,)
+            )
+        return [CaseRecord.model_validate_json(row[0]) for row in rows]
+
+    async def open_cases(self) -> list[CaseRecord]:
+        """Cases without a published result: waiting for a terminal notice, statements or a form."""
+        return await self.cases("open")
+
+    async def pending_cases(self) -> list[CaseRecord]:
+        """Open cases that are not (yet) past their due date."""
+        return [case for case in await self.open_cases() if not case.stuck]
+
+    async def stuck_cases(self) -> list[CaseRecord]:
+        """Open cases past their due date (money in flight with no terminal notice, or a terminal
+        notice with no result), oldest overdue first."""
+        rows = await self._all("SELECT record FROM cases WHERE stuck = 1 ORDER BY case_id")
+        records = [CaseRecord.model_validate_json(row[0]) for row in rows]
+        return sorted(records, key=lambda case: (case.overdue_since or date.min, str(case.case_id)))
+
+    async def latest_mismatches(self, limit: int = 20) -> list[CaseRecord]:
+        rows = await self._all(
+            "SELECT record FROM cases WHERE status = 'mismatched' "
+            "ORDER BY checked_at DESC, case_id LIMIT ?",
+            (limit,),
+        )
+        return [CaseRecord.model_validate_json(row[0]) for row in rows]
+
+    async def counts(self) -> dict[str, int]:
+        """Cases per status (``open``, ``matched``, ``mismatched``) and ``stuck`` (open, overdue)."""
+        rows = await self._all("SELECT status, COUNT(*), SUM(stuck) FROM cases GROUP BY status")
+        counts = {"open": 0, "matched": 0, "mismatched": 0, "stuck": 0}
+        for status, count, stuck in rows:
+            counts[status] = int(count)
+            if status == "open":
+                counts["stuck"] = int(stuck or 0)
+        return counts
+
+    async def control_totals(self, day: date | None = None) -> list[PairDayTotals]:
+        """Per (day, outgoing, receiving): what left one end and what arrived at the other, over
+        the reconciled cases (``day`` is the day the case ended, Asia/Shanghai)."""
+        sql = "SELECT record FROM cases WHERE status != 'open'"
+        params: tuple[Any, ...] = ()
+        if day is not None:
+            sql += " AND day = ?"
+            params = (day.isoformat(),)
+        rows = await self._all(sql, params)
+        figures = []
+        for row in rows:
+            item = CaseRecord.model_validate_json(row[0]).figures()
+            if item is not None:
+                figures.append(item)
+        return control_totals(figures)
+
+    async def summary(self, limit: int = 20) -> dict[str, Any]:
+        """Everything ``jiexu reconcile --report`` shows, as JSON-ready values."""
+
+        def differences(result: ReconciliationResultV1 | None) -> list[dict[str, Any]]:
+            return [d.model_dump(mode="json") for d in result.differences] if result else []
+
+        return {
+            "counts": await self.counts(),
+            "control_totals": [
+                {
+                    "day": t.day.isoformat(),
+                    "outgoing": t.outgoing,
+                    "receiving": t.receiving,
+                    "cases": t.cases,
+                    "matched": t.matched,
+                    "mismatched": t.mismatched,
+                    "amount_out_fen": t.amount_out,
+                    "amount_in_fen": t.amount_in,
+                    "months_out": t.months_out,
+                    "months_in": t.months_in,
+                    "deemed_out": t.deemed_out,
+                    "deemed_in": t.deemed_in,
+                    "paid_out_fen": t.paid_out,
+                    "retained_fen": t.retained,
+                    "balanced": t.balanced,
+                }
+                for t in await self.control_totals()
+            ],
+            "mismatches": [
+                {
+                    "case_id": str(case.case_id),
+                    "outgoing": case.outgoing,
+                    "receiving": case.receiving,
+                    "day": case.day.isoformat() if case.day else None,
+                    "terminal": case.terminal,
+                    "rejection_reason": case.rejection_reason,
+                    "differences": differences(case.result),
+                }
+                for case in await self.latest_mismatches(limit)
+            ],
+            "stuck": [
+                {
+                    "case_id": str(case.case_id),
+                    "outgoing": case.outgoing,
+                    "receiving": case.receiving,
+                    "overdue_since": case.overdue_since.isoformat() if case.overdue_since else None,
+                    "terminal": case.terminal,
+                    "amount_in_flight_fen": case.form.amount_transferred if case.form else None,
+                    "probe_differences": differences(case.probe_result),
+                }
+                for case in await self.stuck_cases()
+            ],
+        }

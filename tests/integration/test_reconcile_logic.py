@@ -1,0 +1,210 @@
+"""The reconciler's decisions on a real SQLite store, with a recording transport instead of a broker.
+
+The broker path is proven in test_reconcile_agent.py; these cover the orderings and failures that
+are awkward to provoke there: documents out of order, a form copy that never comes, a late probe
+answer, a publish interrupted before a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+
+from agents.clock import CHINA_TZ, ManualClock
+from agents.reconcile import Reconciler, ReconciliationReport
+from agents.workdays import WorkingCalendar
+from broker.publisher import PublishInterrupted
+from schemas.common import Document, Gender, InsuranceType, Person, make_citizen_id
+from schemas.envelope import Envelope
+from schemas.information import BalanceDisposition, InformationFormV2
+from schemas.notices import TransferCompletedV1
+from schemas.reconciliation import LedgerStatementV1, ReconciliationOutcome, Role
+from schemas.registry import Message, envelope_for
+
+pytestmark = pytest.mark.integration
+
+OUT, IN, RECONCILER = "360400", "440300", "000000"
+BALANCE, MONTHS = 50_000, 36
+
+
+@dataclass
+class RecordingTransport:
+    sent: list[Envelope] = field(default_factory=list)
+    fail_next: int = 0
+
+    async def publish(self, envelope: Envelope) -> Envelope:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise PublishInterrupted("connection lost before the confirm")
+        self.sent.append(envelope)
+        return envelope
+
+    def of_type(self, message_type: str) -> list[Envelope]:
+        return [e for e in self.sent if e.type == message_type]
+
+
+FORM = InformationFormV2(
+    person=Person(
+        name="李娜", gender=Gender.FEMALE, id_number=make_citizen_id("360402", date(1990, 1, 2), 24)
+    ),
+    insurance_type=InsuranceType.EMPLOYEE,
+    participation_start="2020-01",
+    participation_end="2022-12",
+    months_paid=MONTHS,
+    deemed_months=0,
+    account_balance=BALANCE,
+    amount_transferred=BALANCE,
+    balance_disposition=BalanceDisposition.TRANSFERRED,
+    contribution_periods=None,
+    seal_reference=None,
+)
+DONE = TransferCompletedV1(months_credited=MONTHS, deemed_months_credited=0, amount_credited=BALANCE)
+
+
+def statement(role: Role, *, amount: int = BALANCE, has_record: bool = True) -> LedgerStatementV1:
+    return LedgerStatementV1(
+        case_id=CASE,
+        role=role,
+        counterpart=IN if role is Role.OUTGOING else OUT,
+        has_record=has_record,
+        months=MONTHS if has_record else 0,
+        deemed_months=0,
+        amount=amount if has_record else 0,
+        paid_out=0,
+        retained=0,
+    )
+
+
+CASE = UUID("3c9a4d2e-1f0b-4a7c-9e8d-554433221100")
+
+
+def message(sender: str, document: Document, causation_id: UUID | None = None) -> Message:
+    envelope = envelope_for(
+        document,
+        sender=sender,
+        recipient=RECONCILER,
+        case_id=CASE,
+        causation_id=causation_id,
+        sent_at=datetime(2026, 3, 2, 9, 0, tzinfo=CHINA_TZ),
+    )
+    return Message(envelope=envelope, document=document)
+
+
+@dataclass
+class Setup:
+    reconciler: Reconciler
+    report: ReconciliationReport
+    transport: RecordingTransport
+    clock: ManualClock
+    path: Path
+
+    def request_to(self, code: str) -> UUID:
+        return [e for e in self.transport.of_type("statement_request") if e.recipient == code][-1].message_id
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
+    path = tmp_path / "reconcile.db"
+    report = await ReconciliationReport.open(path)
+    transport = RecordingTransport()
+    clock = ManualClock(datetime(2026, 3, 2, 10, 0, tzinfo=CHINA_TZ))
+    calendar = WorkingCalendar(package_years=range(2004, 2027))
+    try:
+        reconciler = Reconciler(report, transport, clock=clock, calendar=calendar)
+        yield Setup(reconciler, report, transport, clock, path)
+    finally:
+        await report.close()
+
+
+async def test_a_completion_before_the_form_copy_waits_for_the_form_then_matches(setup: Setup) -> None:
+    r = setup.reconciler
+    await r.handle(message(IN, DONE))
+    assert [e.recipient for e in setup.transport.of_type("statement_request")] == [IN]
+    await r.handle(message(IN, statement(Role.RECEIVING), setup.request_to(IN)))
+    # The receiving end named its counterpart, who is asked next.
+    await r.handle(message(OUT, statement(Role.OUTGOING), setup.request_to(OUT)))
+    record = await setup.report.case(CASE)
+    assert record is not None and record.result is None  # the outgoing books hold a form's worth
+    await r.handle(message(OUT, FORM))
+    record = await setup.report.case(CASE)
+    assert record is not None and record.result is not None
+    assert record.result.outcome is ReconciliationOutcome.MATCHED
+    assert sorted(e.recipient for e in setup.transport.of_type("reconciliation_result")) == [OUT, IN]
+
+
+async def test_a_form_copy_that_never_comes_is_reported_once_the_case_is_overdue(setup: Setup) -> None:
+    r = setup.reconciler
+    await r.handle(message(IN, DONE))
+    await r.handle(message(IN, statement(Role.RECEIVING), setup.request_to(IN)))
+    await r.handle(message(OUT, statement(Role.OUTGOING), setup.request_to(OUT)))
+    setup.clock.set_date(date(2026, 3, 10))
+    outcome = await r.sweep()
+    assert outcome.compared == 1
+    record = await setup.report.case(CASE)
+    assert record is not None and record.result is not None
+    found = {d.field: (d.outgoing_value, d.receiving_value) for d in record.result.differences}
+    assert found["form_has_record"] == (True, False)
+
+
+async def test_a_late_answer_to_a_probe_never_replaces_the_final_statement(setup: Setup) -> None:
+    r = setup.reconciler
+    await r.handle(message(OUT, FORM))
+    setup.clock.set_date(date(2026, 3, 10))
+    await r.sweep()  # overdue: probe round to the outgoing end
+    probe_to_out = setup.request_to(OUT)
+    await r.handle(message(IN, DONE))  # the case ends: a final round
+    final_to_out = setup.request_to(OUT)
+    assert probe_to_out != final_to_out
+    await r.handle(message(OUT, statement(Role.OUTGOING), final_to_out))
+    await r.handle(message(IN, statement(Role.RECEIVING), setup.request_to(IN)))
+    record = await setup.report.case(CASE)
+    assert record is not None and record.status == "matched"
+    await r.handle(message(OUT, statement(Role.OUTGOING, amount=1), probe_to_out))
+    record = await setup.report.case(CASE)
+    assert record is not None and record.status == "matched"
+    assert record.statements[OUT].statement.amount == BALANCE
+
+
+async def test_a_changed_final_statement_publishes_a_new_result_and_a_repeat_publishes_nothing(
+    setup: Setup,
+) -> None:
+    r = setup.reconciler
+    await r.handle(message(OUT, FORM))
+    await r.handle(message(IN, DONE))
+    await r.handle(message(OUT, statement(Role.OUTGOING), setup.request_to(OUT)))
+    await r.handle(message(IN, statement(Role.RECEIVING), setup.request_to(IN)))
+    assert len(setup.transport.of_type("reconciliation_result")) == 2
+    await r.handle(message(IN, statement(Role.RECEIVING), setup.request_to(IN)))
+    assert len(setup.transport.of_type("reconciliation_result")) == 2
+    await r.handle(message(IN, statement(Role.RECEIVING, amount=BALANCE * 2), setup.request_to(IN)))
+    results = setup.transport.of_type("reconciliation_result")
+    assert len(results) == 4
+    assert results[-1].payload["outcome"] == "mismatched"
+
+
+async def test_envelopes_queued_before_a_crash_are_sent_after_restart_with_the_same_ids(setup: Setup) -> None:
+    setup.transport.fail_next = 1
+    await setup.reconciler.handle(message(OUT, FORM))
+    await setup.reconciler.handle(message(IN, DONE))  # its request is queued; the publish fails
+    assert setup.transport.sent == []
+    queued = [e.message_id for e, sent in await setup.report.outbox(CASE) if not sent]
+    assert len(queued) == 2
+
+    restarted = Reconciler(setup.report, setup.transport, clock=setup.clock)
+    assert await restarted.flush() == 2
+    assert [e.message_id for e in setup.transport.sent] == queued
+    assert await restarted.flush() == 0
+
+
+async def test_the_same_message_twice_is_handled_once(setup: Setup) -> None:
+    done = message(IN, DONE)
+    await setup.reconciler.handle(done)
+    await setup.reconciler.handle(done)
+    assert len(setup.transport.of_type("statement_request")) == 1
+    assert await setup.report.handled(done.envelope.message_id)
+
