@@ -6,6 +6,7 @@ import typer
 
 from agents.cli.agent_cmd import agent_command, apply_command, case_app
 from agents.cli.bench_cmd import bench_command
+from agents.cli.demo_cmd import demo_command
 from agents.cli.dlq_cmd import dlq_app
 from agents.cli.keys_cmd import keys_app
 from agents.cli.reconcile_cmd import reconcile_command
@@ -28,9 +29,8 @@ def _root() -> None:
     """接续 — medical-insurance relationship transfers between agencies, over RabbitMQ."""
 
 
+app.command("demo")(demo_command)
 app.command("smoke")(smoke_command)
-# Until the full demo lands, `jiexu demo` is the smoke run: broker found, topology up, round trip.
-app.command("demo")(smoke_command)
 
 app.add_typer(topology_app, name="topology")
 app.add_typer(keys_app, name="keys")
