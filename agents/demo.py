@@ -30,6 +30,7 @@ from agents.ledger.sqlite import SqliteLedger
 from agents.provision import AgencyProfile, Provisioned, provision
 from agents.reconcile.agent import ReconcilerSettings, run_reconciler
 from agents.reconcile.report import ReconciliationReport
+from agents.store.base import CaseRecord
 from broker.consumer import ConsumerSettings
 from broker.directory import AgencyDirectory
 from broker.names import RECONCILER_CODE
@@ -280,7 +281,7 @@ async def run_demo(
         submitted = await _submit(agents, planned)
         states = await _wait(agents, submitted, progress, timeout_s)
         elapsed = time.perf_counter() - started
-        recon = await _wait_reconciled(provisioned, agents, submitted, states, timeout_s=60.0)
+        recon = await _wait_reconciled(provisioned, agents, submitted, timeout_s=60.0)
         money_after, paid_out = await _money_after(agents)
         latencies = await _latencies(agents, submitted)
         overdue = await _overdue(agents)
@@ -421,17 +422,24 @@ async def _submit(agents: dict[str, AgentProcess], planned: Sequence[_Planned]) 
     return submitted
 
 
-async def _outcome(agents: dict[str, AgentProcess], transfer: Transfer) -> str | None:
+def _outcome(receiving: CaseRecord | None, outgoing: CaseRecord | None) -> str | None:
     """The case's outcome once BOTH ends are terminal (or the receiving end alone, when the case
     never reached the outgoing agency)."""
-    receiving = await agents[transfer.receiving].service.store.get_case(transfer.case_id)
     if receiving is None or receiving.state not in TERMINAL:
         return None
-    outgoing = await agents[transfer.outgoing].service.store.get_case(transfer.case_id)
     if outgoing is not None and outgoing.state not in TERMINAL:
         return None
     reason = receiving.data.get("rejection_reason")
     return f"{receiving.state}:{reason}" if receiving.state == "rejected" and reason else receiving.state
+
+
+async def _cases(agents: dict[str, AgentProcess]) -> dict[str, dict[uuid.UUID, CaseRecord]]:
+    """Every case of every agency: one query per store (polling case by case would load the stores
+    the agents are working on)."""
+    return {
+        code: {r.case_id: r for r in await agent.service.store.list_cases()}
+        for code, agent in agents.items()
+    }
 
 
 async def _wait(
@@ -443,15 +451,19 @@ async def _wait(
     states: dict[uuid.UUID, str] = {}
     deadline = time.monotonic() + timeout_s
     while len(states) < len(submitted) and time.monotonic() < deadline:
+        cases = await _cases(agents)
         for transfer in submitted:
             if transfer.case_id not in states:
-                outcome = await _outcome(agents, transfer)
+                outcome = _outcome(
+                    cases[transfer.receiving].get(transfer.case_id),
+                    cases[transfer.outgoing].get(transfer.case_id),
+                )
                 if outcome is not None:
                     states[transfer.case_id] = outcome
         if progress is not None:
             progress(len(states), len(submitted))
         if len(states) < len(submitted):
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.25)
     for transfer in submitted:
         states.setdefault(transfer.case_id, "unfinished")
     return states
@@ -461,31 +473,21 @@ async def _wait_reconciled(
     provisioned: Provisioned,
     agents: dict[str, AgentProcess],
     submitted: Sequence[Transfer],
-    states: dict[uuid.UUID, str],
     timeout_s: float,
 ) -> dict[str, int]:
     """Wait until every case that reached the outgoing agency has a reconciliation result."""
-    expected: set[uuid.UUID] = set()
-    for transfer in submitted:
-        if await agents[transfer.outgoing].service.store.get_case(transfer.case_id) is not None:
-            expected.add(transfer.case_id)
+    cases = await _cases(agents)
+    expected = sum(1 for t in submitted if t.case_id in cases[t.outgoing])
     report = await ReconciliationReport.open(provisioned.data_dir / RECONCILER_CODE / "reconcile.db")
     try:
         deadline = time.monotonic() + timeout_s
         while True:
-            done = 0
-            for case_id in expected:
-                record = await report.case(case_id)
-                if record is not None and record.status != "open":
-                    done += 1
-            if done == len(expected) or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.2)
-        counts = await report.counts()
+            counts = await report.counts()
+            if counts["matched"] + counts["mismatched"] >= expected or time.monotonic() > deadline:
+                return counts
+            await asyncio.sleep(0.25)
     finally:
         await report.close()
-    del states
-    return counts
 
 
 async def _money(agents: dict[str, AgentProcess]) -> int:
@@ -499,10 +501,12 @@ async def _money_after(agents: dict[str, AgentProcess]) -> tuple[int, int]:
 
 
 async def _latencies(agents: dict[str, AgentProcess], submitted: Sequence[Transfer]) -> list[float]:
+    """From the application to the last commit of the case at either end, per case."""
+    cases = await _cases(agents)
     latencies = []
     for transfer in submitted:
-        receiving = await agents[transfer.receiving].service.store.get_case(transfer.case_id)
-        outgoing = await agents[transfer.outgoing].service.store.get_case(transfer.case_id)
+        receiving = cases[transfer.receiving].get(transfer.case_id)
+        outgoing = cases[transfer.outgoing].get(transfer.case_id)
         if receiving is None:
             continue
         end = max(r.updated_at for r in (receiving, outgoing) if r is not None)

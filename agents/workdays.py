@@ -161,6 +161,7 @@ class WorkingCalendar:
         """`package_years` limits which years `chinesecalendar` is trusted for (default: every
         year it has data for); tests use it to stay meaningful when a newer package adds years."""
         self._years: dict[int, YearCalendar] = {}
+        self._answers: dict[date, bool] = {}
         self._origin: dict[int, str] = {}
         self._use_package = use_package
         self._package_allowed = frozenset(package_years) if package_years is not None else None
@@ -184,6 +185,7 @@ class WorkingCalendar:
             )
         self._years[year.year] = year
         self._origin[year.year] = origin
+        self._answers.clear()
         if year.provisional:
             log.warning(
                 "workdays.provisional_calendar",
@@ -214,6 +216,13 @@ class WorkingCalendar:
         return "weekdays"
 
     def is_working_day(self, day: date) -> bool:
+        # Deadlines walk day by day and chinese_calendar validates every call: remember answers.
+        known = self._answers.get(day)
+        if known is None:
+            known = self._answers[day] = self._is_working_day(day)
+        return known
+
+    def _is_working_day(self, day: date) -> bool:
         loaded = self._years.get(day.year)
         if loaded is not None:
             return loaded.is_working_day(day)
