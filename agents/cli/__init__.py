@@ -12,6 +12,7 @@ from agents.cli.keys_cmd import keys_app
 from agents.cli.reconcile_cmd import reconcile_command
 from agents.cli.schemas_cmd import schemas_app
 from agents.cli.smoke import smoke_command
+from agents.cli.status_cmd import status_command
 from agents.cli.topology_cmd import topology_app
 
 __all__ = ["app", "main"]
@@ -41,6 +42,7 @@ app.command("reconcile")(reconcile_command)
 app.command("agent")(agent_command)
 app.command("apply")(apply_command)
 app.add_typer(case_app, name="case")
+app.command("status")(status_command)
 
 
 def main() -> None:
