@@ -12,6 +12,7 @@ import contextlib
 
 import structlog
 
+from agents.faults import crash_point
 from agents.store.base import OutboxMessage, Store
 from broker.names import EXCHANGE
 from broker.publisher import Publisher, envelope_message
@@ -78,6 +79,7 @@ class OutboxRelay:
         rows = await self._store.fetch_unpublished(self._batch_size)
         if not rows:
             return 0, 0
+        crash_point("before_publish")
         results = await asyncio.gather(
             *(self._publish(row) for row in rows), return_exceptions=True
         )
@@ -98,6 +100,7 @@ class OutboxRelay:
             else:
                 done.append(row.id)
         if done:
+            crash_point("after_publish_before_mark")
             await self._store.mark_published(done)
             self.published += len(done)
         return len(done), failed

@@ -47,6 +47,7 @@ from agents.case import (
     person_key,
 )
 from agents.clock import Clock
+from agents.faults import crash_point
 from agents.ledger.base import ContributionPeriod as LedgerPeriod
 from agents.ledger.base import LedgerEntry, LedgerPort, PersonAccount
 from agents.reconcile.statements import statement_document
@@ -190,6 +191,7 @@ class AgencyService:
         self._committed(decision)
         if saved is not None and saved.pending_commands:
             await self._drive_commands_safely(saved.case_id)
+        crash_point("after_handle_before_ack")
 
     async def tick(self) -> int:
         """Deadlines: every open case past its due date gets a `Tick` (reminders, notes).
@@ -242,6 +244,7 @@ class AgencyService:
         if not case.pending_commands:
             return
         result = await self._run_commands(case)
+        crash_point("after_ledger_before_commit")
         async with self.store.transaction() as tx:
             current = await tx.get_case(case_id)
             if current is None:
@@ -255,7 +258,9 @@ class AgencyService:
 
     async def _run_commands(self, case: Case) -> LedgerApplied | LedgerRefused:
         applied: list[LedgerEntry] = []
-        for command in case.pending_commands:
+        for index, command in enumerate(case.pending_commands):
+            if index:
+                crash_point("mid_ledger_change")
             try:
                 entry = await self._run_command(command)
             except DomainRuleViolation as exc:
@@ -333,6 +338,7 @@ class AgencyService:
                 ]
             )
         self.stats.statements += 1
+        crash_point("after_commit_before_publish")
         self._on_commit()
 
     # -- the unit of work -----------------------------------------------------------------------
@@ -415,6 +421,7 @@ class AgencyService:
 
     def _committed(self, decision: Decision) -> None:
         if decision.messages:
+            crash_point("after_commit_before_publish")
             self._on_commit()
 
     def _outbox_row(self, message: OutboundMessage, case_id: uuid.UUID) -> OutboxMessage:

@@ -23,6 +23,7 @@ from uuid import UUID
 import aiosqlite
 
 from agents.clock import Clock, SystemClock
+from agents.faults import crash_point
 from agents.ledger._books import apply_credit, apply_pay_out, apply_terminate, warn_if_args_differ
 from agents.ledger.base import (
     ContributionPeriod,
@@ -230,6 +231,7 @@ class SqliteLedger:
             )
             if after is not None:
                 await after(db, entry)
+            crash_point("mid_ledger_transaction")
             return entry
 
     async def put_account(self, account: PersonAccount) -> None:
