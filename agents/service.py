@@ -67,7 +67,7 @@ from broker.signing import Ed25519PrivateKey, sign_envelope
 from schemas.common import Document
 from schemas.errors import DomainRuleViolation, TransientError
 from schemas.reconciliation import StatementRequestV1
-from schemas.registry import Message, encode_envelope, envelope_for
+from schemas.registry import Message, encode_envelope, envelope_for, newest_version
 
 __all__ = ["CONSUMER", "RECONCILER_COPIES", "AgencyService", "ServiceStats"]
 
@@ -351,6 +351,13 @@ class AgencyService:
         versions: dict[str, Sequence[int]] | None = None
         if counterpart is not None and counterpart in self.directory:
             versions = dict(self.directory.get(counterpart).supported_versions)
+            if self.code in self.directory:
+                # Send only what both ends declare: an agency that has not upgraded speaks v1.
+                own = self.directory.get(self.code).supported_versions
+                versions = {
+                    t: [v for v in theirs if v in own.get(t, (1,))] or [1]
+                    for t, theirs in versions.items()
+                }
         return Context(
             agency=self.agency,
             today=self.clock.today(),
@@ -359,6 +366,16 @@ class AgencyService:
             other_open_case=other_open_case,
             counterpart_versions=versions,
         )
+
+    def _version_for(self, recipient: str, message_type: str) -> int:
+        """The newest version of `message_type` both this agency and `recipient` declare."""
+        newest = newest_version(message_type)
+        if recipient not in self.directory or self.code not in self.directory:
+            return newest
+        theirs = self.directory.get(recipient).supported_versions.get(message_type, (1,))
+        own = self.directory.get(self.code).supported_versions.get(message_type, (1,))
+        common = [v for v in theirs if v in own and v <= newest]
+        return max(common) if common else 1
 
     async def _commit(
         self, tx: StoreTransaction, record: CaseRecord | None, decision: Decision
@@ -410,7 +427,9 @@ class AgencyService:
                             document=message.document,
                             message_id=uuid.uuid5(message.message_id, "reconciler-copy"),
                             causation_id=message.causation_id,
-                            version=type(message.document).VERSION,
+                            version=self._version_for(
+                                self.reconciler, message.document.MESSAGE_TYPE
+                            ),
                         ),
                         case.case_id,
                     )
