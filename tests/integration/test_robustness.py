@@ -60,7 +60,12 @@ def _consumer_connections(agencies: Agencies, queue: str) -> list[str]:
     """The connection of each consumer on ``queue``, as the broker reports it."""
     with agencies.vhost.management() as api:
         details = api.get_queue(agencies.vhost.name, queue).get("consumer_details") or []
-    return [d["channel_details"]["connection_name"] for d in details]
+    # While a channel is being torn down the API reports its details as an empty list.
+    return [
+        d["channel_details"]["connection_name"]
+        for d in details
+        if isinstance(d.get("channel_details"), dict)
+    ]
 
 
 def _new_consumer(agencies: Agencies, old: list[str]) -> bool:
