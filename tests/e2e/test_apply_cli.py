@@ -1,0 +1,73 @@
+"""`jiexu apply` opens a case at the receiving agency; the running agents carry it to completion."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from agents.cli import app
+from agents.provision import AgencyProfile
+from broker.pytest_plugin import TestVhost
+from tests.integration.agent_world import agent_world
+
+DONGGUAN, JIUJIANG = "441900", "360400"
+
+
+async def test_an_application_from_the_command_line_completes_and_case_show_follows_it(
+    rabbitmq_vhost: TestVhost, tmp_path: Path
+) -> None:
+    async with agent_world(
+        rabbitmq_vhost, tmp_path, [AgencyProfile(DONGGUAN), AgencyProfile(JIUJIANG)]
+    ) as world:
+        await world.start(DONGGUAN)
+        await world.start(JIUJIANG)
+        out, _ = await world.mover(
+            DONGGUAN, JIUJIANG, zero_balance=False, arrears=False, retiree=False, insurance_type="310"
+        )
+        p = world.provisioned
+        common = ["--data-dir", str(p.data_dir), "--secrets-dir", str(p.secrets_dir),
+                  "--directory", str(p.directory_path)]
+        result = await asyncio.to_thread(
+            CliRunner().invoke,
+            app,
+            ["apply", "--agency", JIUJIANG, "--from-region", DONGGUAN, "--id-number", out.id_number,
+             "--name", out.name, "--gender", out.gender.value, "--insurance-type", "310",
+             "--json", *common],
+        )
+        assert result.exit_code == 0, result.output
+        applied = json.loads(result.stdout)
+        assert applied["state"] == "awaiting_form"
+        assert applied["whose_turn"] == DONGGUAN and applied["due_date"]
+        assert out.id_number not in result.stdout, "the ID number is masked"
+        case_id = applied["case_id"]
+        assert await world.wait_terminal(JIUJIANG, uuid.UUID(case_id)) == "completed"
+        assert await world.wait_terminal(DONGGUAN, uuid.UUID(case_id)) == "completed"
+
+        shown = await asyncio.to_thread(
+            CliRunner().invoke,
+            app,
+            ["case", "show", "--agency", JIUJIANG, "--id-number", out.id_number, "--json",
+             "--data-dir", str(p.data_dir)],
+        )
+        assert shown.exit_code == 0, shown.output
+        summary = json.loads(shown.stdout)
+        assert summary["case_id"] == case_id and summary["state"] == "completed"
+        assert [step["to"] for step in summary["history"]][-1] == "completed"
+        assert out.id_number not in shown.stdout
+
+        # A malformed application is refused with a clear error and changes nothing.
+        bad = await asyncio.to_thread(
+            CliRunner().invoke,
+            app,
+            ["apply", "--agency", JIUJIANG, "--from-region", DONGGUAN, "--id-number",
+             out.id_number[:-1] + ("0" if out.id_number[-1] != "0" else "1"),
+             "--name", out.name, "--gender", out.gender.value, *common],
+        )
+        assert bad.exit_code == 2
+        assert "invalid application" in bad.output
+        cases = await world.agents[JIUJIANG].service.store.list_cases()
+        assert len(cases) == 1
