@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import logging
 import re
 import sys
+import threading
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from datetime import date, datetime, time
@@ -32,6 +34,8 @@ import structlog
 from pydantic import BaseModel
 
 __all__ = [
+    "StderrHandler",
+    "StderrLogger",
     "bind_message_context",
     "clear_message_context",
     "configure_logging",
@@ -39,6 +43,7 @@ __all__ = [
     "mask_pii",
     "mask_value",
     "message_context",
+    "stderr_logger_factory",
 ]
 
 _NON_ALNUM_BEFORE = r"(?<![0-9A-Za-z])"
@@ -115,19 +120,37 @@ def mask_value(text: str, *, accounts: bool = True) -> str:
     return (_FULL_RE if accounts else _ID_ONLY_RE).sub(_substitute, text)
 
 
+_SECRET, _NAME, _SENSITIVE, _NUMERIC, _TEXT = range(5)
+
+
+@functools.lru_cache(maxsize=4096)
+def _key_kind(key: str) -> int:
+    """What a field's name says about its value (cached: events repeat the same few names)."""
+    norm = _norm(key)
+    if norm in _SECRET_KEYS:
+        return _SECRET
+    if norm in _NAME_KEYS:
+        return _NAME
+    if norm in _ACCOUNT_KEYS or norm in _ID_KEYS:
+        return _SENSITIVE
+    if key.lower().endswith(_NUMERIC_KEY_SUFFIXES):
+        return _NUMERIC
+    return _TEXT
+
+
 def _mask_str(key: str | None, value: str) -> str:
     if key is None:
         return mask_value(value)
-    norm = _norm(key)
-    if norm in _SECRET_KEYS:
+    kind = _key_kind(key)
+    if kind == _SECRET:
         return "****"
-    if norm in _NAME_KEYS:
+    if kind == _NAME:
         return mask_name(mask_value(value))
-    if norm in _ACCOUNT_KEYS or norm in _ID_KEYS:
+    if kind == _SENSITIVE:
         masked = mask_value(value)
         # A short or odd-shaped value in a sensitive field: hide all of it but the last 4.
         return masked if masked != value else "****" + value[-4:] if len(value) > 8 else "****"
-    return mask_value(value, accounts=not key.lower().endswith(_NUMERIC_KEY_SUFFIXES))
+    return mask_value(value, accounts=kind != _NUMERIC)
 
 
 _PLAIN = (bool, int, float, Decimal, UUID, datetime, date, time, enum.Enum, type(None))
@@ -138,7 +161,7 @@ def _mask(key: str | None, value: Any) -> Any:
         return _mask_str(key, value)
     if isinstance(value, int) and not isinstance(value, bool) and key is not None:
         # Integers are amounts, counts and times, except in a field named for an ID or account.
-        if _norm(key) in _ACCOUNT_KEYS | _ID_KEYS | _SECRET_KEYS:
+        if _key_kind(key) in (_SECRET, _SENSITIVE):
             return _mask_str(key, str(value))
         return value
     if isinstance(value, _PLAIN):
@@ -219,11 +242,64 @@ def message_context(
 # -- configuration --------------------------------------------------------------------------
 
 
+class StderrLogger:
+    """A structlog logger writing each rendered event to ``sys.stderr`` *as it is at that moment*.
+
+    `structlog.PrintLoggerFactory(sys.stderr)` keeps the stream it was given: after an in-process
+    CLI run (typer's `CliRunner` swaps ``sys.stderr`` for a buffer and closes it) every later event
+    would fail on a closed file. Looking the stream up at each write follows such swaps.
+    """
+
+    _lock = threading.Lock()
+
+    def msg(self, message: str) -> None:
+        with self._lock:
+            stream = sys.stderr
+            try:
+                stream.write(message + "\n")
+                stream.flush()
+            except ValueError:  # a closed stream left in place: fall back to the process's own
+                if sys.__stderr__ is not None and stream is not sys.__stderr__:
+                    sys.__stderr__.write(message + "\n")
+                    sys.__stderr__.flush()
+
+    log = debug = info = warn = warning = err = error = critical = exception = fatal = msg
+    failure = msg
+
+
+_STDERR_LOGGER = StderrLogger()
+
+
+def stderr_logger_factory(*_args: Any) -> StderrLogger:
+    """structlog ``logger_factory``: one `StderrLogger` for every bound logger."""
+    return _STDERR_LOGGER
+
+
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stdlib handler writing to ``sys.stderr`` as it is at each record (see `StderrLogger`)."""
+
+    def __init__(self, level: int = logging.NOTSET) -> None:
+        logging.Handler.__init__(self, level)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        """Ignored: the stream is always the current ``sys.stderr``."""
+
+
 def configure_logging(level: str = "INFO", json: bool = True) -> None:
     """Configure structlog for a jiexu process; logs go to stderr so stdout stays for results.
 
     The standard library's loggers (aio-pika, aiormq, httpx) go through the same masking and
     rendering, so nothing reaches the log unmasked by another route.
+
+    Events below ``level`` cost a no-op call: `structlog.make_filtering_bound_logger` filters when
+    the method is called, before any processor (context merging, masking, rendering) runs. So
+    per-message events on the hot path are logged at DEBUG and cost nothing in production.
+    Output goes to ``sys.stderr`` as it is at each write, not as it was when this was called.
     """
     numeric_level = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     renderer: Any = (
@@ -239,10 +315,10 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, mask_pii, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=stderr_logger_factory,
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],

@@ -22,7 +22,7 @@ from aio_pika.abc import AbstractExchange, AbstractRobustChannel, HeadersType
 
 from broker.connection import BrokerConnection
 from broker.names import EXCHANGE, routing_key
-from broker.signing import Ed25519PrivateKey, sign_envelope
+from broker.signing import Ed25519PrivateKey, sign_and_encode
 from schemas.envelope import Envelope
 from schemas.errors import JiexuError, TransientError
 from schemas.registry import encode_envelope
@@ -160,7 +160,8 @@ class Publisher:
         if envelope.signature is None:
             if self._private_key is None:
                 raise ValueError(f"envelope {envelope.message_id} is unsigned and no key is set")
-            envelope = sign_envelope(envelope, self._private_key)
+            # One model dump serves both the signed bytes and the body.
+            return sign_and_encode(envelope, self._private_key)
         return envelope, encode_envelope(envelope)
 
     async def publish(self, envelope: Envelope) -> Envelope:

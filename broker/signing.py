@@ -10,10 +10,13 @@ Keys travel as base64 of the raw 32 bytes (the agency directory) or PEM (files).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import os
 from collections.abc import Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +27,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from schemas.envelope import Envelope, signing_input
 from schemas.errors import ContractError
+from schemas.registry import encode_envelope_data
 
 __all__ = [
     "Ed25519PrivateKey",
     "Ed25519PublicKey",
+    "SignatureCheck",
     "canonical_bytes",
     "generate_private_key",
     "load_private_key",
@@ -40,8 +45,11 @@ __all__ = [
     "public_key_to_raw_b64",
     "save_private_key",
     "save_public_key",
+    "sign_and_encode",
     "sign_envelope",
+    "signature_check",
     "verify_envelope",
+    "verify_envelope_async",
 ]
 
 
@@ -54,18 +62,54 @@ def canonical_bytes(envelope: Envelope | Mapping[str, Any]) -> bytes:
         raise ContractError("invalid_payload", f"payload cannot be canonicalised: {exc}") from exc
 
 
+def _signature(data: Envelope | Mapping[str, Any], private_key: Ed25519PrivateKey) -> str:
+    return base64.b64encode(private_key.sign(canonical_bytes(data))).decode("ascii")
+
+
 def sign_envelope(envelope: Envelope, private_key: Ed25519PrivateKey) -> Envelope:
     """A copy of ``envelope`` carrying a base64 Ed25519 signature (an old signature is replaced)."""
-    signature = private_key.sign(canonical_bytes(envelope))
-    return envelope.model_copy(update={"signature": base64.b64encode(signature).decode("ascii")})
+    return envelope.model_copy(update={"signature": _signature(envelope, private_key)})
 
 
-def verify_envelope(envelope: Envelope | Mapping[str, Any], public_key: Ed25519PublicKey) -> None:
-    """Raise `ContractError` ``unsigned`` or ``bad_signature`` unless ``public_key`` signed it.
+def sign_and_encode(envelope: Envelope, private_key: Ed25519PrivateKey) -> tuple[Envelope, bytes]:
+    """`sign_envelope` and `schemas.registry.encode_envelope` of the result, dumping the model once.
 
-    ``public_key`` is the directory's key for the envelope's *sender*; checking that the sender is
-    the broker user that published it (AMQP ``user_id``) is the consumer's job.
+    The JSON object that is signed (less its signature) is the one that is encoded, so the body
+    is byte for byte ``encode_envelope(sign_envelope(envelope, private_key))``.
     """
+    data = envelope.model_dump(mode="json")
+    signature = _signature(data, private_key)
+    data["signature"] = signature
+    return envelope.model_copy(update={"signature": signature}), encode_envelope_data(data)
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureCheck:
+    """An envelope's signature, decoded, and the bytes it must cover: all but the Ed25519 step.
+
+    `run` is that step alone: no Python objects are touched while it computes, and
+    `cryptography` releases the GIL for it, so it may run on a worker thread
+    (`verify_envelope_async`) while the event loop carries on with other deliveries.
+    """
+
+    signature: bytes
+    signed: bytes
+    message_id: object
+    sender: object
+
+    def run(self, public_key: Ed25519PublicKey) -> None:
+        try:
+            public_key.verify(self.signature, self.signed)
+        except InvalidSignature as exc:
+            raise ContractError(
+                "bad_signature",
+                f"signature of message {self.message_id} does not match sender "
+                f"{self.sender}'s key (altered in transit, or signed with another key)",
+            ) from exc
+
+
+def signature_check(envelope: Envelope | Mapping[str, Any]) -> SignatureCheck:
+    """Check the signature's form and compute the signed bytes; `ContractError` if malformed."""
     encoded: object
     message_id: object
     sender: object
@@ -87,14 +131,38 @@ def verify_envelope(envelope: Envelope | Mapping[str, Any], public_key: Ed25519P
         raise ContractError(
             "bad_signature", f"an Ed25519 signature is 64 bytes, this one is {len(signature)}"
         )
-    try:
-        public_key.verify(signature, canonical_bytes(envelope))
-    except InvalidSignature as exc:
-        raise ContractError(
-            "bad_signature",
-            f"signature of message {message_id} does not match sender "
-            f"{sender}'s key (altered in transit, or signed with another key)",
-        ) from exc
+    return SignatureCheck(signature, canonical_bytes(envelope), message_id, sender)
+
+
+def verify_envelope(envelope: Envelope | Mapping[str, Any], public_key: Ed25519PublicKey) -> None:
+    """Raise `ContractError` ``unsigned`` or ``bad_signature`` unless ``public_key`` signed it.
+
+    ``public_key`` is the directory's key for the envelope's *sender*; checking that the sender is
+    the broker user that published it (AMQP ``user_id``) is the consumer's job.
+    """
+    signature_check(envelope).run(public_key)
+
+
+async def verify_envelope_async(
+    envelope: Envelope | Mapping[str, Any],
+    public_key: Ed25519PublicKey,
+    executor: Executor | None = None,
+) -> None:
+    """`verify_envelope`, with the Ed25519 step on ``executor``'s thread (the default: one
+    shared worker thread); returns only once the signature is proved good."""
+    check = signature_check(envelope)
+    await asyncio.get_running_loop().run_in_executor(
+        executor or _verifier(), check.run, public_key
+    )
+
+
+_VERIFIER: list[ThreadPoolExecutor] = []
+
+
+def _verifier() -> ThreadPoolExecutor:
+    if not _VERIFIER:
+        _VERIFIER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="jiexu-ed25519"))
+    return _VERIFIER[0]
 
 
 # -- keys -----------------------------------------------------------------------------------

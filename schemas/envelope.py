@@ -12,6 +12,7 @@ by any client over what it sent verifies against our model's dump, and vice vers
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -44,6 +45,7 @@ __all__ = [
     "Envelope",
     "WireDatetime",
     "WireUuid",
+    "canonical_json",
     "signing_input",
 ]
 
@@ -147,14 +149,69 @@ class Envelope(BaseModel):
         return self
 
 
+_INT_LIMIT = 2**53 - 1
+"""RFC 8785 numbers are IEEE 754 doubles: integers beyond this are not exactly representable."""
+_ASTRAL = "\U00010000"
+
+
+def _plain_json(value: object) -> bool:
+    """True when ``json.dumps(sort_keys=True)`` writes ``value`` exactly as RFC 8785 does.
+
+    Strings are escaped alike by both (the two-character escapes, ``\\u00xx`` in lowercase hex
+    for the other control characters, everything else literally). What differs is numbers
+    (floats use ECMAScript's shortest form; integers beyond 2**53 are refused), keys that sort
+    differently by code point than by UTF-16 code unit (only characters beyond U+FFFF do), and
+    types `json` accepts and `rfc8785` refuses (or the reverse). Those, and every type not
+    exactly ``dict``, ``list``, ``tuple``, ``str``, ``int``, ``bool`` or ``None``, say False.
+    """
+    if value is None or type(value) is str or type(value) is bool:
+        return True
+    if type(value) is int:
+        return -_INT_LIMIT <= value <= _INT_LIMIT
+    if type(value) is dict:
+        for key, item in value.items():
+            if type(key) is not str or not (key.isascii() or max(key) < _ASTRAL):
+                return False
+            if not _plain_json(item):
+                return False
+        return True
+    if type(value) is list or type(value) is tuple:
+        return all(map(_plain_json, value))
+    return False
+
+
+def canonical_json(data: object) -> bytes:
+    """RFC 8785 (JCS) bytes of a JSON value.
+
+    The common case (no floats, integers within 2**53, keys without characters beyond U+FFFF)
+    goes through the C encoder of `json`, which writes the very same bytes; anything else, and
+    anything the fast path cannot encode (a lone surrogate), through `rfc8785`. What JCS cannot
+    represent (NaN, infinities, integers beyond 2**53, lone surrogates, keys that are not
+    strings, types other than JSON's) raises `rfc8785.CanonicalizationError`.
+    """
+    if _plain_json(data):
+        try:
+            return json.dumps(
+                data, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+            ).encode("utf-8")
+        except UnicodeEncodeError:
+            pass  # a lone surrogate: rfc8785 refuses it with its own error
+    try:
+        return bytes(rfc8785.dumps(data))  # type: ignore[arg-type]
+    except UnicodeError as error:
+        # rfc8785 0.1 lets this escape for a lone surrogate in a *key*: the same refusal.
+        raise rfc8785.CanonicalizationError("input contains non-UTF-8 codepoints") from error
+
+
 def signing_input(envelope: Envelope | Mapping[str, Any]) -> bytes:
     """The bytes an envelope's signature covers: RFC 8785 JSON of it without ``signature``.
 
     Sign the `Envelope` you are about to encode (its JSON form is exactly what
-    `schemas.registry.encode_envelope` writes); verify with the JSON object you received.
+    `schemas.registry.encode_envelope` writes), or that very JSON object; verify with the JSON
+    object you received.
     """
     if isinstance(envelope, Envelope):
         data: dict[str, Any] = envelope.model_dump(mode="json", exclude={"signature"})
     else:
         data = {key: value for key, value in envelope.items() if key != "signature"}
-    return bytes(rfc8785.dumps(data))
+    return canonical_json(data)

@@ -46,8 +46,10 @@ __all__ = [
     "Message",
     "MessageType",
     "decode_envelope",
+    "decode_envelope_with_raw",
     "downcast",
     "encode_envelope",
+    "encode_envelope_data",
     "envelope_for",
     "known_versions",
     "message_types",
@@ -204,11 +206,13 @@ def validation_detail(error: ValidationError, prefix: str = "", limit: int = 10)
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # Duplicate keys make a document mean different things to different parsers, and so to a
     # signature verifier and a handler: refuse them.
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r}")
+            seen.add(key)
     return result
 
 
@@ -216,8 +220,13 @@ def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
-def decode_envelope(body: bytes) -> Envelope:
-    """JSON and envelope-level validation only; the payload stays an unchecked dict."""
+def decode_envelope_with_raw(body: bytes) -> tuple[Envelope, dict[str, Any]]:
+    """`decode_envelope`, and the JSON object it was decoded from (parsed once).
+
+    The object is what the sender wrote and signed: verify the signature over it
+    (`broker.signing.verify_envelope`), not over a re-serialisation of the model. Do not
+    mutate it.
+    """
     try:
         data = json.loads(
             body.decode("utf-8"),
@@ -236,9 +245,14 @@ def decode_envelope(body: bytes) -> Envelope:
             "invalid_envelope", "causation_id: Field required (null when answering no message)"
         )
     try:
-        return Envelope.model_validate(data)
+        return Envelope.model_validate(data), data
     except ValidationError as error:
         raise ContractError("invalid_envelope", validation_detail(error)) from None
+
+
+def decode_envelope(body: bytes) -> Envelope:
+    """JSON and envelope-level validation only; the payload stays an unchecked dict."""
+    return decode_envelope_with_raw(body)[0]
 
 
 def validate_document(envelope: Envelope) -> Document:
@@ -261,9 +275,12 @@ def parse(body: bytes) -> Message:
 
 def encode_envelope(envelope: Envelope) -> bytes:
     """Compact UTF-8 JSON, fields in model order."""
-    return json.dumps(envelope.model_dump(mode="json"), ensure_ascii=False, separators=(",", ":")).encode(
-        "utf-8"
-    )
+    return encode_envelope_data(envelope.model_dump(mode="json"))
+
+
+def encode_envelope_data(data: Mapping[str, Any]) -> bytes:
+    """`encode_envelope` of an envelope already dumped with ``model_dump(mode="json")``."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def _convert(

@@ -157,6 +157,37 @@ async def test_every_hostile_input_is_dead_lettered_with_its_reason_and_valid_on
     assert signature_event["reason"] == "bad_signature"
 
 
+async def test_verifying_on_the_worker_thread_keeps_every_signature_check(
+    agencies: Agencies,
+) -> None:
+    recorder = Recorder()
+    await agencies.consumer(A, recorder, verify_in_thread=True)
+    from_b = await agencies.publisher(B)
+    expected: dict[str, str] = {}
+    valid = [(await from_b.publish(receipt(B, A))).message_id for _ in range(5)]
+    forged = sign_envelope(receipt(B, A), generate_private_key())
+    expected[await publish_raw(from_b, encoded(forged), envelope=forged)] = "bad_signature"
+    unsigned = receipt(B, A)
+    expected[await publish_raw(from_b, encoded(unsigned), envelope=unsigned)] = "unsigned"
+    signed = agencies.signed(receipt(B, A))
+    tampered = signed.model_copy(
+        update={"payload": {"acknowledged_message_id": str(uuid.uuid4())}}
+    )
+    expected[await publish_raw(from_b, encoded(tampered), envelope=tampered)] = "bad_signature"
+    valid.append((await from_b.publish(receipt(B, A))).message_id)
+    admin = await agencies.admin()
+
+    async def all_dead() -> bool:
+        ready, _ = await queue_counts(admin, dlq_queue(A))
+        return ready >= len(expected)
+
+    await eventually(all_dead, f"{len(expected)} dead letters")
+    await eventually(lambda: len(recorder.handled) == len(valid), "every valid message handled")
+    assert sorted(recorder.handled) == sorted(valid)
+    dead = await _dlq(agencies)
+    assert {mid: header_str(m.headers, HEADER_DEAD_REASON) for mid, m in dead.items()} == expected
+
+
 async def test_a_handler_that_keeps_failing_is_retried_with_backoff_then_dead_lettered(
     agencies: Agencies,
 ) -> None:

@@ -177,3 +177,65 @@ def test_configured_output_masks_structlog_and_stdlib_events(
     assert lines[0]["account_name"] == "张**" and "timestamp" in lines[0]
     assert lines[1]["logger"] == "aio_pika.test"
     _assert_clean(err)
+
+
+def _unconfigure(level: int) -> None:
+    structlog.reset_defaults()
+    root = logging.getLogger()
+    root.setLevel(level)
+    for handler in [h for h in root.handlers if getattr(h, "_jiexu", False)]:
+        root.removeHandler(handler)
+
+
+def test_logs_follow_sys_stderr_after_a_cli_run_closed_the_stream_it_had(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    level = logging.getLogger().level
+    first = io.StringIO()
+    monkeypatch.setattr("sys.stderr", first)
+    configure_logging(level="INFO", json=True)
+    try:
+        structlog.get_logger("t").warning("first", person_name=NAME)
+        logging.getLogger("aio_pika.test").warning("first stdlib %s", ID_NUMBER)
+        written = first.getvalue()
+        first.close()  # what CliRunner does to the stream it lent
+        second = io.StringIO()
+        monkeypatch.setattr("sys.stderr", second)
+        structlog.get_logger("t").warning("second", person_name=NAME)
+        logging.getLogger("aio_pika.test").warning("second stdlib %s", ID_NUMBER)
+    finally:
+        _unconfigure(level)
+    events = [json.loads(line)["event"] for line in written.splitlines()]
+    assert events == ["first", f"first stdlib {ID_NUMBER[:6]}********{ID_NUMBER[-1]}"]
+    later = [json.loads(line) for line in second.getvalue().splitlines()]
+    assert [e["event"].split()[0:2] for e in later] == [["second"], ["second", "stdlib"]]
+    _assert_clean(written + second.getvalue())
+
+
+def test_events_below_the_level_run_no_processor_at_all(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rendered: list[str] = []
+
+    class Spy:
+        def __repr__(self) -> str:
+            rendered.append("repr")
+            return "spy"
+
+    level = logging.getLogger().level
+    configure_logging(level="INFO", json=True)
+    try:
+        log = structlog.get_logger("t")
+        with message_context(agency="110000", message_id="m-1"):
+            log.debug("per_message_detail", spy=Spy(), person_name=NAME)
+            assert rendered == []  # neither masked (mask_pii reprs unknown objects) nor rendered
+            log.info("handled", spy=Spy(), person_name=NAME)
+        err = capsys.readouterr().err
+    finally:
+        _unconfigure(level)
+    assert rendered == ["repr"]
+    (line,) = [json.loads(line) for line in err.splitlines() if line.strip()]
+    assert line["event"] == "handled" and line["message_id"] == "m-1"
+    assert line["person_name"] == "张**" and line["spy"] == "spy"

@@ -32,7 +32,7 @@ from schemas import (
     validate_document,
 )
 from schemas.examples import EXAMPLES, example_envelope
-from schemas.registry import MODELS
+from schemas.registry import MODELS, decode_envelope_with_raw, encode_envelope_data
 from tests.unit.schema_strategies import documents
 
 CASE = UUID("5b1e4c1e-0d3a-4f7e-9a51-2f4e8b7c6d01")
@@ -274,3 +274,31 @@ def test_envelope_for_fills_ids_and_time_and_leaves_it_unsigned() -> None:
     assert envelope.sent_at.tzinfo is not None
     assert envelope.sent_at <= datetime.now(UTC)
     assert (envelope.type, envelope.version) == ("receipt", 1)
+
+
+def test_decoding_with_the_raw_object_parses_once_and_agrees_with_decode_envelope() -> None:
+    body = encode_envelope(example_envelope(EXAMPLES[("information_form", 2)]))
+    envelope, received = decode_envelope_with_raw(body)
+    assert envelope == decode_envelope(body)
+    assert received == json.loads(body)
+    assert list(received) == list(json.loads(body))  # the sender's member order, as received
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"message_id": "a", "message_id": "b"}',
+        b'{"payload": {"x": 1, "y": 2, "x": 3}}',
+        b'{"a": [{"k": 1}, {"k": 2, "k": 2}]}',
+    ],
+)
+def test_a_duplicate_key_at_any_depth_is_invalid_json(raw: bytes) -> None:
+    with pytest.raises(ContractError) as caught:
+        decode_envelope_with_raw(raw)
+    assert caught.value.reason == "invalid_json"
+    assert "duplicate key" in caught.value.detail
+
+
+def test_encoding_an_already_dumped_envelope_is_encode_envelope() -> None:
+    envelope = example_envelope(EXAMPLES[("information_form", 2)])
+    assert encode_envelope_data(envelope.model_dump(mode="json")) == encode_envelope(envelope)

@@ -26,11 +26,15 @@ from broker.signing import (
     public_key_to_pem,
     public_key_to_raw_b64,
     save_private_key,
+    sign_and_encode,
     sign_envelope,
+    signature_check,
     verify_envelope,
+    verify_envelope_async,
 )
 from schemas.envelope import Envelope
 from schemas.errors import ContractError
+from schemas.registry import encode_envelope
 
 
 def _envelope(**changes: Any) -> Envelope:
@@ -167,3 +171,49 @@ def test_jiexu_keys_generate_writes_a_private_key_only_its_owner_can_read(tmp_pa
     assert public_key_to_raw_b64(load_private_key(private)) == out["public_key"]
     again = runner.invoke(app, ["keys", "generate", "--agency", "110000", "--out", str(tmp_path)])
     assert again.exit_code == 1  # never silently replaces a key the directory already lists
+
+
+def test_sign_and_encode_is_sign_envelope_then_encode_envelope() -> None:
+    key = generate_private_key()
+    unsigned = _envelope(payload={"b": 1, "a": {"名": "张三", "n": [1, 2]}})
+    signed, body = sign_and_encode(unsigned, key)
+    expected = sign_envelope(unsigned, key)  # Ed25519 signatures are deterministic
+    assert signed == expected
+    assert body == encode_envelope(expected)
+    verify_envelope(json.loads(body), key.public_key())
+
+
+def test_a_float_or_big_integer_payload_still_signs_over_rfc8785() -> None:
+    key = generate_private_key()
+    signed = sign_envelope(_envelope(payload={"ratio": 0.1, "n": 2**53 - 1, "s": 1e21}), key)
+    received = json.loads(encode_envelope(signed))
+    verify_envelope(received, key.public_key())
+    with pytest.raises(ContractError) as caught:
+        sign_envelope(_envelope(payload={"n": 2**53}), key)
+    assert caught.value.reason == "invalid_payload"
+
+
+async def test_verification_on_the_worker_thread_accepts_and_refuses_like_verify_envelope() -> None:
+    key = generate_private_key()
+    received = json.loads(encode_envelope(sign_envelope(_envelope(), key)))
+    await verify_envelope_async(received, key.public_key())
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({**received, "version": 2}, "bad_signature"),
+        ({**received, "signature": None}, "unsigned"),
+        ({**received, "signature": "AAAA"}, "bad_signature"),
+    ]
+    for tampered, reason in cases:
+        with pytest.raises(ContractError) as caught:
+            await verify_envelope_async(tampered, key.public_key())
+        assert caught.value.reason == reason
+    with pytest.raises(ContractError, match="bad_signature"):
+        await verify_envelope_async(received, generate_private_key().public_key())
+
+
+def test_the_signature_check_carries_the_bytes_that_are_signed() -> None:
+    key = generate_private_key()
+    signed = sign_envelope(_envelope(), key)
+    check = signature_check(signed)
+    assert check.signed == canonical_bytes(signed)
+    assert check.signature == base64.b64decode(signed.signature or "")
+    check.run(key.public_key())
