@@ -2,7 +2,10 @@
 
 A handler writes its outgoing messages in the same transaction as its state change; this relay
 publishes them afterwards. A crash between the confirm and ``mark_published`` publishes the row
-again on restart: the recipient's inbox of handled message ids makes that harmless.
+again on restart: the recipient's inbox of handled message ids makes that harmless. Such a row (one
+committed before this relay started, or one whose publish failed without a confirm) goes out with
+the ``x-jiexu-republished`` header, so the recipient acks a copy it has handled instead of
+dead-lettering it as a replay.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ import contextlib
 
 import structlog
 
+from agents.clock import Clock, SystemClock
 from agents.faults import crash_point
 from agents.store.base import OutboxMessage, Store
+from broker.delivery import HEADER_REPUBLISHED
 from broker.names import EXCHANGE
 from broker.publisher import Publisher, envelope_message
 from schemas.registry import decode_envelope
@@ -34,6 +39,7 @@ class OutboxRelay:
         batch_size: int = 200,
         poll_interval_s: float = 0.5,
         failure_pause_s: float = 1.0,
+        clock: Clock | None = None,
     ) -> None:
         self._store = store
         self._publisher = publisher
@@ -43,6 +49,10 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        # The clock that stamps the outbox rows: a row stamped before this relay started may
+        # have been published by the previous run.
+        self._started_at = (clock or SystemClock()).now()
+        self._attempted: set[int] = set()
         self.published = 0
 
     def wake(self) -> None:
@@ -90,6 +100,7 @@ class OutboxRelay:
                 if not isinstance(result, Exception):
                     raise result
                 failed += 1
+                self._attempted.add(row.id)
                 log.warning(
                     "outbox_publish_failed",
                     message_id=str(row.message_id),
@@ -102,12 +113,16 @@ class OutboxRelay:
         if done:
             crash_point("after_publish_before_mark")
             await self._store.mark_published(done)
+            self._attempted.difference_update(done)
             self.published += len(done)
         return len(done), failed
 
     async def _publish(self, row: OutboxMessage) -> None:
         envelope = decode_envelope(row.body)
-        message = envelope_message(envelope, row.body, self._publisher.user_id, row.headers)
+        headers = dict(row.headers)
+        if row.created_at < self._started_at or row.id in self._attempted:
+            headers[HEADER_REPUBLISHED] = True
+        message = envelope_message(envelope, row.body, self._publisher.user_id, headers)
         await self._publisher.publish_message(EXCHANGE, row.routing_key, message)
 
     async def _run(self) -> None:

@@ -48,8 +48,10 @@ from broker.delivery import (
     HEADER_DEAD_DETAIL,
     HEADER_DEAD_REASON,
     HEADER_ORIGINAL_ROUTING_KEY,
+    HEADER_REPUBLISHED,
     DeliveryInfo,
     attempt_of,
+    header_str,
     publisher_user,
     republish_copy,
 )
@@ -394,6 +396,11 @@ class Consumer:
             verify_envelope(received, self._public_key(envelope))
         if await self._seen(envelope.message_id):
             if message.redelivered:
+                raise _Duplicate
+            if header_str(message.headers, HEADER_REPUBLISHED):
+                # The sender's relay says it may have sent this before (it crashed or lost a
+                # confirm): a harmless duplicate, logged, not a replay for the operators' DLQ.
+                log.info("duplicate_republish_acked", publisher_user=publisher)
                 raise _Duplicate
             raise ContractError(
                 "replayed", f"message {envelope.message_id} was already handled"

@@ -33,6 +33,7 @@ __all__ = [
     "HEADER_DEAD_REASON",
     "HEADER_ORIGINAL_ROUTING_KEY",
     "HEADER_ORIGINAL_USER",
+    "HEADER_REPUBLISHED",
     "DeliveryInfo",
     "attempt_of",
     "header_str",
@@ -46,6 +47,11 @@ HEADER_DEAD_REASON = "x-jiexu-dead-reason"
 HEADER_DEAD_DETAIL = "x-jiexu-dead-detail"
 HEADER_DEAD_AT = "x-jiexu-dead-at"
 HEADER_ORIGINAL_ROUTING_KEY = "x-jiexu-original-routing-key"
+HEADER_REPUBLISHED = "x-jiexu-republished"
+"""Set by a sender's outbox relay on a message it may have published before (a row left unmarked
+by a crash, or whose confirm was lost): the recipient acks a copy it has already handled instead of
+dead-lettering it as a replay. Only the sender's own broker login can publish with its user_id, so
+the header cannot make anyone else's replay pass; and a duplicate still has no effect."""
 
 DEAD_LETTER_HEADERS = (
     HEADER_DEAD_REASON,

@@ -18,6 +18,7 @@ from broker.delivery import (
     HEADER_DEAD_REASON,
     HEADER_ORIGINAL_ROUTING_KEY,
     HEADER_ORIGINAL_USER,
+    HEADER_REPUBLISHED,
     DeliveryInfo,
     header_str,
 )
@@ -230,6 +231,26 @@ async def test_a_handler_that_fails_once_is_retried_and_its_message_handled_once
     assert [d.attempt for _, d in recorder.deliveries] == [1, 2]
     assert recorder.deliveries[1][1].publisher_user == agencies.user(B)
     assert consumer.stats.retried == 1 and consumer.stats.dead_lettered == 0
+    admin = await agencies.admin()
+    assert await queue_counts(admin, dlq_queue(A)) == (0, 0)
+
+
+async def test_a_copy_the_senders_relay_marks_republished_is_acked_as_a_duplicate(
+    agencies: Agencies,
+) -> None:
+    """After a crash a relay may publish again what the broker had confirmed; it says so, and the
+    recipient acks the copy of a handled message instead of dead-lettering it as a replay."""
+    recorder = Recorder()
+    consumer = await agencies.consumer(A, recorder)
+    from_b = await agencies.publisher(B)
+    original = await from_b.publish(receipt(B, A))
+    await eventually(lambda: recorder.handled == [original.message_id], "the original handled")
+    copy = envelope_message(
+        original, encoded(original), from_b.user_id, {HEADER_REPUBLISHED: True}
+    )
+    await from_b.publish_message(EXCHANGE, routing_key(A, "receipt"), copy)
+    await eventually(lambda: consumer.stats.duplicates == 1, "the copy acked as a duplicate")
+    assert recorder.handled == [original.message_id]
     admin = await agencies.admin()
     assert await queue_counts(admin, dlq_queue(A)) == (0, 0)
 
