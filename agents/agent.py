@@ -152,7 +152,7 @@ class AgentProcess:
         self.publisher = await Publisher(
             self.connection, agency=settings.agency, private_key=service.private_key
         ).start()
-        self.relay = OutboxRelay(self.opened.store, self.publisher).start()
+        self.relay = OutboxRelay(self.opened.store, self.publisher, clock=self.clock).start()
         service._on_commit = self.relay.wake
         await service.recover()
         self.consumer = await Consumer(
@@ -164,6 +164,7 @@ class AgentProcess:
                 prefetch=settings.prefetch,
                 retry_delays_ms=settings.retry_delays_ms,
                 user_prefix=settings.user_prefix,
+                verify_in_thread=settings.verify_in_thread,
             ),
             seen=service.seen,
             publisher=self.publisher,
@@ -195,9 +196,13 @@ class AgentProcess:
             await self.publisher.close()
         if self.connection is not None:
             await self.connection.close()
+        stats: dict[str, int] = {}
         if self.opened is not None:
+            if isinstance(self.opened.store, SqliteStore):
+                # How well units of work shared commits (group commit): units per fsync.
+                stats["store_commits"], stats["store_units"] = self.opened.store.commits
             await self.opened.close()
-        log.info("agent_stopped")
+        log.info("agent_stopped", **stats)
 
 
 async def run_agent(settings: AgentSettings, stop_event: asyncio.Event | None = None) -> None:

@@ -39,7 +39,19 @@ from broker.signing import load_private_key, private_key_path
 from schemas.common import BankAccount, InsuranceType, Person
 from schemas.contact import PayoutReason
 
-__all__ = ["AGENCY_ORDER", "BRANCHES", "DemoResult", "run_demo"]
+__all__ = [
+    "AGENCY_ORDER",
+    "BRANCHES",
+    "Branch",
+    "DemoResult",
+    "Planned",
+    "applications_for",
+    "choose_agencies",
+    "expected_outcome",
+    "percentile",
+    "plan_transfers",
+    "run_demo",
+]
 
 log = structlog.get_logger("jiexu.agents.demo")
 
@@ -187,14 +199,14 @@ class DemoResult:
             "transfers_per_s": round(self.transfers / self.elapsed_s, 2) if self.elapsed_s else 0.0,
             "messages_published": self.messages_published,
             "latency_ms": {
-                "p50": round(_percentile(lat, 50), 1),
-                "p99": round(_percentile(lat, 99), 1),
+                "p50": round(percentile(lat, 50), 1),
+                "p99": round(percentile(lat, 99), 1),
                 "max": round(lat[-1], 1) if lat else 0.0,
             },
         }
 
 
-def _percentile(sorted_values: Sequence[float], pct: float) -> float:
+def percentile(sorted_values: Sequence[float], pct: float) -> float:
     if not sorted_values:
         return 0.0
     if len(sorted_values) == 1:
@@ -298,10 +310,7 @@ async def run_demo(
     for transfer in submitted:
         outcome = states[transfer.case_id]
         by_branch.setdefault(transfer.branch.name, Counter())[outcome] += 1
-        expected = (
-            transfer.branch.expected if transfer.duplicate_of is not None or not transfer.branch.duplicate
-            else "completed"
-        )
+        expected = expected_outcome(transfer.branch, transfer.duplicate_of is not None)
         if outcome != expected:
             unexpected.append(
                 {"case_id": str(transfer.case_id), "branch": transfer.branch.name,
@@ -351,11 +360,70 @@ async def _run_reconciler(provisioned: Provisioned, stop: asyncio.Event) -> None
 
 
 @dataclass
-class _Planned:
+class Planned:
+    """One planned transfer: its branch, both agencies, and the person as the outgoing books hold them."""
+
     branch: Branch
     outgoing: str
     receiving: str
     account: PersonAccount
+
+
+def plan_transfers(
+    codes: Sequence[str], transfers: int, rng: random.Random
+) -> tuple[list[Planned], dict[str, list[PersonAccount]]]:
+    """``transfers`` transfers cycling through every branch, and the accounts to seed per agency."""
+    planned: list[Planned] = []
+    per_agency: dict[str, list[PersonAccount]] = {code: [] for code in codes}
+    used: set[str] = set()
+    for i in range(transfers):
+        branch = BRANCHES[i % len(BRANCHES)]
+        out, into = _pair(branch, codes, rng)
+        options = dict(branch.outgoing_options)
+        # An ID number is region, birthday and a sequence number: with many thousands of people
+        # two can meet. One person in two transfers would be a duplicate application (a branch of
+        # its own), not what this transfer's branch says: draw another birthday.
+        while True:
+            account_out, account_in = make_mover(rng, out, into, (i + 1) % 1000, **options)
+            if account_out.id_number not in used:
+                used.add(account_out.id_number)
+                break
+        if branch.receiving_type is not None:
+            account_in = replace(account_in, insurance_type=branch.receiving_type)
+        if not branch.receiving_enrolled:
+            account_in = replace(account_in, enrolled=False, participation="stopped")
+        if branch.seed_outgoing:
+            per_agency[out].append(account_out)
+        per_agency[into].append(account_in)
+        planned.append(Planned(branch, out, into, account_out))
+    return planned, per_agency
+
+
+def applications_for(item: Planned) -> list[ApplicationSubmitted]:
+    """The application(s) of one planned transfer, in order: a duplicate branch applies twice (the
+    same person again while the first case is open, refused as a duplicate)."""
+    account = item.account
+    case_id = uuid.uuid4()
+    payout = _bank_account(account) if item.branch.payout is not None else None
+    application = ApplicationSubmitted(
+        case_id=case_id,
+        person=Person(name=account.name, gender=account.gender, id_number=account.id_number),
+        insurance_type=account.insurance_type,
+        from_region=item.outgoing,
+        letter_number=f"LX{item.receiving}{case_id.hex[:10].upper()}",
+        payout_account=payout,
+        payout_reason=item.branch.payout if payout is not None else None,
+    )
+    if not item.branch.duplicate:
+        return [application]
+    second = replace(application, case_id=uuid.uuid4(), letter_number=application.letter_number + "B")
+    return [application, second]
+
+
+def expected_outcome(branch: Branch, duplicate: bool) -> str:
+    """What the case should end in: a duplicate branch's first application completes, its second
+    is refused."""
+    return branch.expected if duplicate or not branch.duplicate else "completed"
 
 
 async def _seed(
@@ -364,22 +432,8 @@ async def _seed(
     codes: Sequence[str],
     transfers: int,
     rng: random.Random,
-) -> list[_Planned]:
-    planned: list[_Planned] = []
-    per_agency: dict[str, list[PersonAccount]] = {code: [] for code in codes}
-    for i in range(transfers):
-        branch = BRANCHES[i % len(BRANCHES)]
-        out, into = _pair(branch, codes, rng)
-        options = dict(branch.outgoing_options)
-        account_out, account_in = make_mover(rng, out, into, (i + 1) % 1000, **options)
-        if branch.receiving_type is not None:
-            account_in = replace(account_in, insurance_type=branch.receiving_type)
-        if not branch.receiving_enrolled:
-            account_in = replace(account_in, enrolled=False, participation="stopped")
-        if branch.seed_outgoing:
-            per_agency[out].append(account_out)
-        per_agency[into].append(account_in)
-        planned.append(_Planned(branch, out, into, account_out))
+) -> list[Planned]:
+    planned, per_agency = plan_transfers(codes, transfers, rng)
     for code, accounts in per_agency.items():
         ledger = agents[code].service.ledger
         assert isinstance(ledger, SqliteLedger)
@@ -388,35 +442,19 @@ async def _seed(
     return planned
 
 
-async def _submit(agents: dict[str, AgentProcess], planned: Sequence[_Planned]) -> list[Transfer]:
+async def _submit(agents: dict[str, AgentProcess], planned: Sequence[Planned]) -> list[Transfer]:
     submitted: list[Transfer] = []
 
-    async def one(item: _Planned) -> None:
-        account = item.account
-        case_id = uuid.uuid4()
-        payout = _bank_account(account) if item.branch.payout is not None else None
-        application = ApplicationSubmitted(
-            case_id=case_id,
-            person=Person(name=account.name, gender=account.gender, id_number=account.id_number),
-            insurance_type=account.insurance_type,
-            from_region=item.outgoing,
-            letter_number=f"LX{item.receiving}{case_id.hex[:10].upper()}",
-            payout_account=payout,
-            payout_reason=item.branch.payout if payout is not None else None,
-        )
+    async def one(item: Planned) -> None:
         service = agents[item.receiving].service
-        submitted.append(
-            Transfer(case_id, item.branch, item.outgoing, item.receiving, time.perf_counter())
-        )
-        await service.apply(application)
-        if item.branch.duplicate:
-            # The same person applies again while the first case is open: refused as duplicate.
-            second = replace(application, case_id=uuid.uuid4(), letter_number=application.letter_number + "B")
+        first: uuid.UUID | None = None
+        for application in applications_for(item):
             submitted.append(
-                Transfer(second.case_id, item.branch, item.outgoing, item.receiving,
-                         time.perf_counter(), duplicate_of=case_id)
+                Transfer(application.case_id, item.branch, item.outgoing, item.receiving,
+                         time.perf_counter(), duplicate_of=first)
             )
-            await service.apply(second)
+            await service.apply(application)
+            first = application.case_id
 
     await asyncio.gather(*(one(item) for item in planned))
     return submitted

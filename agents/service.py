@@ -53,6 +53,7 @@ from agents.ledger.base import LedgerEntry, LedgerPort, PersonAccount
 from agents.reconcile.statements import statement_document
 from agents.store.base import (
     CaseRecord,
+    ConcurrentCaseUpdate,
     DuplicateOpenCase,
     OutboxMessage,
     Store,
@@ -183,14 +184,14 @@ class AgencyService:
                     other = await tx.find_open_case(person_key(event.letter.person))
                     other_open = other is not None and other.case_id != envelope.case_id
                 decision = decide(case, event, self._context(account, other_open, envelope.sender))
-                saved = await self._commit(tx, record, decision)
+                saved = await self._save(tx, record, decision)
         except DuplicateOpenCase as exc:
             # Two letters for one person raced; the retry sees the other case and rejects.
             raise TransientError(str(exc)) from exc
         self.stats.handled += 1
         self._committed(decision)
-        if saved is not None and saved.pending_commands:
-            await self._drive_commands_safely(saved.case_id)
+        if saved is not None and saved[0].pending_commands:
+            await self._drive_commands_safely(saved[0].case_id, saved)
         crash_point("after_handle_before_ack")
 
     async def tick(self) -> int:
@@ -218,8 +219,9 @@ class AgencyService:
         """Run the ledger commands of every case left with pending ones (after a crash)."""
         pending = [
             record.case_id
-            for record in await self.store.list_cases(open_only=True)
-            if record.state in _PENDING_STATES
+            for record in await self.store.list_cases(
+                open_only=True, states=sorted(state.value for state in _PENDING_STATES)
+            )
         ]
         for case_id in pending:
             await self._drive_commands_safely(case_id)
@@ -228,32 +230,50 @@ class AgencyService:
         return len(pending)
 
     # -- ledger commands ------------------------------------------------------------------------
-    async def _drive_commands_safely(self, case_id: uuid.UUID) -> None:
+    async def _drive_commands_safely(
+        self, case_id: uuid.UUID, known: tuple[Case, CaseRecord] | None = None
+    ) -> None:
         # The message that led here is committed (and will be acked): a failure now must not
         # fail the delivery. The case stays in its pending state and `recover` runs it again.
         try:
-            await self._drive_commands(case_id)
+            await self._drive_commands(case_id, known)
         except Exception as exc:
             log.warning("ledger_commands_deferred", case_id=str(case_id), error=repr(exc))
 
-    async def _drive_commands(self, case_id: uuid.UUID) -> None:
-        record = await self.store.get_case(case_id)
-        if record is None:
-            return
-        case = case_from_data(record.data)
+    async def _drive_commands(
+        self, case_id: uuid.UUID, known: tuple[Case, CaseRecord] | None = None
+    ) -> None:
+        """Run the case's pending ledger commands, then commit their result.
+
+        ``known``: the case and its record as this process has just committed them; they spare
+        reading the case back. Its version guards the second commit: if anyone changed the case
+        meanwhile, the store refuses the save, and the result is decided again on what is stored.
+        """
+        if known is None:
+            record = await self.store.get_case(case_id)
+            if record is None:
+                return
+            case = case_from_data(record.data)
+        else:
+            case, record = known
         if not case.pending_commands:
             return
         result = await self._run_commands(case)
         crash_point("after_ledger_before_commit")
-        async with self.store.transaction() as tx:
-            current = await tx.get_case(case_id)
-            if current is None:
-                return
-            case = case_from_data(current.data)
-            if not case.pending_commands:
-                return  # another worker finished it
-            decision = decide(case, result, self._context())
-            await self._commit(tx, current, decision)
+        try:
+            async with self.store.transaction() as tx:
+                decision = decide(case, result, self._context())
+                await self._save(tx, record, decision)
+        except ConcurrentCaseUpdate:
+            async with self.store.transaction() as tx:
+                current = await tx.get_case(case_id)
+                if current is None:
+                    return
+                case = case_from_data(current.data)
+                if not case.pending_commands:
+                    return  # another worker finished it
+                decision = decide(case, result, self._context())
+                await self._save(tx, current, decision)
         self._committed(decision)
 
     async def _run_commands(self, case: Case) -> LedgerApplied | LedgerRefused:
@@ -380,10 +400,18 @@ class AgencyService:
     async def _commit(
         self, tx: StoreTransaction, record: CaseRecord | None, decision: Decision
     ) -> Case | None:
-        for note in decision.notes:
-            log.info(note.event, **{k: v for k, v in note.detail.items() if k != "event"})
+        saved = await self._save(tx, record, decision)
+        return saved[0] if saved is not None else None
+
+    async def _save(
+        self, tx: StoreTransaction, record: CaseRecord | None, decision: Decision
+    ) -> tuple[Case, CaseRecord] | None:
+        """Write the decision in the unit of work: the case, its history, its outgoing messages.
+        Returns the case and its record as stored (None when the decision keeps no case)."""
         case = decision.case
         if case is None:
+            for note in decision.notes:
+                log.info(note.event, **{k: v for k, v in note.detail.items() if k != "event"})
             return None
         now = self.clock.now()
         new_record = CaseRecord(
@@ -403,15 +431,19 @@ class AgencyService:
                 event=t.event,
                 detail=dict(t.detail),
             )
+        # Saved first: a save refused (a concurrent update) logs nothing of this decision.
+        stored = await tx.save_case(new_record, transition)
+        for note in decision.notes:
+            log.info(note.event, **{k: v for k, v in note.detail.items() if k != "event"})
+        if transition is not None:
             log.info(
                 "case_transition",
                 case_id=str(case.case_id),
                 role=case.role.value,
                 from_state=transition.from_state,
                 to_state=transition.to_state,
-                cause=t.event,
+                cause=transition.event,
             )
-        await tx.save_case(new_record, transition)
         rows: list[OutboxMessage] = []
         for message in decision.messages:
             rows.append(self._outbox_row(message, case.case_id))
@@ -436,7 +468,7 @@ class AgencyService:
                 )
         if rows:
             await tx.add_outbox(rows)
-        return case
+        return case, stored
 
     def _committed(self, decision: Decision) -> None:
         if decision.messages:

@@ -37,6 +37,11 @@ class AgentSettings(BaseSettings):
         "000000", description="code the reconciliation agent listens on; None to send it nothing"
     )
     deadline_interval_s: float = Field(60.0, gt=0, description="how often deadlines are checked")
+    verify_in_thread: bool = Field(
+        True,
+        description="verify signatures on a worker thread (helps with a spare core; costs a thread "
+        "hand-off per message where the cores are all busy)",
+    )
 
     @property
     def agency_dir(self) -> Path:

@@ -1,12 +1,16 @@
-"""`jiexu bench`: the raw aio-pika ceiling and jiexu's transport on the same broker, with ratios."""
+"""`jiexu bench`: the raw aio-pika ceiling, jiexu's transport and jiexu's full flow (agents as
+separate processes) on the same broker, in one run, with ratios."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import typer
 
-from agents.bench import BenchConfig, run_bench
+from agents.bench import SECTIONS, BenchConfig, run_bench
+from agents.bench_flow import FlowConfig, add_flow_ratios, flow_section
 from broker.logging import configure_logging
 from broker.provider import BrokerUnavailable, acquire_broker
 
@@ -16,6 +20,16 @@ _MESSAGES = typer.Option(2000, "--messages", min=1, help="messages per section")
 _IN_FLIGHT = typer.Option(500, "--in-flight", min=1, help="publishes awaiting a confirm at once")
 _PREFETCH = typer.Option(200, "--prefetch", min=1, help="consumer prefetch in the hop sections")
 _JSON = typer.Option(False, "--json", help="print one JSON object on stdout")
+_FLOW = typer.Option(True, "--flow/--no-flow", help="run the full flow section (agents as processes)")
+_TRANSFERS = typer.Option(
+    10_000, "--transfers", min=1, help="full flow: the larger size (the smaller is a tenth of it)"
+)
+_AGENCIES = typer.Option(5, "--agencies", min=3, max=10, help="full flow: agencies (one process each)")
+_BACKLOG = typer.Option(
+    100_000, "--backlog", min=0, help="full flow: applications drained as a backlog (0: skip)"
+)
+_WINDOW = typer.Option(200, "--window", min=1, help="full flow: applications open at once, at most")
+_WORK_DIR = typer.Option(None, "--work-dir", help="full flow: keep the agents' files and logs here")
 
 _HUMAN = [
     ("raw_publish", "raw aio-pika publish, confirms"),
@@ -30,8 +44,14 @@ def bench_command(
     in_flight: int = _IN_FLIGHT,
     prefetch: int = _PREFETCH,
     as_json: bool = _JSON,
+    flow: bool = _FLOW,
+    transfers: int = _TRANSFERS,
+    agencies: int = _AGENCIES,
+    backlog: int = _BACKLOG,
+    window: int = _WINDOW,
+    work_dir: Path | None = _WORK_DIR,
 ) -> None:
-    """Measure, in one run on one broker, raw aio-pika against jiexu's transport.
+    """Measure, in one run on one broker, raw aio-pika against jiexu's transport and full flow.
 
     The broker is JIEXU_AMQP_URL's, else the provider chain's (local broker, container, node).
     """
@@ -42,9 +62,27 @@ def bench_command(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
     try:
-        result = run_bench(
-            provided.endpoint,
-            BenchConfig(messages=messages, in_flight=in_flight, prefetch=prefetch),
+        sections = list(SECTIONS)
+        if flow:
+            sections.append(
+                flow_section(
+                    FlowConfig(
+                        transfers=transfers,
+                        agencies=agencies,
+                        backlog=backlog,
+                        window=window,
+                        prefetch=prefetch,
+                        work_dir=work_dir,
+                        keep_files=work_dir is not None,
+                    )
+                )
+            )
+        result = add_flow_ratios(
+            run_bench(
+                provided.endpoint,
+                BenchConfig(messages=messages, in_flight=in_flight, prefetch=prefetch),
+                sections,
+            )
         )
     finally:
         provided.close()
@@ -67,3 +105,34 @@ def bench_command(
     if "codec_cpu_us_per_msg" in result:
         steps = ", ".join(f"{k} {v:.0f}" for k, v in result["codec_cpu_us_per_msg"].items())
         typer.echo(f"  codec steps, us CPU/msg: {steps}")
+    if "sizes" in result:
+        _print_flow(result)
+
+
+def _print_flow(result: dict[str, Any]) -> None:
+    typer.echo(
+        f"full flow: {result['flow_agencies']} agencies as processes, window {result['flow_window']}"
+    )
+    for size in result["sizes"]:
+        lat = size["latency_ms"]
+        rss = ", ".join(f"{k} {v:.0f}" for k, v in size["peak_rss_mb"].items() if v is not None)
+        typer.echo(
+            f"  {size['transfers']:>7,} transfers  {size['flow_transfers_per_s']:>7,.1f} transfers/s"
+            f"  {size['flow_msgs_per_s']:>7,.0f} msg/s (ratio {size.get('ratio_flow_vs_raw', 0):.2f})"
+            f"  latency p50 {lat['p50']:,.0f} ms, p99 {lat['p99']:,.0f} ms"
+            f"  unexpected {size['unexpected_outcomes']}"
+        )
+        typer.echo(f"           peak RSS MB: {rss}")
+    if "rss_ratio_large_vs_small" in result:
+        typer.echo(f"  peak RSS, large / small: {result['rss_ratio_large_vs_small']}")
+    backlog = result.get("backlog")
+    if backlog:
+        typer.echo(
+            f"  backlog {backlog['applications']:,}: drained in {backlog['drain_s']:,.0f} s "
+            f"({backlog['drain_transfers_per_s']:,.1f} transfers/s), unexpected "
+            f"{backlog['unexpected_outcomes']}"
+        )
+        for name, rss in backlog["rss_mb"].items():
+            typer.echo(
+                f"    {name:<10} RSS MB first {rss['first']}, last {rss['last']}, peak {rss['peak']}"
+            )

@@ -1,9 +1,10 @@
 """`SqliteLedger`: an agency's books in their own SQLite file (separate from the store).
 
 Idempotency: ``ledger_ops`` has one row per ``(case_id, op)`` (UNIQUE), holding the first result.
-Each operation runs in one ``BEGIN IMMEDIATE`` transaction that reads that row, and if absent
-changes the account and inserts the row, so the balance change and its idempotency key commit or
-vanish together.
+Each operation runs in one unit of work (`agents.store._sqlite.SqliteDb`: ``BEGIN IMMEDIATE``,
+group commit, a savepoint per unit) that reads that row, and if absent changes the account and
+inserts the row, so the balance change and its idempotency key commit or vanish together. An
+operation returns only after its commit (WAL, ``synchronous=FULL``).
 """
 
 # S608: the only interpolated SQL fragment is this module's column-list constant.
@@ -11,16 +12,12 @@ vanish together.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from uuid import UUID
-
-import aiosqlite
 
 from agents.clock import Clock, SystemClock
 from agents.faults import crash_point
@@ -34,8 +31,8 @@ from agents.ledger.base import (
     statement_from_entries,
 )
 from agents.store._codec import ts
+from agents.store._sqlite import SqliteDb
 from schemas.common import Gender, InsuranceType
-from schemas.errors import TransientError
 
 __all__ = ["SqliteLedger"]
 
@@ -122,74 +119,47 @@ def _account_values(account: PersonAccount) -> tuple[Any, ...]:
     )
 
 
+def _setup(db: sqlite3.Connection) -> None:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _SCHEMA:
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {_LEDGER_SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _load(db: sqlite3.Connection, id_number: str) -> PersonAccount | None:
+    rows = db.execute(
+        f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id_number = ?", (id_number,)
+    ).fetchall()
+    return _account(rows[0]) if rows else None
+
+
 class SqliteLedger:
     """A `SeedableLedger` on one SQLite file. Open with `await SqliteLedger.open(path, region)`."""
 
-    def __init__(
-        self, db: aiosqlite.Connection, path: Path, region: str, clock: Clock
-    ) -> None:
+    def __init__(self, db: SqliteDb, region: str, clock: Clock) -> None:
         self._db = db
-        self.path = path
+        self.path = db.path
         self.region = region
         self._clock = clock
-        self._lock = asyncio.Lock()
 
     @classmethod
     async def open(
         cls, path: str | Path, region: str, *, clock: Clock | None = None
     ) -> SqliteLedger:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path, isolation_level=None)
-        try:
-            await db.execute("PRAGMA busy_timeout = 10000")
-            await db.execute("PRAGMA journal_mode = WAL")
-            await db.execute("PRAGMA synchronous = FULL")
-            await db.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA:
-                await db.execute(statement)
-            await db.execute(f"PRAGMA user_version = {_LEDGER_SCHEMA_VERSION}")
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.close()
-            raise
-        return cls(db, path, region, clock if clock is not None else SystemClock())
+        db = await SqliteDb.open(path, setup=_setup, name="ledger")
+        return cls(db, region, clock if clock is not None else SystemClock())
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
-            try:
-                await self._db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise TransientError(f"ledger busy: {exc}") from exc
-            try:
-                yield self._db
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
-            try:
-                await self._db.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                await self._db.execute("ROLLBACK")
-                raise TransientError(f"ledger busy at commit: {exc}") from exc
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        rows = self._db.read(sql, params)
+        return rows[0] if rows else None
 
-    async def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        async with self._lock:
-            cursor = await self._db.execute(sql, params)
-            return await cursor.fetchone()
-
-    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        async with self._lock:
-            cursor = await self._db.execute(sql, params)
-            return list(await cursor.fetchall())
-
-    @staticmethod
-    async def _load(db: aiosqlite.Connection, id_number: str) -> PersonAccount | None:
-        cursor = await db.execute(
-            f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id_number = ?", (id_number,)
-        )
-        row = await cursor.fetchone()
-        return _account(row) if row is not None else None
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self._db.read(sql, params)
 
     async def _run(
         self,
@@ -198,25 +168,24 @@ class SqliteLedger:
         id_number: str,
         args: dict[str, Any],
         apply: Callable[[PersonAccount | None], tuple[PersonAccount, LedgerEntry]],
-        after: Callable[[aiosqlite.Connection, LedgerEntry], Any] | None = None,
+        after: Callable[[sqlite3.Connection, LedgerEntry], Any] | None = None,
     ) -> LedgerEntry:
-        async with self._transaction() as db:
-            cursor = await db.execute(
+        async with self._db.transaction() as db:
+            rows = db.execute(
                 "SELECT args, result FROM ledger_ops WHERE case_id = ? AND op = ?",
                 (str(case_id), op),
-            )
-            row = await cursor.fetchone()
-            if row is not None:
-                entry = LedgerEntry.from_json(json.loads(row[1]), replayed=True)
-                warn_if_args_differ(entry, json.loads(row[0]), args)
+            ).fetchall()
+            if rows:
+                entry = LedgerEntry.from_json(json.loads(rows[0][1]), replayed=True)
+                warn_if_args_differ(entry, json.loads(rows[0][0]), args)
                 return entry
-            account, entry = apply(await self._load(db, id_number))
-            await db.execute(
+            account, entry = apply(_load(db, id_number))
+            db.execute(
                 f"INSERT OR REPLACE INTO accounts ({_ACCOUNT_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 _account_values(account),
             )
-            await db.execute(
+            db.execute(
                 "INSERT INTO ledger_ops (case_id, op, id_number, amount_fen, args, result, at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -230,13 +199,13 @@ class SqliteLedger:
                 ),
             )
             if after is not None:
-                await after(db, entry)
+                after(db, entry)
             crash_point("mid_ledger_transaction")
             return entry
 
     async def put_account(self, account: PersonAccount) -> None:
-        async with self._transaction() as db:
-            await db.execute(
+        async with self._db.transaction() as db:
+            db.execute(
                 f"INSERT OR REPLACE INTO accounts ({_ACCOUNT_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 _account_values(account),
@@ -244,15 +213,15 @@ class SqliteLedger:
 
     async def put_accounts(self, accounts: Sequence[PersonAccount]) -> None:
         """Seed many accounts in one transaction."""
-        async with self._transaction() as db:
-            await db.executemany(
+        async with self._db.transaction() as db:
+            db.executemany(
                 f"INSERT OR REPLACE INTO accounts ({_ACCOUNT_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [_account_values(account) for account in accounts],
             )
 
     async def lookup(self, id_number: str) -> PersonAccount | None:
-        row = await self._one(
+        row = self._one(
             f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id_number = ?", (id_number,)
         )
         return _account(row) if row is not None else None
@@ -312,8 +281,8 @@ class SqliteLedger:
     async def pay_out(
         self, case_id: UUID, id_number: str, amount_fen: int, bank_account: Mapping[str, Any]
     ) -> LedgerEntry:
-        async def record_payout(db: aiosqlite.Connection, entry: LedgerEntry) -> None:
-            await db.execute(
+        def record_payout(db: sqlite3.Connection, entry: LedgerEntry) -> None:
+            db.execute(
                 "INSERT INTO payouts (case_id, id_number, amount_fen, bank_account, at) "
                 "VALUES (?, ?, ?, ?, ?)",
                 (
@@ -335,13 +304,13 @@ class SqliteLedger:
         )
 
     async def statement(self, case_id: UUID) -> LedgerStatement:
-        rows = await self._all("SELECT result FROM ledger_ops WHERE case_id = ?", (str(case_id),))
+        rows = self._all("SELECT result FROM ledger_ops WHERE case_id = ?", (str(case_id),))
         return statement_from_entries(
             case_id, [LedgerEntry.from_json(json.loads(row[0])) for row in rows]
         )
 
     async def statements(self) -> list[LedgerStatement]:
-        rows = await self._all("SELECT case_id, result FROM ledger_ops ORDER BY case_id")
+        rows = self._all("SELECT case_id, result FROM ledger_ops ORDER BY case_id")
         by_case: dict[UUID, list[LedgerEntry]] = {}
         for row in rows:
             by_case.setdefault(UUID(row[0]), []).append(LedgerEntry.from_json(json.loads(row[1])))
@@ -351,7 +320,7 @@ class SqliteLedger:
         ]
 
     async def _sum(self, sql: str) -> int:
-        row = await self._one(sql)
+        row = self._one(sql)
         return int(row[0]) if row is not None and row[0] is not None else 0
 
     async def total_balance_fen(self) -> int:
@@ -369,5 +338,4 @@ class SqliteLedger:
         return await self._sum("SELECT SUM(amount_fen) FROM ledger_ops WHERE op = 'credit'")
 
     async def close(self) -> None:
-        async with self._lock:
-            await self._db.close()
+        await self._db.close()

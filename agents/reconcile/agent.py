@@ -42,7 +42,7 @@ import hashlib
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 from uuid import UUID, uuid5
@@ -381,17 +381,27 @@ class Reconciler:
         outcome = SweepOutcome()
         today = self._clock.today()
         now = self._clock.now()
-        for candidate in await self.report.open_cases():
-            async with self.report.transaction() as tx:
-                record = await tx.load(candidate.case_id)
-                if record is None or record.result is not None:
-                    continue
-                requested, compared = await self._sweep_case(tx, record, today, now)
-                outcome.requested += requested
-                outcome.compared += int(compared)
-                if record.stuck:
-                    outcome.overdue.append(record.case_id)
-                await tx.save(record, now)
+        # A step is due one working day after it started at the earliest, so a case whose clock
+        # started yesterday or today cannot be overdue: those are not even read. The others are
+        # read a page at a time, so that a sweep's memory does not grow with the open cases.
+        started_before = today - timedelta(days=1)
+        after: UUID | None = None
+        while page := await self.report.open_cases_started_before(started_before, after=after):
+            after = page[-1].case_id
+            for candidate in page:
+                async with self.report.transaction() as tx:
+                    record = await tx.load(candidate.case_id)
+                    if record is None or record.result is not None:
+                        continue
+                    swept = await self._sweep_case(tx, record, today, now)
+                    if swept is None:
+                        continue  # not overdue: nothing changed
+                    requested, compared = swept
+                    outcome.requested += requested
+                    outcome.compared += int(compared)
+                    if record.stuck:
+                        outcome.overdue.append(record.case_id)
+                    await tx.save(record, now)
         outcome.published = await self.flush(retry_failed=True)
         if outcome.overdue:
             log.warning("reconcile.sweep", overdue=len(outcome.overdue), requested=outcome.requested)
@@ -401,19 +411,20 @@ class Reconciler:
 
     async def _sweep_case(
         self, tx: ReportTransaction, record: CaseRecord, today: date, now: datetime
-    ) -> tuple[int, bool]:
+    ) -> tuple[int, bool] | None:
+        """Flag, probe or re-request one case; None when it is not overdue (nothing changed)."""
         if record.terminal is None:
             form = record.form
             if form is None or form.amount_transferred <= 0 or record.form_sent_on is None:
-                return 0, False
+                return None
             started = record.form_sent_on
         else:
             if record.terminal_on is None:
-                return 0, False
+                return None
             started = record.terminal_on
         due = due_date(self.settings.regime, Step.FORM_TO_COMPLETION, started, self._calendar)
         if not is_overdue(due, today):
-            return 0, False
+            return None
         context = {
             "case_id": str(record.case_id),
             "outgoing": record.outgoing,
@@ -460,32 +471,38 @@ class Reconciler:
 
     # -- publishing -------------------------------------------------------------------------------
     async def flush(self, *, retry_failed: bool = False) -> int:
-        """Publish queued envelopes, oldest first; never raises (the sweep tries again)."""
+        """Publish queued envelopes, oldest first, many in flight, then mark the confirmed ones sent
+        in one unit of work; never raises (the sweep tries again)."""
         async with self._flush_lock:
             if retry_failed:
                 self._failed.clear()
-            sent = 0
-            for envelope in await self.report.unsent():
-                if envelope.message_id in self._failed:
-                    continue
-                try:
-                    await self._transport.publish(envelope)
-                except (UnroutableError, PublishRefused) as exc:
+            batch = [e for e in await self.report.unsent() if e.message_id not in self._failed]
+            if not batch:
+                return 0
+            results = await asyncio.gather(
+                *(self._transport.publish(envelope) for envelope in batch), return_exceptions=True
+            )
+            sent: list[UUID] = []
+            for envelope, result in zip(batch, results, strict=True):
+                if isinstance(result, UnroutableError | PublishRefused):
                     self._failed.add(envelope.message_id)
                     log.error(
                         "reconcile.publish_refused",
                         message_id=str(envelope.message_id),
                         case_id=str(envelope.case_id),
                         recipient=envelope.recipient,
-                        error=str(exc),
+                        error=str(result),
                     )
-                    continue
-                except (TransientError, ConnectionError) as exc:
-                    log.warning("reconcile.publish_interrupted", error=repr(exc))
-                    break
-                await self.report.mark_sent(envelope.message_id, self._clock.now())
-                sent += 1
-            return sent
+                elif isinstance(result, TransientError | ConnectionError):
+                    log.warning("reconcile.publish_interrupted", error=repr(result))
+                elif isinstance(result, BaseException):
+                    if not isinstance(result, Exception):
+                        raise result
+                    log.warning("reconcile.publish_failed", error=repr(result))
+                else:
+                    sent.append(envelope.message_id)
+            await self.report.mark_sent_many(sent, self._clock.now())
+            return len(sent)
 
 
 class Sweeper:

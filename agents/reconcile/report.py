@@ -2,8 +2,9 @@
 
 Each case is one row: a few columns to query on and the whole `CaseRecord` as JSON. A handled
 message, the case it changed, the requests it issued and the envelopes it queued commit in one
-transaction (`ReconciliationReport.transaction`); the agent publishes queued envelopes afterwards
-and marks them sent, so a crash in between re-sends them with the same message ids.
+transaction (`ReconciliationReport.transaction`, a unit of work of `agents.store._sqlite.SqliteDb`:
+group commit, one savepoint per unit); the agent publishes queued envelopes afterwards and marks
+them sent, so a crash in between re-sends them with the same message ids.
 
 The queries serve ``jiexu reconcile --report`` and a later ``jiexu status``: counts per outcome,
 latest mismatches, pending and stuck cases, control totals per pair of agencies per day.
@@ -11,7 +12,6 @@ latest mismatches, pending and stuck cases, control totals per pair of agencies 
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -21,13 +21,12 @@ from pathlib import Path
 from typing import Any, Literal
 from uuid import UUID
 
-import aiosqlite
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.reconcile.compare import CaseFigures, PairDayTotals, control_totals, figures_of
 from agents.store._codec import ts
+from agents.store._sqlite import SqliteDb
 from schemas.envelope import Envelope
-from schemas.errors import TransientError
 from schemas.information import InformationFormV2
 from schemas.reconciliation import LedgerStatementV1, ReconciliationOutcome, ReconciliationResultV1
 from schemas.registry import encode_envelope
@@ -171,28 +170,29 @@ class RequestRow:
 
 
 class ReportTransaction:
-    """Reads and writes inside one ``BEGIN IMMEDIATE`` transaction."""
+    """Reads and writes inside one unit of work (statements run inline on the writer)."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
 
+    def _all(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        return self._db.execute(sql, params).fetchall()
+
     async def handled(self, message_id: UUID) -> bool:
-        cursor = await self._db.execute("SELECT 1 FROM inbox WHERE message_id = ?", (str(message_id),))
-        return await cursor.fetchone() is not None
+        return bool(self._all("SELECT 1 FROM inbox WHERE message_id = ?", (str(message_id),)))
 
     async def mark_handled(self, envelope: Envelope, at: datetime) -> None:
-        await self._db.execute(
+        self._db.execute(
             "INSERT INTO inbox (message_id, case_id, type, sender, handled_at) VALUES (?, ?, ?, ?, ?)",
             (str(envelope.message_id), str(envelope.case_id), envelope.type, envelope.sender, ts(at)),
         )
 
     async def load(self, case_id: UUID) -> CaseRecord | None:
-        cursor = await self._db.execute("SELECT record FROM cases WHERE case_id = ?", (str(case_id),))
-        row = await cursor.fetchone()
-        return CaseRecord.model_validate_json(row[0]) if row is not None else None
+        rows = self._all("SELECT record FROM cases WHERE case_id = ?", (str(case_id),))
+        return CaseRecord.model_validate_json(rows[0][0]) if rows else None
 
     async def save(self, record: CaseRecord, at: datetime) -> None:
-        await self._db.execute(
+        self._db.execute(
             "INSERT OR REPLACE INTO cases "
             "(case_id, outgoing, receiving, status, stuck, day, checked_at, updated_at, record) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -210,17 +210,17 @@ class ReportTransaction:
         )
 
     async def request(self, message_id: UUID) -> RequestRow | None:
-        cursor = await self._db.execute(
+        rows = self._all(
             "SELECT message_id, case_id, recipient, purpose, round FROM requests WHERE message_id = ?",
             (str(message_id),),
         )
-        row = await cursor.fetchone()
-        if row is None:
+        if not rows:
             return None
+        row = rows[0]
         return RequestRow(UUID(row[0]), UUID(row[1]), row[2], row[3], int(row[4]))
 
     async def add_request(self, row: RequestRow) -> None:
-        await self._db.execute(
+        self._db.execute(
             "INSERT OR IGNORE INTO requests (message_id, case_id, recipient, purpose, round) "
             "VALUES (?, ?, ?, ?, ?)",
             (str(row.message_id), str(row.case_id), row.recipient, row.purpose, row.round),
@@ -228,7 +228,7 @@ class ReportTransaction:
 
     async def enqueue(self, envelope: Envelope, at: datetime) -> bool:
         """Queue an envelope to publish; False if one with its message id is already queued."""
-        cursor = await self._db.execute(
+        cursor = self._db.execute(
             "INSERT OR IGNORE INTO outbox (message_id, case_id, recipient, type, envelope, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             (
@@ -243,59 +243,39 @@ class ReportTransaction:
         return cursor.rowcount == 1
 
 
+def _setup(db: sqlite3.Connection) -> None:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _SCHEMA:
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
 class ReconciliationReport:
     """The reconciler's store on one SQLite file. Open with ``await ReconciliationReport.open(path)``."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, db: SqliteDb) -> None:
         self._db = db
-        self.path = path
-        self._lock = asyncio.Lock()
+        self.path = db.path
 
     @classmethod
     async def open(cls, path: str | Path) -> ReconciliationReport:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path, isolation_level=None)
-        try:
-            await db.execute("PRAGMA busy_timeout = 10000")
-            await db.execute("PRAGMA journal_mode = WAL")
-            await db.execute("PRAGMA synchronous = FULL")
-            await db.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA:
-                await db.execute(statement)
-            await db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.close()
-            raise
-        return cls(db, path)
+        return cls(await SqliteDb.open(path, setup=_setup, name="reconciliation store"))
 
     async def close(self) -> None:
-        async with self._lock:
-            await self._db.close()
+        await self._db.close()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[ReportTransaction]:
-        async with self._lock:
-            try:
-                await self._db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise TransientError(f"reconciliation store busy: {exc}") from exc
-            try:
-                yield ReportTransaction(self._db)
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
-            try:
-                await self._db.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                await self._db.execute("ROLLBACK")
-                raise TransientError(f"reconciliation store busy at commit: {exc}") from exc
+        async with self._db.transaction() as conn:
+            yield ReportTransaction(conn)
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        async with self._lock:
-            cursor = await self._db.execute(sql, params)
-            return list(await cursor.fetchall())
+        return self._db.read(sql, params)
 
     # -- the consumer's replay check and the outbox ----------------------------------------------
     async def handled(self, message_id: UUID) -> bool:
@@ -309,10 +289,16 @@ class ReconciliationReport:
         return [Envelope.model_validate_json(row[0]) for row in rows]
 
     async def mark_sent(self, message_id: UUID, at: datetime) -> None:
-        async with self._lock:
-            await self._db.execute(
+        await self.mark_sent_many([message_id], at)
+
+    async def mark_sent_many(self, message_ids: Sequence[UUID], at: datetime) -> None:
+        """Stamp queued envelopes as sent (idempotent), in one unit of work."""
+        if not message_ids:
+            return
+        async with self._db.transaction() as conn:
+            conn.executemany(
                 "UPDATE outbox SET sent_at = ? WHERE message_id = ? AND sent_at IS NULL",
-                (ts(at), str(message_id)),
+                [(ts(at), str(message_id)) for message_id in message_ids],
             )
 
     async def outbox(self, case_id: UUID | None = None) -> list[tuple[Envelope, bool]]:
@@ -343,6 +329,20 @@ class ReconciliationReport:
     async def open_cases(self) -> list[CaseRecord]:
         """Cases without a published result: waiting for a terminal notice, statements or a form."""
         return await self.cases("open")
+
+    async def open_cases_started_before(
+        self, day: date, *, after: UUID | None = None, limit: int = 500
+    ) -> list[CaseRecord]:
+        """One page (by case id, after ``after``) of the open cases whose clock started before
+        ``day``: the form sent, or the case ended. What a sweep has to look at; the others cannot
+        be overdue yet, and are neither read nor parsed."""
+        rows = await self._all(
+            "SELECT record FROM cases WHERE status = 'open' AND case_id > ? AND "
+            "COALESCE(json_extract(record, '$.terminal_on'), json_extract(record, '$.form_sent_on')) < ? "
+            "ORDER BY case_id LIMIT ?",
+            (str(after) if after is not None else "", day.isoformat(), limit),
+        )
+        return [CaseRecord.model_validate_json(row[0]) for row in rows]
 
     async def pending_cases(self) -> list[CaseRecord]:
         """Open cases that are not (yet) past their due date."""

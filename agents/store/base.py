@@ -27,7 +27,7 @@ returns the record with `version == n + 1`. Losing that race raises `ConcurrentC
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -224,8 +224,11 @@ class Store(Protocol):
         """Every case (open or closed) for the person, oldest first."""
         ...
 
-    async def list_cases(self, *, open_only: bool = False) -> list[CaseRecord]:
-        """Every case (or every open case), oldest first: for status output and reconciliation."""
+    async def list_cases(
+        self, *, open_only: bool = False, states: Collection[str] | None = None
+    ) -> list[CaseRecord]:
+        """Every case (or every open case, or the cases in `states`), oldest first: for status
+        output, reconciliation and recovery."""
         ...
 
     async def held_messages(self) -> list[HeldMessage]:

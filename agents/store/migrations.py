@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 import structlog
 
 if TYPE_CHECKING:
-    import aiosqlite
+    import sqlite3
+
     import asyncpg
     from asyncpg.pool import PoolConnectionProxy
 
@@ -186,8 +187,9 @@ _POSTGRES_VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
 _POSTGRES_MIGRATION_LOCK = 0x6A6965787500  # "jiexu\0"
 
 
-async def migrate_sqlite(db: aiosqlite.Connection) -> list[int]:
-    """Apply the missing migrations to a SQLite database (autocommit connection).
+def migrate_sqlite(db: sqlite3.Connection) -> list[int]:
+    """Apply the missing migrations to a SQLite database (an autocommit connection, called on the
+    thread that owns it).
 
     Returns the versions applied now (empty when the schema was already current).
     """
@@ -195,16 +197,16 @@ async def migrate_sqlite(db: aiosqlite.Connection) -> list[int]:
     for migration in MIGRATIONS:
         # BEGIN IMMEDIATE takes the write lock first, so two processes opening the same file
         # cannot both decide a migration is missing.
-        await db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")
         try:
-            await db.execute(_SQLITE_VERSION_TABLE)
-            cursor = await db.execute(
+            db.execute(_SQLITE_VERSION_TABLE)
+            done = db.execute(
                 "SELECT 1 FROM schema_version WHERE version = ?", (migration.version,)
-            )
-            if await cursor.fetchone() is None:
+            ).fetchall()
+            if not done:
                 for statement in migration.sqlite:
-                    await db.execute(statement)
-                await db.execute(
+                    db.execute(statement)
+                db.execute(
                     "INSERT INTO schema_version (version, description, applied_at) "
                     "VALUES (?, ?, ?)",
                     (
@@ -214,9 +216,9 @@ async def migrate_sqlite(db: aiosqlite.Connection) -> list[int]:
                     ),
                 )
                 applied.append(migration.version)
-            await db.execute("COMMIT")
+            db.execute("COMMIT")
         except BaseException:
-            await db.execute("ROLLBACK")
+            db.execute("ROLLBACK")
             raise
     if applied:
         log.info("store.migrated", dialect="sqlite", versions=applied)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import date
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -401,10 +401,19 @@ class PostgresStore:
         )
         return [_case(row) for row in rows]
 
-    async def list_cases(self, *, open_only: bool = False) -> list[CaseRecord]:
-        where = " WHERE open" if open_only else ""
+    async def list_cases(
+        self, *, open_only: bool = False, states: Collection[str] | None = None
+    ) -> list[CaseRecord]:
+        conditions: list[str] = []
+        params: list[Any] = []
+        if open_only:
+            conditions.append("open")
+        if states is not None:
+            params.append(list(states))
+            conditions.append(f"state = ANY(${len(params)}::text[])")
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         rows = await self._fetch(
-            f"SELECT {_CASE_COLUMNS} FROM cases{where} ORDER BY created_at, case_id"
+            f"SELECT {_CASE_COLUMNS} FROM cases{where} ORDER BY created_at, case_id", *params
         )
         return [_case(row) for row in rows]
 

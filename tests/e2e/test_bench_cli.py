@@ -28,7 +28,8 @@ def test_bench_prints_one_json_object_with_every_figure(
 ) -> None:
     saved = structlog.get_config()
     try:
-        result = CliRunner().invoke(app, ["bench", "--messages", "40", "--json"])
+        # The full flow has its own test (test_bench_flow.py).
+        result = CliRunner().invoke(app, ["bench", "--messages", "40", "--no-flow", "--json"])
     finally:
         structlog.configure(**saved)
     assert result.exit_code == 0, result.output

@@ -188,9 +188,11 @@ async def test_a_changed_final_statement_publishes_a_new_result_and_a_repeat_pub
 
 
 async def test_envelopes_queued_before_a_crash_are_sent_after_restart_with_the_same_ids(setup: Setup) -> None:
-    setup.transport.fail_next = 1
+    # The flush publishes its batch concurrently: both requests are in flight when the connection
+    # goes, and both fail.
+    setup.transport.fail_next = 2
     await setup.reconciler.handle(message(OUT, FORM))
-    await setup.reconciler.handle(message(IN, DONE))  # its request is queued; the publish fails
+    await setup.reconciler.handle(message(IN, DONE))  # its requests are queued; the publishes fail
     assert setup.transport.sent == []
     queued = [e.message_id for e, sent in await setup.report.outbox(CASE) if not sent]
     assert len(queued) == 2
