@@ -287,7 +287,7 @@ async def run_demo(
         reconciler_task = asyncio.create_task(
             _run_reconciler(provisioned, stop_reconciler), name="reconciler"
         )
-        planned = await _seed(provisioned, agents, codes, transfers, rng)
+        planned = await _seed(agents, codes, transfers, rng)
         money_before = await _money(agents)
         started = time.perf_counter()
         submitted = await _submit(agents, planned)
@@ -427,7 +427,6 @@ def expected_outcome(branch: Branch, duplicate: bool) -> str:
 
 
 async def _seed(
-    provisioned: Provisioned,
     agents: dict[str, AgentProcess],
     codes: Sequence[str],
     transfers: int,
@@ -438,7 +437,6 @@ async def _seed(
         ledger = agents[code].service.ledger
         assert isinstance(ledger, SqliteLedger)
         await ledger.put_accounts(accounts)
-    del provisioned
     return planned
 
 

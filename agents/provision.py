@@ -7,7 +7,7 @@ steps with ``jiexu keys generate``, an agency directory file, and ``jiexu topolo
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,13 @@ from broker.signing import (
     public_key_to_raw_b64,
     save_private_key,
 )
-from broker.topology import AgencyCredentials, TopologySpec, apply_topology, write_credentials
+from broker.topology import (
+    AgencyCredentials,
+    TopologySpec,
+    apply_topology,
+    delete_agency_users,
+    write_credentials,
+)
 from schemas.registry import MODELS
 
 __all__ = ["REGION_NAMES", "AgencyProfile", "Provisioned", "provision"]
@@ -89,7 +95,6 @@ class Provisioned:
     user_prefix: str
     retry_delays_ms: tuple[int, ...]
     spec: TopologySpec
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def directory_path(self) -> Path:
@@ -124,8 +129,6 @@ class Provisioned:
 
     def teardown(self) -> None:
         """Remove the broker users (global) and the vhost made for this world."""
-        from broker.topology import delete_agency_users
-
         with self.endpoint.management() as api:
             delete_agency_users(api, self.spec)
             api.delete_vhost(self.vhost)

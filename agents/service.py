@@ -21,7 +21,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 
@@ -65,7 +64,6 @@ from broker.delivery import DeliveryInfo
 from broker.directory import AgencyDirectory
 from broker.names import routing_key
 from broker.signing import Ed25519PrivateKey, sign_envelope
-from schemas.common import Document
 from schemas.errors import DomainRuleViolation, TransientError
 from schemas.reconciliation import StatementRequestV1
 from schemas.registry import Message, encode_envelope, envelope_for, newest_version
@@ -165,7 +163,7 @@ class AgencyService:
                 "notice_received",
                 message_type=envelope.type,
                 sender=envelope.sender,
-                document=_loggable(message.document),
+                document=message.document.model_dump(mode="json"),  # masked by the log processor
             )
             return
         account: PersonAccount | None = None
@@ -496,9 +494,3 @@ class AgencyService:
             body=encode_envelope(envelope),
             created_at=now,
         )
-
-
-def _loggable(document: Document) -> dict[str, Any]:
-    """A document's fields for a log line; the masking processor hides the personal data."""
-    return document.model_dump(mode="json")
-
