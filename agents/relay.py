@@ -20,8 +20,7 @@ from agents.faults import crash_point
 from agents.store.base import OutboxMessage, Store
 from broker.delivery import HEADER_REPUBLISHED
 from broker.names import EXCHANGE
-from broker.publisher import Publisher, envelope_message
-from schemas.registry import decode_envelope
+from broker.publisher import Publisher, body_properties
 
 __all__ = ["OutboxRelay"]
 
@@ -118,12 +117,11 @@ class OutboxRelay:
         return len(done), failed
 
     async def _publish(self, row: OutboxMessage) -> None:
-        envelope = decode_envelope(row.body)
         headers = dict(row.headers)
         if row.created_at < self._started_at or row.id in self._attempted:
             headers[HEADER_REPUBLISHED] = True
-        message = envelope_message(envelope, row.body, self._publisher.user_id, headers)
-        await self._publisher.publish_message(EXCHANGE, row.routing_key, message)
+        properties = body_properties(row.body, self._publisher.user_id, headers)
+        await self._publisher.publish_body(EXCHANGE, row.routing_key, row.body, properties)
 
     async def _run(self) -> None:
         while not self._stopping:

@@ -171,7 +171,7 @@ class ConsumerSettings:
     """Pause before requeueing a delivery whose retry or dead-letter copy could not be published."""
     drain_timeout_s: float = 30.0
     verify_in_thread: bool = False
-    """Run the Ed25519 step of signature verification on a worker thread (`cryptography` releases
+    """Run the Ed25519 step of signature verification on a worker thread (libsodium releases
     the GIL for it) while the event loop goes on with other deliveries; the check and its place in
     the pipeline are the same either way. Worth it only with a core to spare: on a host whose
     cores the broker and the loop already fill, the hand-offs cost more than they free."""

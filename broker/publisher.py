@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import aio_pika
 import aiormq
+import orjson
 import structlog
-from aio_pika.abc import AbstractExchange, AbstractRobustChannel, HeadersType
+from aio_pika.abc import AbstractRobustChannel, HeadersType
+from pamqp.commands import Basic
 
 from broker.connection import BrokerConnection
 from broker.names import EXCHANGE, routing_key
@@ -36,15 +39,21 @@ __all__ = [
     "PublishRefused",
     "Publisher",
     "UnroutableError",
+    "body_properties",
     "envelope_message",
+    "envelope_properties",
 ]
 
 log = structlog.get_logger("jiexu.broker.publisher")
+
+BasicProperties = Basic.Properties
 
 HEADER_TYPE = "x-jiexu-type"
 HEADER_VERSION = "x-jiexu-version"
 DEFAULT_MAX_IN_FLIGHT = 500
 CONTENT_TYPE = "application/json"
+APP_ID = "jiexu"
+PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 
 
 class UnroutableError(JiexuError):
@@ -82,10 +91,69 @@ class PublishOutcome:
         return self.error is None
 
 
+def envelope_properties(
+    envelope: Envelope, user_id: str, headers: Mapping[str, Any] | None = None
+) -> BasicProperties:
+    """The AMQP properties of an envelope: its ids, type and version, persistent, JSON."""
+    return _properties(
+        message_id=str(envelope.message_id),
+        case_id=str(envelope.case_id),
+        message_type=envelope.type,
+        version=envelope.version,
+        sent_at=envelope.sent_at,
+        user_id=user_id,
+        headers=headers,
+    )
+
+
+def body_properties(
+    body: bytes, user_id: str, headers: Mapping[str, Any] | None = None
+) -> BasicProperties:
+    """`envelope_properties` of an envelope this agency encoded itself (an outbox row), read off
+    its body without validating it again."""
+    data = orjson.loads(body)
+    return _properties(
+        message_id=data["message_id"],
+        case_id=data["case_id"],
+        message_type=data["type"],
+        version=data["version"],
+        sent_at=datetime.fromisoformat(data["sent_at"]),
+        user_id=user_id,
+        headers=headers,
+    )
+
+
+def _properties(
+    *,
+    message_id: str,
+    case_id: str,
+    message_type: str,
+    version: int,
+    sent_at: datetime,
+    user_id: str,
+    headers: Mapping[str, Any] | None,
+) -> BasicProperties:
+    all_headers: dict[str, Any] = {HEADER_TYPE: message_type, HEADER_VERSION: version}
+    if headers:
+        all_headers.update(headers)
+    return BasicProperties(
+        content_type=CONTENT_TYPE,
+        delivery_mode=PERSISTENT,
+        priority=0,  # as aio-pika writes it
+        message_id=message_id,
+        correlation_id=case_id,
+        message_type=message_type,
+        user_id=user_id,
+        timestamp=sent_at,
+        app_id=APP_ID,
+        headers=all_headers,
+    )
+
+
 def envelope_message(
     envelope: Envelope, body: bytes, user_id: str, headers: Mapping[str, Any] | None = None
 ) -> aio_pika.Message:
-    """The AMQP message for an envelope: its ids in the properties, persistent, JSON."""
+    """The same message as an aio-pika `Message` (for code that wants to inspect or copy it)."""
     all_headers: HeadersType = {HEADER_TYPE: envelope.type, HEADER_VERSION: envelope.version}
     if headers:
         all_headers.update(headers)
@@ -98,7 +166,7 @@ def envelope_message(
         type=envelope.type,
         user_id=user_id,
         timestamp=envelope.sent_at,
-        app_id="jiexu",
+        app_id=APP_ID,
         headers=all_headers,
     )
 
@@ -124,7 +192,6 @@ class Publisher:
         self._private_key = private_key
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._channel: AbstractRobustChannel | None = None
-        self._exchanges: dict[str, AbstractExchange] = {}
 
     async def start(self) -> Publisher:
         if self._channel is None:
@@ -133,22 +200,10 @@ class Publisher:
 
     async def close(self) -> None:
         channel, self._channel = self._channel, None
-        self._exchanges.clear()
         if channel is not None:
             self._connection.forget(channel)
             if not channel.is_closed:
                 await channel.close()
-
-    def _exchange(self, name: str) -> AbstractExchange:
-        if self._channel is None:
-            raise RuntimeError("Publisher.start() was not awaited")
-        exchange = self._exchanges.get(name)
-        if exchange is None:
-            # Not declared, not even passively: the agency user may not configure anything, and
-            # the topology is provisioned before agents start.
-            exchange = _exchange_ref(self._channel, name)
-            self._exchanges[name] = exchange
-        return exchange
 
     # -- envelopes -------------------------------------------------------------------------------
     def prepare(self, envelope: Envelope) -> tuple[Envelope, bytes]:
@@ -171,10 +226,11 @@ class Publisher:
         `PublishInterrupted`.
         """
         envelope, body = self.prepare(envelope)
-        await self.publish_message(
+        await self.publish_body(
             EXCHANGE,
             routing_key(envelope.recipient, envelope.type),
-            envelope_message(envelope, body, self.user_id),
+            body,
+            envelope_properties(envelope, self.user_id),
         )
         log.debug(
             "envelope_published",
@@ -214,21 +270,37 @@ class Publisher:
     async def publish_message(
         self, exchange: str, routing_key: str, message: aio_pika.Message
     ) -> None:
-        """Publish a prepared message (mandatory, confirmed) with the errors translated."""
+        """Publish a prepared aio-pika message (mandatory, confirmed) with the errors translated."""
+        await self.publish_body(exchange, routing_key, message.body, message.properties)
+
+    async def publish_body(
+        self, exchange: str, routing_key: str, body: bytes, properties: BasicProperties
+    ) -> None:
+        """Publish ``body`` with ``properties`` (mandatory, confirmed), the errors translated.
+
+        Straight onto the channel's current aiormq channel: the frames are what aio-pika's
+        `Exchange.publish` writes, without building an aio-pika `Message` first.
+        """
+        message_id = properties.message_id
         async with self._in_flight:
             try:
-                result = await self._exchange(exchange).publish(
-                    message, routing_key=routing_key, mandatory=True
+                channel = await self._underlay()
+                result = await channel.basic_publish(
+                    body,
+                    exchange=exchange,
+                    routing_key=routing_key,
+                    properties=properties,
+                    mandatory=True,
                 )
             except aiormq.exceptions.PublishError as exc:
                 raise UnroutableError(exchange, routing_key, str(exc)) from exc
             except aiormq.exceptions.DeliveryError as exc:
                 raise PublishNacked(
-                    f"broker refused message {message.message_id} to {exchange!r}"
+                    f"broker refused message {message_id} to {exchange!r}"
                 ) from exc
             except aiormq.exceptions.ChannelClosed as exc:
                 raise PublishRefused(
-                    f"broker refused publishing {message.message_id} to {exchange!r}: {exc}"
+                    f"broker refused publishing {message_id} to {exchange!r}: {exc}"
                 ) from exc
             except (
                 TimeoutError,
@@ -237,18 +309,16 @@ class Publisher:
                 ConnectionError,
             ) as exc:
                 raise PublishInterrupted(
-                    f"publishing {message.message_id} to {exchange!r} interrupted: {exc!r}"
+                    f"publishing {message_id} to {exchange!r} interrupted: {exc!r}"
                 ) from exc
         if isinstance(result, aiormq.abc.DeliveredMessage):
             # Only without on_return_raises; kept so a changed channel setting cannot hide returns.
             raise UnroutableError(exchange, routing_key, "returned")
 
-
-def _exchange_ref(channel: AbstractRobustChannel, name: str) -> AbstractExchange:
-    return aio_pika.Exchange(
-        channel,
-        name,
-        aio_pika.ExchangeType.DIRECT,  # the type is not sent when publishing
-        durable=True,
-        passive=True,
-    )
+    async def _underlay(self) -> aiormq.abc.AbstractChannel:
+        channel = self._channel
+        if channel is None:
+            raise RuntimeError("Publisher.start() was not awaited")
+        if channel.is_closed:
+            raise aiormq.exceptions.ChannelInvalidStateError(f"{channel!r} closed")
+        return await channel.get_underlay_channel()

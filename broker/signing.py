@@ -14,14 +14,15 @@ import asyncio
 import base64
 import binascii
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nacl.bindings
+import nacl.exceptions
 import rfc8785
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -34,6 +35,8 @@ __all__ = [
     "Ed25519PublicKey",
     "SignatureCheck",
     "canonical_bytes",
+    "ed25519_sign",
+    "ed25519_verify",
     "generate_private_key",
     "load_private_key",
     "load_public_key",
@@ -62,8 +65,68 @@ def canonical_bytes(envelope: Envelope | Mapping[str, Any]) -> bytes:
         raise ContractError("invalid_payload", f"payload cannot be canonicalised: {exc}") from exc
 
 
+# -- Ed25519 through libsodium --------------------------------------------------------------
+#
+# Keys are `cryptography` objects everywhere (loading, PEM, the directory); the Ed25519 operations
+# themselves run in libsodium (PyNaCl), about twice as fast here as OpenSSL's, and the same
+# RFC 8032 algorithm: a signature from either verifies with the other. libsodium is the stricter
+# verifier (it also refuses small-order keys and points), which only ever refuses more forgeries.
+# The raw key bytes libsodium needs are derived once per key object and remembered by identity.
+
+_RAW_KEYS: dict[int, tuple[object, bytes]] = {}
+_RAW_KEYS_LIMIT = 4096
+
+
+def _remembered(key: object, derive: Callable[[], bytes]) -> bytes:
+    entry = _RAW_KEYS.get(id(key))
+    if entry is not None and entry[0] is key:
+        return entry[1]
+    raw = derive()
+    if len(_RAW_KEYS) >= _RAW_KEYS_LIMIT:
+        _RAW_KEYS.clear()
+    _RAW_KEYS[id(key)] = (key, raw)  # holding the key keeps its id from being reused
+    return raw
+
+
+def _sodium_secret(private_key: Ed25519PrivateKey) -> bytes:
+    """libsodium's 64-byte secret key (seed and public key) for ``private_key``."""
+
+    def derive() -> bytes:
+        seed = private_key.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        return bytes(nacl.bindings.crypto_sign_seed_keypair(seed)[1])
+
+    return _remembered(private_key, derive)
+
+
+def _sodium_public(public_key: Ed25519PublicKey) -> bytes:
+    return _remembered(
+        public_key,
+        lambda: public_key.public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        ),
+    )
+
+
+def ed25519_sign(private_key: Ed25519PrivateKey, data: bytes) -> bytes:
+    """The 64-byte Ed25519 signature of ``data`` (the GIL is released while it computes)."""
+    return bytes(nacl.bindings.crypto_sign(data, _sodium_secret(private_key))[:64])
+
+
+def ed25519_verify(public_key: Ed25519PublicKey, signature: bytes, data: bytes) -> bool:
+    """Whether ``signature`` is ``public_key``'s over ``data`` (the GIL is released meanwhile)."""
+    try:
+        nacl.bindings.crypto_sign_open(signature + data, _sodium_public(public_key))
+    except nacl.exceptions.BadSignatureError:
+        return False
+    return True
+
+
 def _signature(data: Envelope | Mapping[str, Any], private_key: Ed25519PrivateKey) -> str:
-    return base64.b64encode(private_key.sign(canonical_bytes(data))).decode("ascii")
+    return base64.b64encode(ed25519_sign(private_key, canonical_bytes(data))).decode("ascii")
 
 
 def sign_envelope(envelope: Envelope, private_key: Ed25519PrivateKey) -> Envelope:
@@ -88,7 +151,7 @@ class SignatureCheck:
     """An envelope's signature, decoded, and the bytes it must cover: all but the Ed25519 step.
 
     `run` is that step alone: no Python objects are touched while it computes, and
-    `cryptography` releases the GIL for it, so it may run on a worker thread
+    libsodium (through cffi) releases the GIL for it, so it may run on a worker thread
     (`verify_envelope_async`) while the event loop carries on with other deliveries.
     """
 
@@ -98,14 +161,12 @@ class SignatureCheck:
     sender: object
 
     def run(self, public_key: Ed25519PublicKey) -> None:
-        try:
-            public_key.verify(self.signature, self.signed)
-        except InvalidSignature as exc:
+        if not ed25519_verify(public_key, self.signature, self.signed):
             raise ContractError(
                 "bad_signature",
                 f"signature of message {self.message_id} does not match sender "
                 f"{self.sender}'s key (altered in transit, or signed with another key)",
-            ) from exc
+            )
 
 
 def signature_check(envelope: Envelope | Mapping[str, Any]) -> SignatureCheck:

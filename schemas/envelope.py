@@ -12,13 +12,13 @@ by any client over what it sent verifies against our model's dump, and vice vers
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Self
 from uuid import UUID
 
+import orjson
 import rfc8785
 from pydantic import (
     AwareDatetime,
@@ -155,7 +155,7 @@ _ASTRAL = "\U00010000"
 
 
 def _plain_json(value: object) -> bool:
-    """True when ``json.dumps(sort_keys=True)`` writes ``value`` exactly as RFC 8785 does.
+    """True when ``orjson.dumps(OPT_SORT_KEYS)`` writes ``value`` exactly as RFC 8785 does.
 
     Strings are escaped alike by both (the two-character escapes, ``\\u00xx`` in lowercase hex
     for the other control characters, everything else literally). What differs is numbers
@@ -164,37 +164,42 @@ def _plain_json(value: object) -> bool:
     types `json` accepts and `rfc8785` refuses (or the reverse). Those, and every type not
     exactly ``dict``, ``list``, ``tuple``, ``str``, ``int``, ``bool`` or ``None``, say False.
     """
-    if value is None or type(value) is str or type(value) is bool:
-        return True
-    if type(value) is int:
-        return -_INT_LIMIT <= value <= _INT_LIMIT
-    if type(value) is dict:
-        for key, item in value.items():
-            if type(key) is not str or not (key.isascii() or max(key) < _ASTRAL):
+    # An explicit stack instead of recursion: this runs twice per message hop.
+    pending = [value]
+    pop, extend = pending.pop, pending.extend
+    while pending:
+        item = pop()
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is int:
+            if not -_INT_LIMIT <= item <= _INT_LIMIT:
                 return False
-            if not _plain_json(item):
-                return False
-        return True
-    if type(value) is list or type(value) is tuple:
-        return all(map(_plain_json, value))
-    return False
+        elif kind is dict:
+            for key in item:
+                if type(key) is not str or not (key.isascii() or max(key) < _ASTRAL):
+                    return False
+            extend(item.values())
+        elif kind is list or kind is tuple:
+            extend(item)
+        else:
+            return False
+    return True
 
 
 def canonical_json(data: object) -> bytes:
     """RFC 8785 (JCS) bytes of a JSON value.
 
     The common case (no floats, integers within 2**53, keys without characters beyond U+FFFF)
-    goes through the C encoder of `json`, which writes the very same bytes; anything else, and
+    goes through orjson with sorted keys, which writes the very same bytes; anything else, and
     anything the fast path cannot encode (a lone surrogate), through `rfc8785`. What JCS cannot
     represent (NaN, infinities, integers beyond 2**53, lone surrogates, keys that are not
     strings, types other than JSON's) raises `rfc8785.CanonicalizationError`.
     """
     if _plain_json(data):
         try:
-            return json.dumps(
-                data, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-            ).encode("utf-8")
-        except UnicodeEncodeError:
+            return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+        except TypeError:
             pass  # a lone surrogate: rfc8785 refuses it with its own error
     try:
         return bytes(rfc8785.dumps(data))  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any, NoReturn, TypeVar
 from uuid import UUID, uuid4
 
+import orjson
 from pydantic import ValidationError
 
 from schemas.common import Document
@@ -220,15 +221,23 @@ def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
-def decode_envelope_with_raw(body: bytes) -> tuple[Envelope, dict[str, Any]]:
-    """`decode_envelope`, and the JSON object it was decoded from (parsed once).
+def _loads(body: bytes) -> Any:
+    """Parse a body strictly: UTF-8, no duplicate keys, no NaN or Infinity.
 
-    The object is what the sender wrote and signed: verify the signature over it
-    (`broker.signing.verify_envelope`), not over a re-serialisation of the model. Do not
-    mutate it.
+    The fast path parses with orjson and accepts the result only if writing it back gives the
+    body byte for byte, which proves that no object had a duplicate key (orjson keeps the last
+    value of a repeated key, so the rewrite would be shorter). Every body jiexu writes takes it.
+    Anything else (another client's spacing or escapes, duplicates, what orjson refuses) is
+    parsed again by `json` with a hook that names the duplicate key, as it always was.
     """
     try:
-        data = json.loads(
+        data = orjson.loads(body)
+        if orjson.dumps(data) == body:
+            return data
+    except (orjson.JSONDecodeError, TypeError):
+        pass
+    try:
+        return json.loads(
             body.decode("utf-8"),
             object_pairs_hook=_reject_duplicate_keys,
             parse_constant=_reject_constant,
@@ -237,6 +246,16 @@ def decode_envelope_with_raw(body: bytes) -> tuple[Envelope, dict[str, Any]]:
         raise ContractError("invalid_json", f"body is not UTF-8: {error.reason}") from None
     except ValueError as error:  # json.JSONDecodeError is a ValueError
         raise ContractError("invalid_json", str(error)) from None
+
+
+def decode_envelope_with_raw(body: bytes) -> tuple[Envelope, dict[str, Any]]:
+    """`decode_envelope`, and the JSON object it was decoded from (parsed once).
+
+    The object is what the sender wrote and signed: verify the signature over it
+    (`broker.signing.verify_envelope`), not over a re-serialisation of the model. Do not
+    mutate it.
+    """
+    data = _loads(body)
     if not isinstance(data, dict):
         raise ContractError("invalid_envelope", "the body must be a JSON object")
     if "causation_id" not in data:
@@ -280,7 +299,10 @@ def encode_envelope(envelope: Envelope) -> bytes:
 
 def encode_envelope_data(data: Mapping[str, Any]) -> bytes:
     """`encode_envelope` of an envelope already dumped with ``model_dump(mode="json")``."""
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    try:
+        return orjson.dumps(data)
+    except TypeError:  # what orjson will not write (an integer beyond 64 bits, a lone surrogate)
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def _convert(

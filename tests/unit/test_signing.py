@@ -16,6 +16,8 @@ from typer.testing import CliRunner
 from agents.cli import app
 from broker.signing import (
     canonical_bytes,
+    ed25519_sign,
+    ed25519_verify,
     generate_private_key,
     load_private_key,
     load_public_key,
@@ -217,3 +219,28 @@ def test_the_signature_check_carries_the_bytes_that_are_signed() -> None:
     assert check.signed == canonical_bytes(signed)
     assert check.signature == base64.b64decode(signed.signature or "")
     check.run(key.public_key())
+
+
+def test_libsodium_and_openssl_agree_on_every_signature() -> None:
+    """The Ed25519 steps run in libsodium; keys are `cryptography` objects. A signature made by
+    either library verifies with the other, and both refuse a changed byte."""
+    key = generate_private_key()
+    data = canonical_bytes(_envelope())
+    ours = ed25519_sign(key, data)
+    key.public_key().verify(ours, data)  # OpenSSL accepts libsodium's signature
+    theirs = key.sign(data)
+    assert ours == theirs  # Ed25519 is deterministic: the very same bytes
+    assert ed25519_verify(key.public_key(), theirs, data)
+    assert not ed25519_verify(key.public_key(), theirs, data + b" ")
+    assert not ed25519_verify(generate_private_key().public_key(), theirs, data)
+
+
+def test_a_key_object_is_never_confused_with_another_after_it_is_gone() -> None:
+    """The raw bytes libsodium needs are remembered per key object; many short-lived keys (whose
+    ids may be reused) still each sign with their own key."""
+    data = b"jiexu"
+    for _ in range(50):
+        key = generate_private_key()
+        signature = ed25519_sign(key, data)
+        key.public_key().verify(signature, data)
+        del key
