@@ -64,6 +64,9 @@ _URL_PASSWORD = r"(?P<url_head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s/]+(?P<
 
 _FULL_RE = re.compile(f"(?P<uuid>{_UUID})|(?P<url>{_URL_PASSWORD})|(?P<id>{_ID})|(?P<acct>{_ACCOUNT})")
 _ID_ONLY_RE = re.compile(f"(?P<uuid>{_UUID})|(?P<url>{_URL_PASSWORD})|(?P<id>{_ID})")
+# What every match above needs: an ID number has 17 digits in a row, an account number at least
+# 13, a URL password "://". Text without any of them (nearly every value) is returned as it is.
+_SUSPECT_RE = re.compile(r"[0-9]{13}|://")
 
 
 def _norm(key: str) -> str:
@@ -117,6 +120,8 @@ def _substitute(match: re.Match[str]) -> str:
 
 def mask_value(text: str, *, accounts: bool = True) -> str:
     """Mask ID numbers, URL passwords and (unless ``accounts`` is false) long digit runs in text."""
+    if _SUSPECT_RE.search(text) is None:
+        return text
     return (_FULL_RE if accounts else _ID_ONLY_RE).sub(_substitute, text)
 
 

@@ -9,6 +9,7 @@ gender it encodes) are listed in each type's description.
 
 from __future__ import annotations
 
+import operator
 import re
 from datetime import date
 from enum import StrEnum
@@ -106,13 +107,14 @@ AgencyCode = Annotated[
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK_CHARS = "10X98765432"
 _ID_SHAPE = re.compile(r"[0-9]{17}[0-9X]")
+_ID_FIRST17 = re.compile(r"[0-9]{17}")
 
 
 def citizen_id_check_char(first17: str) -> str:
     """The ISO 7064 MOD 11-2 check character (GB 11643-1999) for the first 17 digits."""
-    if not re.fullmatch(r"[0-9]{17}", first17):
+    if not _ID_FIRST17.fullmatch(first17):
         raise ValueError("the first 17 characters of an ID number must be digits")
-    total = sum(int(digit) * weight for digit, weight in zip(first17, _ID_WEIGHTS, strict=True))
+    total = sum(map(operator.mul, map(int, first17), _ID_WEIGHTS))
     return _ID_CHECK_CHARS[total % 11]
 
 
@@ -287,7 +289,12 @@ class Gender(StrEnum):
 _MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 
 
+_VALID_MONTHS = frozenset(f"{year}-{month:02d}" for year in range(1900, 2100) for month in range(1, 13))
+
+
 def _check_month(value: str) -> str:
+    if value in _VALID_MONTHS:  # every valid month: one set lookup
+        return value
     match = _MONTH.fullmatch(value)
     if match is None:
         raise _fail("month", "month must be written YYYY-MM")

@@ -165,10 +165,10 @@ def _plain_json(value: object) -> bool:
     exactly ``dict``, ``list``, ``tuple``, ``str``, ``int``, ``bool`` or ``None``, say False.
     """
     # An explicit stack instead of recursion: this runs twice per message hop.
-    pending = [value]
+    pending: list[Any] = [value]
     pop, extend = pending.pop, pending.extend
     while pending:
-        item = pop()
+        item: Any = pop()
         kind = type(item)
         if kind is str or kind is bool or item is None:
             continue

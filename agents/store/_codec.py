@@ -7,17 +7,26 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from broker.logging import mask_value
 
 __all__ = ["dumps", "loads", "mask_key", "parse_ts", "ts"]
 
 
 def dumps(value: Mapping[str, Any]) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    """Compact JSON with sorted keys (orjson; `json` for what orjson will not write)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+    except TypeError:  # an integer beyond 64 bits, a key that is not a string, ...
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 def loads(text: str | bytes) -> dict[str, Any]:
-    value = json.loads(text)
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:  # what orjson will not read (an integer beyond 64 bits)
+        value = json.loads(text)
     if not isinstance(value, dict):
         raise TypeError("expected a JSON object")
     return value

@@ -12,10 +12,15 @@ from typing import Any
 
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 from structlog.testing import capture_logs
 
 from broker.logging import (
+    _FULL_RE,
+    _ID_ONLY_RE,
+    _substitute,
     bind_message_context,
     clear_message_context,
     configure_logging,
@@ -239,3 +244,16 @@ def test_events_below_the_level_run_no_processor_at_all(
     (line,) = [json.loads(line) for line in err.splitlines() if line.strip()]
     assert line["event"] == "handled" and line["message_id"] == "m-1"
     assert line["person_name"] == "张**" and line["spy"] == "spy"
+
+
+_MASK_PIECES = st.sampled_from([*"0123456789Xx-:/@ab张", "://", "amqp://u:p@h", "1" * 13])
+_MASK_TEXT = st.lists(_MASK_PIECES, max_size=40).map("".join)
+
+
+@settings(max_examples=400)
+@given(_MASK_TEXT, st.booleans())
+def test_the_quick_pass_over_text_without_digit_runs_changes_nothing(text: str, accounts: bool) -> None:
+    """mask_value skips the full patterns when the text has no 13-digit run and no "://"; it
+    must give exactly what the full patterns give."""
+    pattern = _FULL_RE if accounts else _ID_ONLY_RE
+    assert mask_value(text, accounts=accounts) == pattern.sub(_substitute, text)
