@@ -5,6 +5,8 @@ encoded, signed envelopes jiexu itself sends), so the ratios compare like with l
 
 * ``raw_publish``   aio-pika publishing with confirms, many in flight, into a quorum queue;
 * ``raw_hop``       aio-pika consume (prefetch 200) -> ``json.loads`` -> publish with confirm -> ack;
+* ``signed_hop``    the raw hop on jiexu's connection and publisher with only the signature work
+                    added (verify what came in, sign the answer): the floor under ``transport``;
 * ``transport``     jiexu's `Publisher` (sign, confirm) filling an inbox, then jiexu's `Consumer` hop:
                     decode, check, verify, validate, handler builds and signs a new envelope,
                     publish with confirm, ack.
@@ -17,6 +19,7 @@ them in order, and `run_bench` merges their figures and derives the ratios. The 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import platform
 import time
@@ -26,17 +29,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
+import orjson
 import structlog
 
 from broker.connection import BrokerConnection, connect
 from broker.consumer import Consumer, ConsumerSettings, DeliveryInfo
 from broker.directory import AgencyDirectory, AgencyEntry, BankAccount
 from broker.provider import BrokerEndpoint
-from broker.publisher import Publisher
+from broker.publisher import Publisher, body_properties
 from broker.signing import (
     Ed25519PrivateKey,
     canonical_bytes,
     ed25519_sign,
+    ed25519_verify,
     generate_private_key,
     public_key_to_raw_b64,
     sign_and_encode,
@@ -46,12 +51,13 @@ from broker.signing import (
 )
 from broker.topology import AgencyCredentials, TopologySpec, apply_topology, delete_agency_users
 from schemas.common import Document
-from schemas.envelope import Envelope
+from schemas.envelope import Envelope, canonical_json
 from schemas.examples import EXAMPLES
 from schemas.registry import (
     Message,
     decode_envelope_with_raw,
     encode_envelope,
+    encode_envelope_data,
     envelope_for,
     validate_document,
 )
@@ -65,6 +71,7 @@ __all__ = [
     "raw_publish",
     "run_bench",
     "sample_document",
+    "signed_hop",
     "transport",
 ]
 
@@ -236,6 +243,68 @@ async def raw_hop(ctx: BenchContext) -> dict[str, Any]:
     }
 
 
+async def signed_hop(ctx: BenchContext) -> dict[str, Any]:
+    """The raw hop on jiexu's plumbing with only the signature work added: a floor for `transport`.
+
+    jiexu's connection and `Publisher.publish_body`, aio-pika's consumer; per message the canonical
+    form of what came in, Ed25519 verify, the answer's canonical form, Ed25519 sign, encode. No
+    envelope or document model, no consumer checks: what separates `transport` from this is
+    validation and the consumer's bookkeeping, what separates this from `raw_hop` is signatures.
+    """
+    bodies = ctx.bodies
+    sender_key = ctx.directory.public_key(SENDER)
+    hop_key = ctx.keys[HOP]
+    connection = await connect(ctx.admin_url, name="bench-signed-hop")
+    try:
+        loader = await connection.channel(confirms=True)
+        await asyncio.gather(
+            *(
+                loader.default_exchange.publish(
+                    aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                    routing_key=RAW_SOURCE_QUEUE,
+                )
+                for body in bodies
+            )
+        )
+        consume_channel = await connection.channel(prefetch=ctx.config.prefetch, confirms=False)
+        publisher = await Publisher(
+            connection, agency=HOP, max_in_flight=ctx.config.in_flight
+        ).start()
+        source = await consume_channel.get_queue(RAW_SOURCE_QUEUE)
+        acked = 0
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            nonlocal acked
+            data = orjson.loads(message.body)
+            signature = base64.b64decode(data.pop("signature"))
+            if not ed25519_verify(sender_key, signature, canonical_json(data)):
+                raise RuntimeError("bench: a signature did not verify")
+            data["sender"], data["recipient"] = HOP, SINK
+            data["signature"] = base64.b64encode(
+                ed25519_sign(hop_key, canonical_json(data))
+            ).decode("ascii")
+            body = encode_envelope_data(data)
+            await publisher.publish_body(
+                "", RAW_SINK_QUEUE, body, body_properties(body, publisher.user_id)
+            )
+            await message.ack()
+            acked += 1
+
+        clock = _Clock()
+        tag = await source.consume(on_message)
+        await _wait_until(
+            lambda: acked >= len(bodies), ctx.config.timeout_s, "signed hop", lambda: acked
+        )
+        elapsed, cpu = clock.stop()
+        await source.cancel(tag)
+    finally:
+        await connection.close()
+    return {
+        "signed_hop_msgs_per_s": _rate(len(bodies), elapsed),
+        "signed_hop_cpu_us_per_msg": _per_msg_us(cpu, len(bodies)),
+    }
+
+
 async def transport(ctx: BenchContext) -> dict[str, Any]:
     """jiexu: `Publisher` fills HOP's inbox; `Consumer` hops every message on to SINK."""
     connections: list[BrokerConnection] = []
@@ -346,7 +415,7 @@ async def codec(ctx: BenchContext) -> dict[str, Any]:
     return {"codec_cpu_us_per_msg": steps}
 
 
-SECTIONS: list[Section] = [raw_publish, raw_hop, transport, codec]
+SECTIONS: list[Section] = [raw_publish, raw_hop, signed_hop, transport, codec]
 
 
 # -- running --------------------------------------------------------------------------------------
@@ -432,6 +501,10 @@ def run_bench(
     if figures.get("raw_hop_msgs_per_s") and "transport_hop_msgs_per_s" in figures:
         result["ratio_transport_vs_raw"] = round(
             figures["transport_hop_msgs_per_s"] / figures["raw_hop_msgs_per_s"], 3
+        )
+    if figures.get("raw_hop_msgs_per_s") and "signed_hop_msgs_per_s" in figures:
+        result["ratio_signed_hop_vs_raw"] = round(
+            figures["signed_hop_msgs_per_s"] / figures["raw_hop_msgs_per_s"], 3
         )
     if figures.get("raw_publish_msgs_per_s") and "transport_publish_msgs_per_s" in figures:
         result["ratio_publish_vs_raw"] = round(

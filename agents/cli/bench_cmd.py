@@ -35,6 +35,7 @@ _HUMAN = [
     ("raw_publish", "raw aio-pika publish, confirms"),
     ("transport_publish", "jiexu Publisher (sign, confirm)"),
     ("raw_hop", "raw aio-pika hop"),
+    ("signed_hop", "raw hop + signatures only"),
     ("transport_hop", "jiexu transport hop"),
 ]
 
@@ -99,7 +100,7 @@ def bench_command(
                 f"  {label:<36} {result[f'{key}_msgs_per_s']:>8,.0f} msg/s"
                 f"  {result.get(f'{key}_cpu_us_per_msg', 0):>7,.0f} us CPU/msg (client)"
             )
-    for key in ("ratio_publish_vs_raw", "ratio_transport_vs_raw"):
+    for key in ("ratio_publish_vs_raw", "ratio_signed_hop_vs_raw", "ratio_transport_vs_raw"):
         if key in result:
             typer.echo(f"  {key:<36} {result[key]:>8.2f}")
     if "codec_cpu_us_per_msg" in result:

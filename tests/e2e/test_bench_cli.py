@@ -15,6 +15,8 @@ pytestmark = pytest.mark.e2e
 KEYS = (
     "raw_publish_msgs_per_s",
     "raw_hop_msgs_per_s",
+    "signed_hop_msgs_per_s",
+    "ratio_signed_hop_vs_raw",
     "transport_publish_msgs_per_s",
     "transport_hop_msgs_per_s",
     "ratio_transport_vs_raw",
