@@ -159,6 +159,36 @@ async def _wait_until(
         await asyncio.sleep(0.005)
 
 
+async def _fill_source(channel: aio_pika.abc.AbstractChannel, bodies: Sequence[bytes]) -> None:
+    """Put ``bodies`` into the raw source queue (persistent, confirmed) for a hop section."""
+    await asyncio.gather(
+        *(
+            channel.default_exchange.publish(
+                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                routing_key=RAW_SOURCE_QUEUE,
+            )
+            for body in bodies
+        )
+    )
+
+
+async def _timed_consume(
+    ctx: BenchContext,
+    source: aio_pika.abc.AbstractQueue,
+    on_message: Callable[[aio_pika.abc.AbstractIncomingMessage], Awaitable[None]],
+    done: Callable[[], int],
+    total: int,
+    what: str,
+) -> tuple[float, float]:
+    """Consume ``source`` with ``on_message`` until ``done()`` reaches ``total``: (wall s, CPU s)."""
+    clock = _Clock()
+    tag = await source.consume(on_message)
+    await _wait_until(lambda: done() >= total, ctx.config.timeout_s, what, done)
+    elapsed_cpu = clock.stop()
+    await source.cancel(tag)
+    return elapsed_cpu
+
+
 # -- sections ----------------------------------------------------------------------------------
 
 
@@ -198,16 +228,7 @@ async def raw_hop(ctx: BenchContext) -> dict[str, Any]:
     bodies = ctx.bodies
     connection = await aio_pika.connect(ctx.admin_url)
     async with connection:
-        loader = await connection.channel(publisher_confirms=True)
-        await asyncio.gather(
-            *(
-                loader.default_exchange.publish(
-                    aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                    routing_key=RAW_SOURCE_QUEUE,
-                )
-                for body in bodies
-            )
-        )
+        await _fill_source(await connection.channel(publisher_confirms=True), bodies)
         consume_channel = await connection.channel(publisher_confirms=False)
         await consume_channel.set_qos(prefetch_count=ctx.config.prefetch)
         publish_channel = await connection.channel(publisher_confirms=True)
@@ -230,13 +251,9 @@ async def raw_hop(ctx: BenchContext) -> dict[str, Any]:
             await message.ack()
             acked += 1
 
-        clock = _Clock()
-        tag = await source.consume(on_message)
-        await _wait_until(
-            lambda: acked >= len(bodies), ctx.config.timeout_s, "raw hop", lambda: acked
+        elapsed, cpu = await _timed_consume(
+            ctx, source, on_message, lambda: acked, len(bodies), "raw hop"
         )
-        elapsed, cpu = clock.stop()
-        await source.cancel(tag)
     return {
         "raw_hop_msgs_per_s": _rate(len(bodies), elapsed),
         "raw_hop_cpu_us_per_msg": _per_msg_us(cpu, len(bodies)),
@@ -256,16 +273,7 @@ async def signed_hop(ctx: BenchContext) -> dict[str, Any]:
     hop_key = ctx.keys[HOP]
     connection = await connect(ctx.admin_url, name="bench-signed-hop")
     try:
-        loader = await connection.channel(confirms=True)
-        await asyncio.gather(
-            *(
-                loader.default_exchange.publish(
-                    aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                    routing_key=RAW_SOURCE_QUEUE,
-                )
-                for body in bodies
-            )
-        )
+        await _fill_source(await connection.channel(confirms=True), bodies)
         consume_channel = await connection.channel(prefetch=ctx.config.prefetch, confirms=False)
         publisher = await Publisher(
             connection, agency=HOP, max_in_flight=ctx.config.in_flight
@@ -290,13 +298,9 @@ async def signed_hop(ctx: BenchContext) -> dict[str, Any]:
             await message.ack()
             acked += 1
 
-        clock = _Clock()
-        tag = await source.consume(on_message)
-        await _wait_until(
-            lambda: acked >= len(bodies), ctx.config.timeout_s, "signed hop", lambda: acked
+        elapsed, cpu = await _timed_consume(
+            ctx, source, on_message, lambda: acked, len(bodies), "signed hop"
         )
-        elapsed, cpu = clock.stop()
-        await source.cancel(tag)
     finally:
         await connection.close()
     return {
@@ -454,6 +458,14 @@ async def _run_sections(ctx: BenchContext, sections: Sequence[Section]) -> dict[
     return figures
 
 
+_RATIOS = (
+    ("ratio_transport_vs_raw", "transport_hop_msgs_per_s", "raw_hop_msgs_per_s"),
+    ("ratio_signed_hop_vs_raw", "signed_hop_msgs_per_s", "raw_hop_msgs_per_s"),
+    ("ratio_publish_vs_raw", "transport_publish_msgs_per_s", "raw_publish_msgs_per_s"),
+)
+"""(ratio, jiexu's figure, the raw figure it is compared with)"""
+
+
 def run_bench(
     endpoint: BrokerEndpoint,
     config: BenchConfig | None = None,
@@ -498,16 +510,7 @@ def run_bench(
         "aio_pika": aio_pika.__version__,
         **figures,
     }
-    if figures.get("raw_hop_msgs_per_s") and "transport_hop_msgs_per_s" in figures:
-        result["ratio_transport_vs_raw"] = round(
-            figures["transport_hop_msgs_per_s"] / figures["raw_hop_msgs_per_s"], 3
-        )
-    if figures.get("raw_hop_msgs_per_s") and "signed_hop_msgs_per_s" in figures:
-        result["ratio_signed_hop_vs_raw"] = round(
-            figures["signed_hop_msgs_per_s"] / figures["raw_hop_msgs_per_s"], 3
-        )
-    if figures.get("raw_publish_msgs_per_s") and "transport_publish_msgs_per_s" in figures:
-        result["ratio_publish_vs_raw"] = round(
-            figures["transport_publish_msgs_per_s"] / figures["raw_publish_msgs_per_s"], 3
-        )
+    for ratio, ours, raw in _RATIOS:
+        if figures.get(raw) and ours in figures:
+            result[ratio] = round(figures[ours] / figures[raw], 3)
     return result

@@ -133,9 +133,6 @@ def _properties(
     user_id: str,
     headers: Mapping[str, Any] | None,
 ) -> BasicProperties:
-    all_headers: dict[str, Any] = {HEADER_TYPE: message_type, HEADER_VERSION: version}
-    if headers:
-        all_headers.update(headers)
     return BasicProperties(
         content_type=CONTENT_TYPE,
         delivery_mode=PERSISTENT,
@@ -146,17 +143,26 @@ def _properties(
         user_id=user_id,
         timestamp=sent_at,
         app_id=APP_ID,
-        headers=all_headers,
+        headers=_headers(message_type, version, headers),
     )
+
+
+def _headers(
+    message_type: str, version: int, extra: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Type and version as headers (what routing and operators read without the body), plus
+    ``extra`` (a relay's republished flag, a test's own)."""
+    headers: dict[str, Any] = {HEADER_TYPE: message_type, HEADER_VERSION: version}
+    if extra:
+        headers.update(extra)
+    return headers
 
 
 def envelope_message(
     envelope: Envelope, body: bytes, user_id: str, headers: Mapping[str, Any] | None = None
 ) -> aio_pika.Message:
     """The same message as an aio-pika `Message` (for code that wants to inspect or copy it)."""
-    all_headers: HeadersType = {HEADER_TYPE: envelope.type, HEADER_VERSION: envelope.version}
-    if headers:
-        all_headers.update(headers)
+    all_headers: HeadersType = _headers(envelope.type, envelope.version, headers)
     return aio_pika.Message(
         body,
         content_type=CONTENT_TYPE,

@@ -289,7 +289,10 @@ class Gender(StrEnum):
 _MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 
 
-_VALID_MONTHS = frozenset(f"{year}-{month:02d}" for year in range(1900, 2100) for month in range(1, 13))
+_FIRST_YEAR, _LAST_YEAR = 1900, 2099
+_VALID_MONTHS = frozenset(
+    f"{year}-{month:02d}" for year in range(_FIRST_YEAR, _LAST_YEAR + 1) for month in range(1, 13)
+)
 
 
 def _check_month(value: str) -> str:
@@ -301,7 +304,7 @@ def _check_month(value: str) -> str:
     year, month = int(match[1]), int(match[2])
     if not 1 <= month <= 12:
         raise _fail("month", "month must be 01 to 12, got {month}", month=month)
-    if not 1900 <= year <= 2099:
+    if not _FIRST_YEAR <= year <= _LAST_YEAR:
         raise _fail("month", "year must be 1900 to 2099, got {year}", year=year)
     return value
 
