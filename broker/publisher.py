@@ -232,16 +232,14 @@ class Publisher:
         `PublishInterrupted`.
         """
         envelope, body = self.prepare(envelope)
+        properties = envelope_properties(envelope, self.user_id)
         await self.publish_body(
-            EXCHANGE,
-            routing_key(envelope.recipient, envelope.type),
-            body,
-            envelope_properties(envelope, self.user_id),
+            EXCHANGE, routing_key(envelope.recipient, envelope.type), body, properties
         )
         log.debug(
             "envelope_published",
-            message_id=str(envelope.message_id),
-            case_id=str(envelope.case_id),
+            message_id=properties.message_id,
+            case_id=properties.correlation_id,
             type=envelope.type,
             recipient=envelope.recipient,
         )

@@ -26,7 +26,7 @@ import rfc8785
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from schemas.envelope import Envelope, signing_input
+from schemas.envelope import Envelope, sign_wire_data, signing_input
 from schemas.errors import ContractError
 from schemas.registry import encode_envelope_data
 
@@ -140,9 +140,13 @@ def sign_and_encode(envelope: Envelope, private_key: Ed25519PrivateKey) -> tuple
     The JSON object that is signed (less its signature) is the one that is encoded, so the body
     is byte for byte ``encode_envelope(sign_envelope(envelope, private_key))``.
     """
-    data = envelope.model_dump(mode="json")
-    signature = _signature(data, private_key)
-    data["signature"] = signature
+    def sign(signed: bytes) -> str:
+        return base64.b64encode(ed25519_sign(private_key, signed)).decode("ascii")
+
+    try:
+        data, signature = sign_wire_data(envelope, sign)
+    except rfc8785.CanonicalizationError as exc:
+        raise ContractError("invalid_payload", f"payload cannot be canonicalised: {exc}") from exc
     return envelope.model_copy(update={"signature": signature}), encode_envelope_data(data)
 
 

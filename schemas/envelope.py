@@ -13,7 +13,7 @@ by any client over what it sent verifies against our model's dump, and vice vers
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Self
 from uuid import UUID
@@ -27,7 +27,6 @@ from pydantic import (
     ConfigDict,
     Field,
     Strict,
-    TypeAdapter,
     ValidatorFunctionWrapHandler,
     WithJsonSchema,
     WrapValidator,
@@ -46,7 +45,10 @@ __all__ = [
     "WireDatetime",
     "WireUuid",
     "canonical_json",
+    "sign_wire_data",
     "signing_input",
+    "wire_data",
+    "wire_datetime",
 ]
 
 AgencyCodeStr = AgencyCode
@@ -61,7 +63,16 @@ SENT_AT_PATTERN = (
     "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]{6})?(Z|[+-][0-9]{2}:[0-9]{2})$"
 )
 _UUID_TEXT = re.compile(UUID_PATTERN)
-_AWARE = TypeAdapter(AwareDatetime)
+
+
+def wire_datetime(value: datetime) -> str:
+    """The text the envelope model writes for an aware instant with a whole-minute UTC offset.
+
+    pydantic's JSON form: ``isoformat()`` (a 6-digit fraction only when there is one) with ``Z``
+    for UTC; `tests/unit/test_canonical_json.py` proves it equal to pydantic's own dump.
+    """
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def _canonical_uuid(value: Any) -> Any:
@@ -76,7 +87,7 @@ def _canonical_datetime(value: Any, handler: ValidatorFunctionWrapHandler) -> da
     if offset is not None and offset.total_seconds() % 60:
         # RFC 3339 offsets are whole minutes; a historical zone's LMT offset is not.
         raise PydanticCustomError("datetime_offset", "UTC offset must be whole minutes")
-    if isinstance(value, str) and _AWARE.dump_python(result, mode="json") != value:
+    if isinstance(value, str) and wire_datetime(result) != value:
         raise PydanticCustomError(
             "datetime_form",
             "must be written YYYY-MM-DDTHH:MM:SS[.ffffff] then Z or +HH:MM: a 6-digit fraction "
@@ -196,7 +207,12 @@ def canonical_json(data: object) -> bytes:
     represent (NaN, infinities, integers beyond 2**53, lone surrogates, keys that are not
     strings, types other than JSON's) raises `rfc8785.CanonicalizationError`.
     """
-    if _plain_json(data):
+    return _canonical_json(data, _plain_json(data))
+
+
+def _canonical_json(data: object, plain: bool) -> bytes:
+    """`canonical_json`, told whether ``data`` passed `_plain_json` (so as not to walk it twice)."""
+    if plain:
         try:
             return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
         except TypeError:
@@ -208,6 +224,40 @@ def canonical_json(data: object) -> bytes:
         raise rfc8785.CanonicalizationError("input contains non-UTF-8 codepoints") from error
 
 
+def wire_data(envelope: Envelope) -> dict[str, Any]:
+    """The envelope's JSON object, as ``envelope.model_dump(mode="json")`` gives it.
+
+    Built field by field when the payload is already plain JSON (always so for an envelope that
+    was decoded, or made by `schemas.registry.envelope_for`): no walk of pydantic's serializer
+    over the payload and no copy of it (the payload is the envelope's own dict: do not change
+    it). Any other payload goes through ``model_dump``. Either way the JSON written from it is
+    the same bytes (a tuple stays a tuple here, written as the same array).
+    """
+    return _wire_data(envelope)[0]
+
+
+def _wire_data(envelope: Envelope) -> tuple[dict[str, Any], bool]:
+    """`wire_data`, and whether it is known to be plain JSON (then `canonical_json` of it may
+    skip its own walk)."""
+    payload = envelope.payload
+    if not _plain_json(payload):
+        data = envelope.model_dump(mode="json")
+        return data, _plain_json(data)
+    causation_id = envelope.causation_id
+    return {
+        "message_id": str(envelope.message_id),
+        "case_id": str(envelope.case_id),
+        "causation_id": None if causation_id is None else str(causation_id),
+        "type": envelope.type,
+        "version": envelope.version,
+        "sender": envelope.sender,
+        "recipient": envelope.recipient,
+        "sent_at": wire_datetime(envelope.sent_at),
+        "payload": payload,
+        "signature": envelope.signature,
+    }, True
+
+
 def signing_input(envelope: Envelope | Mapping[str, Any]) -> bytes:
     """The bytes an envelope's signature covers: RFC 8785 JSON of it without ``signature``.
 
@@ -216,7 +266,19 @@ def signing_input(envelope: Envelope | Mapping[str, Any]) -> bytes:
     object you received.
     """
     if isinstance(envelope, Envelope):
-        data: dict[str, Any] = envelope.model_dump(mode="json", exclude={"signature"})
-    else:
-        data = {key: value for key, value in envelope.items() if key != "signature"}
-    return canonical_json(data)
+        data, plain = _wire_data(envelope)
+        del data["signature"]  # a dict of our own: wire_data's is new, the payload is not touched
+        return _canonical_json(data, plain)
+    return canonical_json({key: value for key, value in envelope.items() if key != "signature"})
+
+
+def sign_wire_data(
+    envelope: Envelope, sign: Callable[[bytes], str]
+) -> tuple[dict[str, Any], str]:
+    """The envelope's JSON object carrying ``sign(signing_input(envelope))`` as its signature,
+    and that signature: one `wire_data` serves both the signed bytes and the body."""
+    data, plain = _wire_data(envelope)
+    del data["signature"]
+    signature = sign(_canonical_json(data, plain))
+    data["signature"] = signature
+    return data, signature

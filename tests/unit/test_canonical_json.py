@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import orjson
 import pytest
 import rfc8785
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import AwareDatetime, TypeAdapter
 
 from schemas.common import Document
-from schemas.envelope import canonical_json, signing_input
+from schemas.envelope import Envelope, canonical_json, signing_input, wire_data, wire_datetime
 from schemas.registry import encode_envelope, envelope_for
 from tests.unit.schema_strategies import documents
 
@@ -167,3 +169,63 @@ def test_a_plain_envelope_never_needs_rfc8785(monkeypatch: pytest.MonkeyPatch) -
     expected = rfc8785.dumps({k: v for k, v in received.items() if k != "signature"})
     monkeypatch.setattr(rfc8785, "dumps", refuse)
     assert signing_input(received) == expected
+
+
+_WHOLE_MINUTE_ZONES = st.integers(min_value=-23 * 60 - 59, max_value=23 * 60 + 59).map(
+    lambda minutes: timezone(timedelta(minutes=minutes))
+)
+
+
+@settings(max_examples=500)
+@given(
+    st.datetimes(
+        min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59, 999999),
+        timezones=st.one_of(_WHOLE_MINUTE_ZONES, st.just(UTC)),
+    )
+)
+def test_wire_datetime_writes_what_pydantic_writes(instant: datetime) -> None:
+    assert wire_datetime(instant) == TypeAdapter(AwareDatetime).dump_python(instant, mode="json")
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(documents, st.uuids(), st.none() | st.uuids(), st.datetimes(timezones=_WHOLE_MINUTE_ZONES))
+def test_wire_data_is_the_model_dump(
+    document: Document, case_id: uuid.UUID, causation_id: uuid.UUID | None, sent_at: datetime
+) -> None:
+    envelope = envelope_for(
+        document,
+        sender="110000",
+        recipient="310000",
+        case_id=case_id,
+        causation_id=causation_id,
+        sent_at=sent_at,
+    )
+    signed = envelope.model_copy(update={"signature": "A" * 86 + "=="})
+    for each in (envelope, signed):
+        assert wire_data(each) == each.model_dump(mode="json")
+        assert orjson.dumps(wire_data(each)) == encode_envelope(each)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"when": datetime(2024, 3, 1, tzinfo=UTC), "id": uuid.UUID(int=7)},  # dumped to strings
+        {"pair": (1, "a"), "nested": {"t": (None, True)}},  # tuples: written as arrays
+        {"ratio": 0.5, "big": 2**53},  # plain for JSON, not for the fast canonical path
+    ],
+)
+def test_wire_data_of_any_other_payload_writes_the_same_json(payload: dict[str, Any]) -> None:
+    envelope = Envelope(
+        message_id=uuid.UUID(int=1),
+        case_id=uuid.UUID(int=2),
+        type="fund_transfer",
+        version=1,
+        sender="110000",
+        recipient="310000",
+        sent_at=datetime(2024, 3, 1, 1, 30, tzinfo=timezone(timedelta(hours=8))),
+        payload=payload,
+    )
+    assert orjson.dumps(wire_data(envelope)) == encode_envelope(envelope)
+    if "big" not in payload:
+        dumped = envelope.model_dump(mode="json", exclude={"signature"})
+        assert signing_input(envelope) == rfc8785.dumps(dumped)
