@@ -9,7 +9,9 @@ encoded, signed envelopes jiexu itself sends), so the ratios compare like with l
                     added (verify what came in, sign the answer): the floor under ``transport``;
 * ``transport``     jiexu's `Publisher` (sign, confirm) filling an inbox, then jiexu's `Consumer` hop:
                     decode, check, verify, validate, handler builds and signs a new envelope,
-                    publish with confirm, ack.
+                    publish with confirm, ack;
+* ``transport_steps`` the same hop again with each step timed where it runs (CPU per message);
+* ``codec``         the same steps on an idle core, no broker.
 
 A section is an async function taking the `BenchContext` and returning figures; `SECTIONS` lists
 them in order, and `run_bench` merges their figures and derives the ratios. The full-flow section
@@ -20,11 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import platform
+import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +36,8 @@ import aio_pika
 import orjson
 import structlog
 
+import broker.consumer
+import broker.publisher
 from broker.connection import BrokerConnection, connect
 from broker.consumer import Consumer, ConsumerSettings, DeliveryInfo
 from broker.directory import AgencyDirectory, AgencyEntry, BankAccount
@@ -73,6 +79,7 @@ __all__ = [
     "sample_document",
     "signed_hop",
     "transport",
+    "transport_steps",
 ]
 
 log = structlog.get_logger("jiexu.bench")
@@ -311,6 +318,13 @@ async def signed_hop(ctx: BenchContext) -> dict[str, Any]:
 
 async def transport(ctx: BenchContext) -> dict[str, Any]:
     """jiexu: `Publisher` fills HOP's inbox; `Consumer` hops every message on to SINK."""
+    return await _transport(ctx, contextlib.nullcontext)
+
+
+async def _transport(
+    ctx: BenchContext, around_hop: Callable[[], contextlib.AbstractContextManager[object]]
+) -> dict[str, Any]:
+    """`transport`, with the hop (not the filling of the inbox) run inside ``around_hop()``."""
     connections: list[BrokerConnection] = []
     try:
         sender_conn = await connect(ctx.agency_url(SENDER), name="bench-sender")
@@ -356,15 +370,16 @@ async def transport(ctx: BenchContext) -> dict[str, Any]:
             publisher=forward,
         )
         total = len(unsigned)
-        clock = _Clock()
-        await consumer.start()
-        await _wait_until(
-            lambda: consumer.stats.handled >= total or consumer.stats.dead_lettered > 0,
-            ctx.config.timeout_s,
-            "transport hop",
-            lambda: consumer.stats.handled,
-        )
-        hop_elapsed, hop_cpu = clock.stop()
+        with around_hop():
+            clock = _Clock()
+            await consumer.start()
+            await _wait_until(
+                lambda: consumer.stats.handled >= total or consumer.stats.dead_lettered > 0,
+                ctx.config.timeout_s,
+                "transport hop",
+                lambda: consumer.stats.handled,
+            )
+            hop_elapsed, hop_cpu = clock.stop()
         await consumer.stop()
         if consumer.stats.dead_lettered or consumer.stats.retried:
             raise RuntimeError(f"bench: the transport hop did not run clean: {consumer.stats}")
@@ -377,6 +392,63 @@ async def transport(ctx: BenchContext) -> dict[str, Any]:
         "transport_hop_msgs_per_s": _rate(total, hop_elapsed),
         "transport_hop_cpu_us_per_msg": _per_msg_us(hop_cpu, total),
     }
+
+
+_HOP_STEPS: tuple[tuple[str, object, str], ...] = (
+    ("decode", broker.consumer, "decode_envelope_with_raw"),
+    ("verify", broker.consumer, "verify_envelope"),
+    ("validate", broker.consumer, "validate_document"),
+    ("build_answer", sys.modules[__name__], "envelope_for"),
+    ("sign_and_encode", broker.publisher, "sign_and_encode"),
+    ("properties", broker.publisher, "envelope_properties"),
+)
+"""(step, module, function): the transport hop's steps, each looked up in its module at call time."""
+
+
+async def transport_steps(ctx: BenchContext) -> dict[str, Any]:
+    """The `transport` hop again, each step timed where it runs: what the steps cost in place.
+
+    Every step of `_HOP_STEPS` is wrapped, for the hop only, in a timer of this thread's CPU time
+    (garbage collections the step sets off included); the hop's own CPU per message is reported
+    beside them, and ``other`` is what is left: the consumer's checks and bookkeeping, the
+    publishing, the acks, aiormq and the event loop. On an idle core the same steps cost what
+    `codec` reports; in place they cost more.
+    """
+    spent: dict[str, int] = dict.fromkeys((name for name, _, _ in _HOP_STEPS), 0)
+    calls: dict[str, int] = dict.fromkeys(spent, 0)
+
+    def timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            started = time.thread_time_ns()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[name] += time.thread_time_ns() - started
+                calls[name] += 1
+
+        return run
+
+    @contextlib.contextmanager
+    def steps_timed() -> Iterator[None]:
+        originals = [
+            (module, attribute, getattr(module, attribute)) for _, module, attribute in _HOP_STEPS
+        ]
+        try:
+            for name, module, attribute in _HOP_STEPS:
+                setattr(module, attribute, timed(name, getattr(module, attribute)))
+            yield
+        finally:
+            for module, attribute, original in originals:
+                setattr(module, attribute, original)
+
+    figures = await _transport(ctx, steps_timed)
+    total = ctx.config.messages
+    steps = {name: round(spent[name] / 1000 / total, 1) for name in spent}
+    hop = figures["transport_hop_cpu_us_per_msg"]
+    steps["other"] = round(hop - sum(steps.values()), 1)
+    if min(calls.values()) < total:
+        raise RuntimeError(f"bench: a transport step was not timed on every message: {calls}")
+    return {"transport_steps_us_per_msg": steps, "transport_steps_hop_cpu_us_per_msg": hop}
 
 
 async def codec(ctx: BenchContext) -> dict[str, Any]:
@@ -419,7 +491,7 @@ async def codec(ctx: BenchContext) -> dict[str, Any]:
     return {"codec_cpu_us_per_msg": steps}
 
 
-SECTIONS: list[Section] = [raw_publish, raw_hop, signed_hop, transport, codec]
+SECTIONS: list[Section] = [raw_publish, raw_hop, signed_hop, transport, transport_steps, codec]
 
 
 # -- running --------------------------------------------------------------------------------------

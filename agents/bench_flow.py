@@ -751,6 +751,7 @@ async def _backlog(endpoint: BrokerEndpoint, config: FlowConfig, root: Path) -> 
     try:
         await world.provision()
         assert world.files is not None
+        money_before, _ = await world.files.money()
         committed = time.monotonic()
         await world.submit_all()
         commit_s = time.monotonic() - committed
@@ -773,6 +774,8 @@ async def _backlog(endpoint: BrokerEndpoint, config: FlowConfig, root: Path) -> 
         agents_published, reconciler_published, last_publish = await world.files.published()
         first_publish = _parse(await world.files.first_publish())
         found = await world.outcomes()
+        money_after, paid_out = await world.files.money()
+        reconciled = await world.files.reconciled()
     finally:
         await world.close()
         if not config.keep_files:
@@ -799,6 +802,8 @@ async def _backlog(endpoint: BrokerEndpoint, config: FlowConfig, root: Path) -> 
         "unexpected_examples": found["unexpected"],
         "duplicates_after_first_closed": found["late_duplicates"],
         "outcomes": found["outcomes"],
+        "reconciled": reconciled,
+        "money_conserved": money_before == money_after + paid_out,
         "rss_mb": rss,
     }
 

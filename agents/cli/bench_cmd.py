@@ -103,9 +103,12 @@ def bench_command(
     for key in ("ratio_publish_vs_raw", "ratio_signed_hop_vs_raw", "ratio_transport_vs_raw"):
         if key in result:
             typer.echo(f"  {key:<36} {result[key]:>8.2f}")
+    if "transport_steps_us_per_msg" in result:
+        steps = ", ".join(f"{k} {v:.0f}" for k, v in result["transport_steps_us_per_msg"].items())
+        typer.echo(f"  transport steps in place, us CPU/msg: {steps}")
     if "codec_cpu_us_per_msg" in result:
         steps = ", ".join(f"{k} {v:.0f}" for k, v in result["codec_cpu_us_per_msg"].items())
-        typer.echo(f"  codec steps, us CPU/msg: {steps}")
+        typer.echo(f"  the same on an idle core (codec), us CPU/msg: {steps}")
     if "sizes" in result:
         _print_flow(result)
 
@@ -131,7 +134,8 @@ def _print_flow(result: dict[str, Any]) -> None:
         typer.echo(
             f"  backlog {backlog['applications']:,}: drained in {backlog['drain_s']:,.0f} s "
             f"({backlog['drain_transfers_per_s']:,.1f} transfers/s), unexpected "
-            f"{backlog['unexpected_outcomes']}"
+            f"{backlog['unexpected_outcomes']}, reconciled {backlog['reconciled']}, money "
+            f"{'conserved' if backlog['money_conserved'] else 'NOT conserved'}"
         )
         for name, rss in backlog["rss_mb"].items():
             typer.echo(

@@ -21,8 +21,10 @@ KEYS = (
     "transport_hop_msgs_per_s",
     "ratio_transport_vs_raw",
     "ratio_publish_vs_raw",
+    "transport_steps_us_per_msg",
     "codec_cpu_us_per_msg",
 )
+STEPS = ("decode", "verify", "validate", "build_answer", "sign_and_encode", "properties", "other")
 
 
 def test_bench_prints_one_json_object_with_every_figure(
@@ -38,5 +40,8 @@ def test_bench_prints_one_json_object_with_every_figure(
     figures = json.loads(result.stdout)
     assert set(KEYS) <= set(figures)
     assert figures["messages"] == 40
+    # Every step of the hop was timed on every message (the section refuses otherwise).
+    assert set(figures["transport_steps_us_per_msg"]) == set(STEPS)
+    assert all(figures["transport_steps_us_per_msg"][step] > 0 for step in STEPS[:-1])
     with capsys.disabled():
         print("\nbench (40 messages):", json.dumps({k: figures[k] for k in KEYS}))

@@ -73,6 +73,9 @@ def test_the_full_flow_runs_every_transfer_through_agent_processes(tmp_path: Pat
     assert backlog["finished"] is True
     assert backlog["applications"] >= 50
     assert backlog["unexpected_outcomes"] == 0
+    assert backlog["money_conserved"] is True
+    assert backlog["reconciled"].get("mismatched", 0) == 0
+    assert sum(backlog["reconciled"].values()) > 0
     assert set(backlog["rss_mb"]) == set(figures["sizes"][-1]["peak_rss_mb"])
     for rss in backlog["rss_mb"].values():
         assert {"first", "last", "peak"} <= set(rss)
