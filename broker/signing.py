@@ -61,8 +61,12 @@ def canonical_bytes(envelope: Envelope | Mapping[str, Any]) -> bytes:
     try:
         return signing_input(envelope)
     except rfc8785.CanonicalizationError as exc:
-        # e.g. an integer beyond 2**53 or a NaN in the payload: not representable in I-JSON.
-        raise ContractError("invalid_payload", f"payload cannot be canonicalised: {exc}") from exc
+        raise _not_canonical(exc) from exc
+
+
+def _not_canonical(error: rfc8785.CanonicalizationError) -> ContractError:
+    # e.g. an integer beyond 2**53 or a NaN in the payload: not representable in I-JSON.
+    return ContractError("invalid_payload", f"payload cannot be canonicalised: {error}")
 
 
 # -- Ed25519 through libsodium --------------------------------------------------------------
@@ -126,7 +130,12 @@ def ed25519_verify(public_key: Ed25519PublicKey, signature: bytes, data: bytes) 
 
 
 def _signature(data: Envelope | Mapping[str, Any], private_key: Ed25519PrivateKey) -> str:
-    return base64.b64encode(ed25519_sign(private_key, canonical_bytes(data))).decode("ascii")
+    return _b64_signature(private_key, canonical_bytes(data))
+
+
+def _b64_signature(private_key: Ed25519PrivateKey, signed: bytes) -> str:
+    """The envelope's ``signature`` member: base64 of the Ed25519 signature of ``signed``."""
+    return base64.b64encode(ed25519_sign(private_key, signed)).decode("ascii")
 
 
 def sign_envelope(envelope: Envelope, private_key: Ed25519PrivateKey) -> Envelope:
@@ -140,13 +149,12 @@ def sign_and_encode(envelope: Envelope, private_key: Ed25519PrivateKey) -> tuple
     The JSON object that is signed (less its signature) is the one that is encoded, so the body
     is byte for byte ``encode_envelope(sign_envelope(envelope, private_key))``.
     """
-    def sign(signed: bytes) -> str:
-        return base64.b64encode(ed25519_sign(private_key, signed)).decode("ascii")
-
     try:
-        data, signature = sign_wire_data(envelope, sign)
+        data, signature = sign_wire_data(
+            envelope, lambda signed: _b64_signature(private_key, signed)
+        )
     except rfc8785.CanonicalizationError as exc:
-        raise ContractError("invalid_payload", f"payload cannot be canonicalised: {exc}") from exc
+        raise _not_canonical(exc) from exc
     return envelope.model_copy(update={"signature": signature}), encode_envelope_data(data)
 
 

@@ -266,10 +266,15 @@ def signing_input(envelope: Envelope | Mapping[str, Any]) -> bytes:
     object you received.
     """
     if isinstance(envelope, Envelope):
-        data, plain = _wire_data(envelope)
-        del data["signature"]  # a dict of our own: wire_data's is new, the payload is not touched
-        return _canonical_json(data, plain)
+        return _unsigned_wire_data(envelope)[1]
     return canonical_json({key: value for key, value in envelope.items() if key != "signature"})
+
+
+def _unsigned_wire_data(envelope: Envelope) -> tuple[dict[str, Any], bytes]:
+    """`wire_data` without ``signature``, and its RFC 8785 bytes (`signing_input`)."""
+    data, plain = _wire_data(envelope)
+    del data["signature"]  # a dict of our own: wire_data's is new, the payload is not touched
+    return data, _canonical_json(data, plain)
 
 
 def sign_wire_data(
@@ -277,8 +282,7 @@ def sign_wire_data(
 ) -> tuple[dict[str, Any], str]:
     """The envelope's JSON object carrying ``sign(signing_input(envelope))`` as its signature,
     and that signature: one `wire_data` serves both the signed bytes and the body."""
-    data, plain = _wire_data(envelope)
-    del data["signature"]
-    signature = sign(_canonical_json(data, plain))
+    data, signed = _unsigned_wire_data(envelope)
+    signature = sign(signed)
     data["signature"] = signature
     return data, signature
