@@ -13,27 +13,27 @@ without crashing.
 The points, in the order a case meets them:
 
 ``after_commit_before_publish``
-    `agents.service.AgencyService`, right after a store transaction that added rows to the outbox
+    `agents.service.agency.AgencyService`, right after a store transaction that added rows to the outbox
     committed, before the relay is woken (a handled message, a ledger result, a deadline tick, a
     statement answer, an application). The rows are durable and unpublished; the delivery being
     handled, if any, is unacked. The relay may have an earlier batch in flight at that moment.
 ``before_publish``
-    `agents.relay.OutboxRelay`, a batch of unpublished rows fetched, nothing published yet.
+    `agents.service.relay.OutboxRelay`, a batch of unpublished rows fetched, nothing published yet.
 ``after_publish_before_mark``
-    `agents.relay.OutboxRelay`, the broker confirmed the batch, ``mark_published`` not yet run:
+    `agents.service.relay.OutboxRelay`, the broker confirmed the batch, ``mark_published`` not yet run:
     the restarted relay publishes the same messages (same message ids) again.
 ``mid_ledger_change``
-    `agents.service.AgencyService`, between two ledger commands of one case (a payout case runs
+    `agents.service.agency.AgencyService`, between two ledger commands of one case (a payout case runs
     terminate_and_debit, then pay_out): the first is applied in the ledger, the second is not.
 ``mid_ledger_transaction``
     `agents.ledger.sqlite.SqliteLedger`, inside one operation's transaction: the account row and
     the idempotency row are written, the ``COMMIT`` is not. SQLite must roll it back: after the
     crash neither the balance change nor the ``ledger_ops`` row exists.
 ``after_ledger_before_commit``
-    `agents.service.AgencyService`, every ledger command of a case applied, the result (the case
+    `agents.service.agency.AgencyService`, every ledger command of a case applied, the result (the case
     leaving ``releasing``/``crediting``, its outgoing messages) not yet committed to the store.
 ``after_handle_before_ack``
-    The end of `agents.service.AgencyService.handle` for a message that moves a case: its effect
+    The end of `agents.service.agency.AgencyService.handle` for a message that moves a case: its effect
     is committed (its outgoing messages may be published), the consumer has not acked it yet.
 """
 

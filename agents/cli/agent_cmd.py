@@ -10,9 +10,9 @@ from typing import Any
 
 import typer
 
-from agents.agent import open_service, run_agent
-from agents.case import ApplicationSubmitted, case_from_data
-from agents.settings import AgentSettings
+from agents.domain.case import ApplicationSubmitted, case_from_data
+from agents.service.process import open_service, run_agent
+from agents.service.settings import AgentSettings
 from broker.logging import configure_logging, mask_name, mask_value
 from schemas.common import BankAccount, Gender, InsuranceType, Person
 from schemas.contact import PayoutReason
@@ -174,7 +174,7 @@ def case_show_command(
     settings = _settings(agency, data_dir=data_dir)
 
     async def run() -> list[dict[str, Any]]:
-        from agents.agent import open_store
+        from agents.service.process import open_store
 
         store = await open_store(settings)
         try:

@@ -9,8 +9,8 @@ from typing import Any
 
 import typer
 
-from agents.bench import SECTIONS, BenchConfig, run_bench
-from agents.bench_flow import FlowConfig, add_flow_ratios, flow_section
+from agents.tools.bench import SECTIONS, BenchConfig, run_bench
+from agents.tools.bench_flow import FlowConfig, add_flow_ratios, flow_section
 from broker.logging import configure_logging
 from broker.provider import BrokerUnavailable, acquire_broker
 

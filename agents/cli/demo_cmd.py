@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from agents.demo import DemoResult, run_demo
+from agents.tools.demo import DemoResult, run_demo
 from broker.logging import configure_logging
 from broker.provider import BrokerUnavailable, acquire_broker
 

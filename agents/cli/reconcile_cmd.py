@@ -20,10 +20,10 @@ from typing import Any
 
 import typer
 
-from agents.deadlines import Regime
+from agents.domain.deadlines import Regime
+from agents.domain.workdays import CalendarFileError, WorkingCalendar
 from agents.reconcile.agent import ReconcilerSettings, run_reconciler
 from agents.reconcile.report import ReconciliationReport
-from agents.workdays import CalendarFileError, WorkingCalendar
 from broker.consumer import ConsumerSettings
 from broker.directory import AgencyDirectory, DirectoryError
 from broker.logging import configure_logging

@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agents.clock import SystemClock
-from agents.status import StatusSources, collect_status
+from agents.domain.clock import SystemClock
+from agents.tools.status import StatusSources, collect_status
 from broker.logging import configure_logging
 from broker.provider import BrokerEndpoint
 

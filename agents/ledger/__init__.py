@@ -1,4 +1,7 @@
-"""The ledger port (an agency's books of people, months and money) and its adapters."""
+"""The ledger port: an agency's books of people, months and money.
+
+Adapters live beside it (`agents.ledger.sqlite`); importing the port loads no driver.
+"""
 
 from agents.ledger.base import (
     ContributionPeriod,
@@ -15,12 +18,9 @@ from agents.ledger.base import (
     StatementRole,
     period_months,
 )
-from agents.ledger.memory import InMemoryLedger
-from agents.ledger.sqlite import SqliteLedger
 
 __all__ = [
     "ContributionPeriod",
-    "InMemoryLedger",
     "InsufficientBalance",
     "LedgerEntry",
     "LedgerOperation",
@@ -31,7 +31,6 @@ __all__ = [
     "PersonNotFound",
     "RelationshipEnded",
     "SeedableLedger",
-    "SqliteLedger",
     "StatementRole",
     "period_months",
 ]

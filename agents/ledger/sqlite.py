@@ -1,7 +1,7 @@
 """`SqliteLedger`: an agency's books in their own SQLite file (separate from the store).
 
 Idempotency: ``ledger_ops`` has one row per ``(case_id, op)`` (UNIQUE), holding the first result.
-Each operation runs in one unit of work (`agents.store._sqlite.SqliteDb`: ``BEGIN IMMEDIATE``,
+Each operation runs in one unit of work (`agents.db.sqlite.SqliteDb`: ``BEGIN IMMEDIATE``,
 group commit, a savepoint per unit) that reads that row, and if absent changes the account and
 inserts the row, so the balance change and its idempotency key commit or vanish together. An
 operation returns only after its commit (WAL, ``synchronous=FULL``).
@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from agents.clock import Clock, SystemClock
+from agents.db.codec import ts
+from agents.db.sqlite import SqliteDb
+from agents.domain.clock import Clock, SystemClock
 from agents.faults import crash_point
-from agents.ledger._books import apply_credit, apply_pay_out, apply_terminate, warn_if_args_differ
 from agents.ledger.base import (
     ContributionPeriod,
     LedgerEntry,
@@ -30,8 +31,7 @@ from agents.ledger.base import (
     PersonAccount,
     statement_from_entries,
 )
-from agents.store._codec import ts
-from agents.store._sqlite import SqliteDb
+from agents.ledger.books import apply_credit, apply_pay_out, apply_terminate, warn_if_args_differ
 from schemas.common import Gender, InsuranceType
 
 __all__ = ["SqliteLedger"]

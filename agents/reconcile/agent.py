@@ -49,9 +49,10 @@ from uuid import UUID, uuid5
 
 import structlog
 
-from agents.clock import CHINA_TZ, Clock, SystemClock
-from agents.deadlines import Regime, Step, due_date, is_overdue
-from agents.policy import REMINDER_INTERVAL_WORKING_DAYS
+from agents.domain.clock import CHINA_TZ, Clock, SystemClock
+from agents.domain.deadlines import Regime, Step, due_date, is_overdue
+from agents.domain.policy import REMINDER_INTERVAL_WORKING_DAYS
+from agents.domain.workdays import WorkdayCalendar, WorkingCalendar
 from agents.reconcile.compare import compare
 from agents.reconcile.report import (
     CaseRecord,
@@ -62,7 +63,6 @@ from agents.reconcile.report import (
     StoredStatement,
     Terminal,
 )
-from agents.workdays import WorkdayCalendar, WorkingCalendar
 from broker.connection import BrokerConnection, connect
 from broker.consumer import Consumer, ConsumerSettings, DeliveryInfo, KeyDirectory, run_until_signal
 from broker.names import RECONCILER_CODE, inbox_queue

@@ -2,7 +2,7 @@
 
 Each case is one row: a few columns to query on and the whole `CaseRecord` as JSON. A handled
 message, the case it changed, the requests it issued and the envelopes it queued commit in one
-transaction (`ReconciliationReport.transaction`, a unit of work of `agents.store._sqlite.SqliteDb`:
+transaction (`ReconciliationReport.transaction`, a unit of work of `agents.db.sqlite.SqliteDb`:
 group commit, one savepoint per unit); the agent publishes queued envelopes afterwards and marks
 them sent, so a crash in between re-sends them with the same message ids.
 
@@ -23,9 +23,9 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents.db.codec import ts
+from agents.db.sqlite import SqliteDb
 from agents.reconcile.compare import CaseFigures, PairDayTotals, control_totals, figures_of
-from agents.store._codec import ts
-from agents.store._sqlite import SqliteDb
 from schemas.envelope import Envelope
 from schemas.information import InformationFormV2
 from schemas.reconciliation import LedgerStatementV1, ReconciliationOutcome, ReconciliationResultV1

@@ -1,4 +1,8 @@
-"""The store port and its adapters: cases, history, outbox, inbox, held messages."""
+"""The store port: cases, history, outbox, inbox, held messages.
+
+Adapters live beside it (`agents.store.sqlite`, `agents.store.postgres`); importing the port loads
+no driver.
+"""
 
 from agents.store.base import (
     CaseRecord,
@@ -13,8 +17,6 @@ from agents.store.base import (
     Transition,
 )
 from agents.store.migrations import SCHEMA_VERSION
-from agents.store.postgres import PostgresStore
-from agents.store.sqlite import SqliteStore
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -24,8 +26,6 @@ __all__ = [
     "DuplicateOpenCase",
     "HeldMessage",
     "OutboxMessage",
-    "PostgresStore",
-    "SqliteStore",
     "Store",
     "StoreError",
     "StoreTransaction",

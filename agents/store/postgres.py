@@ -24,8 +24,8 @@ from uuid import UUID
 import asyncpg
 import structlog
 
-from agents.clock import Clock, SystemClock
-from agents.store._codec import dumps, loads, mask_key
+from agents.db.codec import dumps, loads, mask_key
+from agents.domain.clock import Clock, SystemClock
 from agents.store.base import (
     CaseRecord,
     CaseRole,

@@ -1,6 +1,6 @@
 """`SqliteStore`: the embedded store, one SQLite file per agency.
 
-SQLite has one writer. Units of work go through `agents.store._sqlite.SqliteDb`: each one runs
+SQLite has one writer. Units of work go through `agents.db.sqlite.SqliteDb`: each one runs
 inside ``BEGIN IMMEDIATE`` ... ``COMMIT`` (the write lock is taken first, so two writers queue
 instead of failing half-way with SQLITE_BUSY), its statements inline on the event loop, and units
 that queue up while a commit is in flight share the next commit (group commit, one savepoint per
@@ -27,9 +27,9 @@ from uuid import UUID
 
 import structlog
 
-from agents.clock import Clock, SystemClock
-from agents.store._codec import dumps, loads, mask_key, parse_ts, ts
-from agents.store._sqlite import DEFAULT_MAX_GROUP, SqliteDb
+from agents.db.codec import dumps, loads, mask_key, parse_ts, ts
+from agents.db.sqlite import DEFAULT_MAX_GROUP, SqliteDb
+from agents.domain.clock import Clock, SystemClock
 from agents.store.base import (
     CaseRecord,
     CaseRole,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from agents.cli import app
-from agents.provision import AgencyProfile
+from agents.tools.provision import AgencyProfile
 from broker.pytest_plugin import TestVhost
 from tests.integration.agent_world import agent_world
 

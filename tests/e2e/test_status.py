@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agents.cli import app
-from agents.provision import AgencyProfile
+from agents.tools.provision import AgencyProfile
 from broker.names import EXCHANGE, routing_key
 from broker.pytest_plugin import TestVhost
 from tests.integration.agent_world import agent_world

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from agents.faults import CRASH_AT_ENV
-from agents.settings import AgentSettings
+from agents.service.settings import AgentSettings
 
 __all__ = ["REPO", "AgentRun", "agent_env", "start_agent"]
 

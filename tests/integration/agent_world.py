@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.agent import AgentProcess
-from agents.case import ApplicationSubmitted, Case, State, case_from_data
-from agents.clock import Clock
+from agents.domain.case import ApplicationSubmitted, Case, State, case_from_data
+from agents.domain.clock import Clock
 from agents.ledger.base import PersonAccount
-from agents.ledger.seed import make_mover
 from agents.ledger.sqlite import SqliteLedger
-from agents.provision import AgencyProfile, Provisioned, provision
+from agents.service.process import AgentProcess
+from agents.tools.provision import AgencyProfile, Provisioned, provision
+from agents.tools.seed import make_mover
 from broker.connection import BrokerConnection, connect
 from broker.directory import AgencyDirectory
 from broker.names import inbox_queue

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from agents.case import Booked, Case, State
+from agents.domain.case import Booked, Case, State
 from agents.ledger.base import LedgerStatement, PersonAccount
-from agents.provision import AgencyProfile
+from agents.tools.provision import AgencyProfile
 from broker.names import RECONCILER_CODE
 from broker.pytest_plugin import TestVhost
 from schemas.common import BankAccount, InsuranceType, Person

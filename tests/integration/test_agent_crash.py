@@ -28,15 +28,15 @@ from pathlib import Path
 
 import pytest
 
-from agents.agent import OpenedService, open_service
-from agents.case import ApplicationSubmitted, State
+from agents.domain.case import ApplicationSubmitted, State
 from agents.faults import CRASH_AT_ENV, parse_crash_at
 from agents.ledger.base import PersonAccount
-from agents.ledger.seed import make_mover
 from agents.ledger.sqlite import SqliteLedger
-from agents.provision import AgencyProfile, Provisioned, provision
-from agents.service import CONSUMER
-from agents.settings import AgentSettings
+from agents.service.agency import CONSUMER
+from agents.service.process import OpenedService, open_service
+from agents.service.settings import AgentSettings
+from agents.tools.provision import AgencyProfile, Provisioned, provision
+from agents.tools.seed import make_mover
 from broker.connection import BrokerConnection, connect
 from broker.dlq import list_dead_letters
 from broker.names import inbox_queue, retry_queue

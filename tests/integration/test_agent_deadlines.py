@@ -18,10 +18,10 @@ import pytest
 import structlog
 from typer.testing import CliRunner
 
-from agents.case import State
 from agents.cli import app
-from agents.clock import CHINA_TZ, ManualClock
-from agents.provision import AgencyProfile
+from agents.domain.case import State
+from agents.domain.clock import CHINA_TZ, ManualClock
+from agents.tools.provision import AgencyProfile
 from broker.pytest_plugin import TestVhost
 from schemas.common import Person
 from schemas.contact import ContactLetterV2

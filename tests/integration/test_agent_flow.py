@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agents.provision import AgencyProfile
+from agents.tools.provision import AgencyProfile
 from broker.pytest_plugin import TestVhost
 from tests.integration.agent_world import agent_world
 

@@ -17,8 +17,8 @@ import asyncpg
 import pytest
 from yarl import URL
 
-from agents.case import State
-from agents.provision import AgencyProfile
+from agents.domain.case import State
+from agents.tools.provision import AgencyProfile
 from broker.pytest_plugin import TestVhost
 from tests.integration.agent_world import agent_world
 from tests.integration.postgres_support import postgres_url

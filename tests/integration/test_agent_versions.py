@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from agents.case import State
-from agents.provision import AgencyProfile
+from agents.domain.case import State
+from agents.tools.provision import AgencyProfile
 from broker.names import RECONCILER_CODE
 from broker.pytest_plugin import TestVhost
 from schemas.common import BankAccount

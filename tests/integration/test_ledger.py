@@ -16,16 +16,16 @@ from structlog.testing import capture_logs
 
 from agents.ledger import (
     ContributionPeriod,
-    InMemoryLedger,
     InsufficientBalance,
     LedgerStatement,
     PersonAccount,
     PersonNotFound,
     RelationshipEnded,
     SeedableLedger,
-    SqliteLedger,
 )
-from agents.ledger.seed import generate_people, make_mover, seed_ledger
+from agents.ledger.sqlite import SqliteLedger
+from agents.testing.fakes import InMemoryLedger
+from agents.tools.seed import generate_people, make_mover, seed_ledger
 from schemas.common import Gender, InsuranceType
 
 LedgerFactory = Callable[[str], Awaitable[SeedableLedger]]

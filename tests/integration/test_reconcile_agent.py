@@ -20,10 +20,11 @@ from uuid import UUID
 import pytest
 from structlog.testing import capture_logs
 
-from agents.clock import CHINA_TZ, ManualClock
-from agents.ledger import PersonAccount, SqliteLedger
+from agents.domain.clock import CHINA_TZ, ManualClock
+from agents.domain.workdays import WorkingCalendar
+from agents.ledger import PersonAccount
+from agents.ledger.sqlite import SqliteLedger
 from agents.reconcile import Reconciler, ReconciliationReport, run_reconciler, statement_document
-from agents.workdays import WorkingCalendar
 from broker.consumer import Consumer, DeliveryInfo
 from broker.names import RECONCILER_CODE
 from broker.publisher import Publisher

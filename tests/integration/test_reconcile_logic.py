@@ -15,9 +15,9 @@ from uuid import UUID
 
 import pytest
 
-from agents.clock import CHINA_TZ, ManualClock
+from agents.domain.clock import CHINA_TZ, ManualClock
+from agents.domain.workdays import WorkingCalendar
 from agents.reconcile import Reconciler, ReconciliationReport
-from agents.workdays import WorkingCalendar
 from broker.publisher import PublishInterrupted
 from schemas.common import Document, Gender, InsuranceType, Person, make_citizen_id
 from schemas.envelope import Envelope

@@ -1,4 +1,4 @@
-"""Group commit in the SQLite adapters (`agents.store._sqlite.SqliteDb`): units of work that queue up
+"""Group commit in the SQLite adapters (`agents.db.sqlite.SqliteDb`): units of work that queue up
 share one COMMIT, yet each one still commits before its ``async with`` returns, and a failing unit
 rolls back alone."""
 
@@ -12,8 +12,8 @@ from uuid import uuid4
 
 import pytest
 
-from agents.store import SqliteStore
-from agents.store._sqlite import SqliteDb
+from agents.db.sqlite import SqliteDb
+from agents.store.sqlite import SqliteStore
 from schemas.errors import TransientError
 
 

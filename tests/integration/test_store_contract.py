@@ -16,18 +16,18 @@ from uuid import UUID, uuid4
 import asyncpg
 import pytest
 
-from agents.clock import CHINA_TZ, ManualClock
+from agents.domain.clock import CHINA_TZ, ManualClock
 from agents.store import (
     SCHEMA_VERSION,
     CaseRecord,
     ConcurrentCaseUpdate,
     DuplicateOpenCase,
     OutboxMessage,
-    PostgresStore,
-    SqliteStore,
     Store,
     Transition,
 )
+from agents.store.postgres import PostgresStore
+from agents.store.sqlite import SqliteStore
 from tests.integration.postgres_support import PostgresSchema, postgres_schema
 
 __all__ = ["postgres_schema"]  # re-exported so pytest finds the fixture

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from agents.case import (
+from agents.domain.case import (
     Agency,
     ApplicationSubmitted,
     Case,
@@ -37,10 +37,10 @@ from agents.case import (
     decide,
     event_for_message,
 )
-from agents.deadlines import Regime
-from agents.ledger._books import apply_credit, apply_pay_out, apply_terminate
+from agents.domain.deadlines import Regime
 from agents.ledger.base import ContributionPeriod as LedgerPeriod
 from agents.ledger.base import LedgerEntry, PersonAccount
+from agents.ledger.books import apply_credit, apply_pay_out, apply_terminate
 from schemas.common import AgencyDetails, BankAccount, Gender, InsuranceType, Person, make_citizen_id
 from schemas.contact import PayoutReason
 from schemas.errors import DomainRuleViolation

@@ -7,10 +7,10 @@ from uuid import uuid4
 
 import pytest
 
-from agents.case import ReminderReceived, State, Tick, decide
-from agents.deadlines import Regime
-from agents.policy import REMINDER_INTERVAL_WORKING_DAYS
-from agents.workdays import WorkingCalendar
+from agents.domain.case import ReminderReceived, State, Tick, decide
+from agents.domain.deadlines import Regime
+from agents.domain.policy import REMINDER_INTERVAL_WORKING_DAYS
+from agents.domain.workdays import WorkingCalendar
 from schemas.notices import OverdueStep, ReminderV1
 from tests.unit.case_world import (
     Agent,

@@ -8,7 +8,7 @@ from uuid import uuid4
 
 import pytest
 
-from agents.case import (
+from agents.domain.case import (
     TERMINAL_STATES,
     CompletionReceived,
     FormReceived,

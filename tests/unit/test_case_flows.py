@@ -11,8 +11,8 @@ from uuid import UUID
 
 import pytest
 
-from agents.case import State
-from agents.deadlines import Regime
+from agents.domain.case import State
+from agents.domain.deadlines import Regime
 from agents.ledger.base import PersonAccount
 from schemas.common import InsuranceType, Person
 from schemas.contact import PayoutReason
@@ -510,7 +510,7 @@ def test_ledger_commands_replayed_after_completion_change_nothing() -> None:
         for operation in ("terminate_and_debit", "credit", "pay_out"):
             entry = agent.books.entry(case_id, operation)
             if entry is not None:
-                from agents.case import LedgerApplied, decide
+                from agents.domain.case import LedgerApplied, decide
 
                 ctx = agent._context(agent.case(case_id), LedgerApplied(entries=(entry,)), world.today)
                 again = decide(agent.case(case_id), LedgerApplied(entries=(entry,)), ctx)

@@ -14,8 +14,8 @@ from typing import TypeVar
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from agents.case import State
-from agents.deadlines import Regime
+from agents.domain.case import State
+from agents.domain.deadlines import Regime
 from schemas.common import InsuranceType
 from schemas.contact import PayoutReason
 from tests.unit.case_world import (

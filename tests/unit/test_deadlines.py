@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 from structlog.testing import capture_logs
 
-from agents.deadlines import (
+from agents.domain.deadlines import (
     LIMITS,
     Regime,
     Step,
@@ -16,7 +16,7 @@ from agents.deadlines import (
     limit,
     working_days_remaining,
 )
-from agents.workdays import SAMPLE_CALENDAR_DIR, WorkingCalendar
+from agents.domain.workdays import SAMPLE_CALENDAR_DIR, WorkingCalendar
 
 R2016, R2021 = Regime.R2016, Regime.R2021
 

@@ -8,9 +8,9 @@ from datetime import UTC, date, datetime
 import pytest
 from pydantic import TypeAdapter
 
-from agents.clock import CHINA_TZ, ManualClock, SystemClock
+from agents.domain.clock import CHINA_TZ, ManualClock, SystemClock
 from agents.ledger import ContributionPeriod, PersonAccount, period_months
-from agents.ledger.seed import (
+from agents.tools.seed import (
     generate_people,
     is_guangdong_internal,
     make_id_number,

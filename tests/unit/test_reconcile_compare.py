@@ -10,9 +10,10 @@ from uuid import UUID
 
 import pytest
 
-from agents.ledger import InMemoryLedger, LedgerStatement, PersonAccount
+from agents.ledger import LedgerStatement, PersonAccount
 from agents.reconcile.compare import CaseFigures, compare, control_totals, figures_of
 from agents.reconcile.statements import statement_document
+from agents.testing.fakes import InMemoryLedger
 from schemas.common import Gender, InsuranceType, Person, make_citizen_id
 from schemas.information import BalanceDisposition, InformationFormV2
 from schemas.reconciliation import LedgerStatementV1, ReconciliationOutcome, Role

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from agents.workdays import (
+from agents.domain.workdays import (
     SAMPLE_CALENDAR_DIR,
     CalendarFileError,
     WorkingCalendar,

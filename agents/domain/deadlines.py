@@ -22,7 +22,7 @@ from __future__ import annotations
 from datetime import date
 from enum import StrEnum
 
-from agents.workdays import WorkdayCalendar
+from agents.domain.workdays import WorkdayCalendar
 
 __all__ = [
     "LIMITS",

@@ -12,7 +12,7 @@ Roles and states
 
 Every case has one role. The **receiving** agency (the new place) opens it on an application;
 the **outgoing** agency (the old place) opens it on the contact letter. Both ends use the same
-case id (the envelope's ``case_id``). Due dates use the `agents.deadlines` step named, counted in
+case id (the envelope's ``case_id``). Due dates use the `agents.domain.deadlines` step named, counted in
 the agency's working days under its `Regime` (kept by the case), from the day given.
 
 | role | state               | meaning                                  | turn | due: step, from    |
@@ -105,10 +105,10 @@ from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agents import policy
-from agents.deadlines import Regime, Step, due_date
+from agents.domain import policy
+from agents.domain.deadlines import Regime, Step, due_date
+from agents.domain.workdays import WorkdayCalendar
 from agents.ledger.base import LedgerEntry, PersonAccount
-from agents.workdays import WorkdayCalendar
 from schemas.common import AgencyDetails, BankAccount, Document, Gender, InsuranceType, Person
 from schemas.contact import ContactLetterV2, PayoutReason
 from schemas.errors import ContractError

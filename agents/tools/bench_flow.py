@@ -1,8 +1,8 @@
 """`jiexu bench`'s full-flow section: whole transfers through agents that run as separate processes.
 
-Each size is its own world on the bench's broker: a vhost provisioned for it (`agents.provision`),
+Each size is its own world on the bench's broker: a vhost provisioned for it (`agents.tools.provision`),
 N agencies, their ledgers seeded with the people of the planned transfers (every branch of
-`agents.demo.BRANCHES`), one ``jiexu agent --agency CODE`` process per agency configured only
+`agents.tools.demo.BRANCHES`), one ``jiexu agent --agency CODE`` process per agency configured only
 through ``JIEXU_*`` variables made from `Provisioned.settings`, and one ``jiexu reconcile`` process.
 The bench process plays the agencies' front offices: it commits the applications into each
 agency's store, as ``jiexu apply`` does, and the running agent's relay sends the contact letters.
@@ -47,9 +47,11 @@ from typing import IO, Any
 
 import structlog
 
-from agents.agent import OpenedService, open_service
-from agents.bench import BenchContext, Section
-from agents.demo import (
+from agents.ledger.sqlite import SqliteLedger
+from agents.service.process import OpenedService, open_service
+from agents.service.settings import AgentSettings
+from agents.tools.bench import BenchContext, Section
+from agents.tools.demo import (
     Planned,
     applications_for,
     choose_agencies,
@@ -57,9 +59,7 @@ from agents.demo import (
     percentile,
     plan_transfers,
 )
-from agents.ledger.sqlite import SqliteLedger
-from agents.provision import Provisioned, provision
-from agents.settings import AgentSettings
+from agents.tools.provision import Provisioned, provision
 from broker.names import RECONCILER_CODE, inbox_queue
 from broker.provider import BrokerEndpoint
 

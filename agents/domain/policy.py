@@ -1,6 +1,6 @@
 """The rules of a transfer (domain.md), as pure functions of plain values.
 
-`agents.case.decide` asks these functions what the rules say; they know nothing of cases, states
+`agents.domain.case.decide` asks these functions what the rules say; they know nothing of cases, states
 or messages. Every refusal carries a `RejectionReason` from the closed list and a text for people:
 texts never contain names, ID numbers or account numbers (they travel into logs and rejections).
 
@@ -40,8 +40,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from agents.domain.workdays import WorkdayCalendar
 from agents.ledger.base import PersonAccount
-from agents.workdays import WorkdayCalendar
 from schemas.common import BankAccount, InsuranceType
 from schemas.contact import ContactLetterV2, PayoutReason
 from schemas.information import BalanceDisposition, InformationFormV2

@@ -17,16 +17,16 @@ from urllib.parse import quote
 import structlog
 from yarl import URL
 
-from agents.case import Agency
-from agents.clock import Clock, SystemClock
+from agents.domain.case import Agency
+from agents.domain.clock import Clock, SystemClock
+from agents.domain.workdays import WorkingCalendar
 from agents.ledger.sqlite import SqliteLedger
-from agents.relay import OutboxRelay
-from agents.service import AgencyService
-from agents.settings import AgentSettings
+from agents.service.agency import AgencyService
+from agents.service.relay import OutboxRelay
+from agents.service.settings import AgentSettings
 from agents.store.base import Store
 from agents.store.postgres import PostgresStore
 from agents.store.sqlite import SqliteStore
-from agents.workdays import WorkingCalendar
 from broker.connection import BrokerConnection, connect
 from broker.consumer import Consumer, ConsumerSettings, run_until_signal
 from broker.directory import AgencyDirectory
@@ -37,7 +37,7 @@ from schemas.common import AgencyDetails, BankAccount
 
 __all__ = ["AgentProcess", "agency_amqp_url", "agency_config", "open_service", "open_store", "run_agent"]
 
-log = structlog.get_logger("jiexu.agents.agent")
+log = structlog.get_logger("jiexu.agents.service.process")
 
 
 def agency_config(settings: AgentSettings, directory: AgencyDirectory) -> Agency:

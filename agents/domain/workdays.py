@@ -49,7 +49,7 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-SAMPLE_CALENDAR_DIR = Path(__file__).parent / "calendars"
+SAMPLE_CALENDAR_DIR = Path(__file__).parent.parent / "calendars"
 """Where the checked-in example calendars live (examples: never load them in production)."""
 
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from agents.case import Agency as AgencyConfig
-from agents.case import (
+from agents.domain.case import Agency as AgencyConfig
+from agents.domain.case import (
     ApplicationSubmitted,
     Case,
     Context,
@@ -45,7 +45,8 @@ from agents.case import (
     event_for_message,
     person_key,
 )
-from agents.clock import Clock
+from agents.domain.clock import Clock
+from agents.domain.workdays import WorkdayCalendar
 from agents.faults import crash_point
 from agents.ledger.base import ContributionPeriod as LedgerPeriod
 from agents.ledger.base import LedgerEntry, LedgerPort, PersonAccount
@@ -59,7 +60,6 @@ from agents.store.base import (
     StoreTransaction,
     Transition,
 )
-from agents.workdays import WorkdayCalendar
 from broker.delivery import DeliveryInfo
 from broker.directory import AgencyDirectory
 from broker.names import routing_key
@@ -70,7 +70,7 @@ from schemas.registry import Message, encode_envelope, envelope_for, newest_vers
 
 __all__ = ["CONSUMER", "RECONCILER_COPIES", "AgencyService", "ServiceStats"]
 
-log = structlog.get_logger("jiexu.agents.service")
+log = structlog.get_logger("jiexu.agents.service.agency")
 
 CONSUMER = "agent"
 """The inbox consumer name of the agency agent."""

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.deadlines import Regime
-from agents.settings import AgentSettings
+from agents.domain.deadlines import Regime
+from agents.service.settings import AgentSettings
 from broker.directory import AgencyDirectory, AgencyEntry
 from broker.directory import BankAccount as DirectoryBankAccount
 from broker.names import RECONCILER_CODE

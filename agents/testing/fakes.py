@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
-from agents.ledger._books import apply_credit, apply_pay_out, apply_terminate, warn_if_args_differ
 from agents.ledger.base import (
     ContributionPeriod,
     LedgerEntry,
@@ -19,6 +18,7 @@ from agents.ledger.base import (
     PersonAccount,
     statement_from_entries,
 )
+from agents.ledger.books import apply_credit, apply_pay_out, apply_terminate, warn_if_args_differ
 from schemas.common import Gender, InsuranceType
 
 __all__ = ["InMemoryLedger"]

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from agents.deadlines import Regime
+from agents.domain.deadlines import Regime
 
 __all__ = ["AgentSettings"]
 

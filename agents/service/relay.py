@@ -15,7 +15,7 @@ import contextlib
 
 import structlog
 
-from agents.clock import Clock, SystemClock
+from agents.domain.clock import Clock, SystemClock
 from agents.faults import crash_point
 from agents.store.base import OutboxMessage, Store
 from broker.delivery import HEADER_REPUBLISHED
@@ -24,7 +24,7 @@ from broker.publisher import Publisher, body_properties
 
 __all__ = ["OutboxRelay"]
 
-log = structlog.get_logger("jiexu.agents.relay")
+log = structlog.get_logger("jiexu.agents.service.relay")
 
 
 class OutboxRelay:

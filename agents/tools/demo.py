@@ -21,16 +21,16 @@ from typing import Any
 
 import structlog
 
-from agents.agent import AgentProcess
-from agents.case import ApplicationSubmitted, State
-from agents.deadlines import Regime
+from agents.domain.case import ApplicationSubmitted, State
+from agents.domain.deadlines import Regime
 from agents.ledger.base import PersonAccount
-from agents.ledger.seed import make_mover
 from agents.ledger.sqlite import SqliteLedger
-from agents.provision import AgencyProfile, Provisioned, provision
 from agents.reconcile.agent import ReconcilerSettings, run_reconciler
 from agents.reconcile.report import ReconciliationReport
+from agents.service.process import AgentProcess
 from agents.store.base import CaseRecord
+from agents.tools.provision import AgencyProfile, Provisioned, provision
+from agents.tools.seed import make_mover
 from broker.consumer import ConsumerSettings
 from broker.directory import AgencyDirectory
 from broker.names import RECONCILER_CODE
@@ -53,7 +53,7 @@ __all__ = [
     "run_demo",
 ]
 
-log = structlog.get_logger("jiexu.agents.demo")
+log = structlog.get_logger("jiexu.agents.tools.demo")
 
 AGENCY_ORDER = (
     "441900",  # 东莞 (Guangdong)
