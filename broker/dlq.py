@@ -35,9 +35,9 @@ from broker.delivery import (
     publisher_user,
     republish_copy,
 )
-from broker.logging import mask_value
 from broker.names import RETRY_EXCHANGE, dlq_queue, retry_inbox_key
 from broker.publisher import HEADER_VERSION, Publisher
+from schemas.pii import mask_value
 
 __all__ = [
     "DeadLetterInfo",

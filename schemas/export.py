@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from broker import names
+from schemas import names
 from schemas.common import Document
 from schemas.envelope import SIGNATURE_PATTERN, Envelope
 from schemas.examples import EXAMPLES, example_envelope

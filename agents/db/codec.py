@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from broker.logging import mask_value
+from schemas.pii import mask_value
 
 __all__ = ["dumps", "loads", "mask_key", "parse_ts", "ts"]
 

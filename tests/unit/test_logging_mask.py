@@ -18,16 +18,12 @@ from pydantic import BaseModel
 from structlog.testing import capture_logs
 
 from broker.logging import (
-    _FULL_RE,
-    _ID_ONLY_RE,
-    _substitute,
     bind_message_context,
     clear_message_context,
     configure_logging,
-    mask_pii,
-    mask_value,
     message_context,
 )
+from schemas.pii import _FULL_RE, _ID_ONLY_RE, _substitute, mask_pii, mask_value
 
 ID_NUMBER = "11010519491231002X"
 ID_NUMBER_DIGITS = "110105194912310021"
