@@ -106,9 +106,9 @@ from typing import Annotated, Any, Literal, TypedDict
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agents.domain import policy
+from agents.domain.books import LedgerEntry, PersonAccount
 from agents.domain.deadlines import Regime, Step, due_date
 from agents.domain.workdays import WorkdayCalendar
-from agents.ledger.base import LedgerEntry, PersonAccount
 from schemas.common import AgencyDetails, BankAccount, Document, Gender, InsuranceType, Person
 from schemas.contact import ContactLetterV2, PayoutReason
 from schemas.errors import ContractError
