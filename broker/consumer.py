@@ -4,7 +4,7 @@ Every delivery runs the same pipeline::
 
     size -> decode -> recipient -> sender = user_id -> signature -> replay -> payload -> handler
 
-and ends in exactly one place, `decide`, which turns what happened into one `Decision`:
+and ends in exactly one place, `dispose`, which turns what happened into one `Disposition`:
 
 * the handler returned (it has committed)            -> ack
 * a `ContractError` anywhere (hostile or broken)      -> dead-letter with its reason, never retry
@@ -70,13 +70,13 @@ __all__ = [
     "ConsumerSettings",
     "ConsumerStats",
     "DeadLetter",
-    "Decision",
     "DeliveryInfo",
+    "Disposition",
     "Handler",
     "KeyDirectory",
     "RecentMessageIds",
     "Retry",
-    "decide",
+    "dispose",
     "run_until_signal",
 ]
 
@@ -99,7 +99,7 @@ class KeyDirectory(Protocol):
     def public_key(self, code: str) -> Ed25519PublicKey: ...
 
 
-# -- the decision ---------------------------------------------------------------------------------
+# -- the disposition ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -123,16 +123,16 @@ class DeadLetter:
     detail: str
 
 
-Decision = Ack | Retry | DeadLetter
+Disposition = Ack | Retry | DeadLetter
 
 
-def decide(
+def dispose(
     error: BaseException | None,
     *,
     attempt: int,
     retry_delays_ms: Sequence[int],
     max_attempts: int,
-) -> Decision:
+) -> Disposition:
     """The one place that maps what happened to a delivery onto ack, retry or dead-letter."""
     if error is None:
         return Ack()
@@ -339,21 +339,21 @@ class Consumer:
             try:
                 attempt = attempt_of(message, self._own_user)
                 error: Exception | None = None
-                decision: Decision
+                disposition: Disposition
                 try:
                     await self._process(message, attempt)
-                    decision = Ack()
+                    disposition = Ack()
                 except _Duplicate:
-                    decision = Ack(duplicate=True)
+                    disposition = Ack(duplicate=True)
                 except Exception as exc:
                     error = exc
-                    decision = decide(
+                    disposition = dispose(
                         exc,
                         attempt=attempt,
                         retry_delays_ms=self.settings.retry_delays_ms,
                         max_attempts=self.settings.attempts,
                     )
-                await self._execute(decision, message, error)
+                await self._execute(disposition, message, error)
             finally:
                 _reset_context(tokens)
         finally:
@@ -439,34 +439,34 @@ class Consumer:
             ) from exc
 
     async def _execute(
-        self, decision: Decision, message: AbstractIncomingMessage, error: BaseException | None
+        self, disposition: Disposition, message: AbstractIncomingMessage, error: BaseException | None
     ) -> None:
         assert self._publisher is not None
         try:
-            if isinstance(decision, Retry):
+            if isinstance(disposition, Retry):
                 copy = republish_copy(
                     message,
                     own_user=self._own_user,
-                    set_headers={HEADER_ATTEMPT: decision.attempt},
+                    set_headers={HEADER_ATTEMPT: disposition.attempt},
                 )
                 await self._publisher.publish_message(
-                    RETRY_EXCHANGE, retry_delay_key(self.agency, decision.delay_ms), copy
+                    RETRY_EXCHANGE, retry_delay_key(self.agency, disposition.delay_ms), copy
                 )
                 log.warning(
                     "message_retry_scheduled",
-                    attempt=decision.attempt,
-                    delay_ms=decision.delay_ms,
-                    error=decision.error,
+                    attempt=disposition.attempt,
+                    delay_ms=disposition.delay_ms,
+                    error=disposition.error,
                 )
                 self.stats.retried += 1
-            elif isinstance(decision, DeadLetter):
-                detail = decision.detail[:DETAIL_MAX_CHARS]
+            elif isinstance(disposition, DeadLetter):
+                detail = disposition.detail[:DETAIL_MAX_CHARS]
                 copy = republish_copy(
                     message,
                     own_user=self._own_user,
                     drop_headers=(HEADER_ATTEMPT, *DEAD_LETTER_HEADERS),
                     set_headers={
-                        HEADER_DEAD_REASON: decision.reason,
+                        HEADER_DEAD_REASON: disposition.reason,
                         HEADER_DEAD_DETAIL: detail,
                         HEADER_DEAD_AT: datetime.now(UTC).isoformat(),
                         HEADER_ORIGINAL_ROUTING_KEY: message.routing_key or "",
@@ -476,7 +476,7 @@ class Consumer:
                 await self._publisher.publish_message(DLX, self.agency, copy)
                 log.warning(
                     "message_dead_lettered",
-                    reason=decision.reason,
+                    reason=disposition.reason,
                     detail=detail,
                     routing_key=message.routing_key,
                     publisher_user=message.user_id,
@@ -484,16 +484,16 @@ class Consumer:
                     error=repr(error) if error is not None else None,
                 )
                 self.stats.dead_lettered += 1
-                self.stats.dead_reasons[decision.reason] = (
-                    self.stats.dead_reasons.get(decision.reason, 0) + 1
+                self.stats.dead_reasons[disposition.reason] = (
+                    self.stats.dead_reasons.get(disposition.reason, 0) + 1
                 )
-            elif decision.duplicate:
+            elif disposition.duplicate:
                 log.info("duplicate_redelivery_acked")
                 self.stats.duplicates += 1
             else:
                 self.stats.handled += 1
         except Exception as exc:
-            log.error("delivery_decision_failed", decision=repr(decision), error=repr(exc))
+            log.error("delivery_decision_failed", decision=repr(disposition), error=repr(exc))
             await self._requeue(message)
             return
         try:

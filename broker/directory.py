@@ -32,7 +32,7 @@ from broker.signing import Ed25519PublicKey, load_public_key
 from schemas.envelope import AgencyCodeStr
 from schemas.errors import JiexuError
 
-__all__ = ["AgencyDirectory", "AgencyEntry", "BankAccount", "DirectoryError", "UnknownAgency"]
+__all__ = ["AgencyDirectory", "AgencyEntry", "DirectoryBankAccount", "DirectoryError", "UnknownAgency"]
 
 _NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 _MessageType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z_]*$", max_length=64)]
@@ -49,7 +49,10 @@ class UnknownAgency(JiexuError, KeyError):
         return f"agency {self.args[0]!r} is not in the agency directory"
 
 
-class BankAccount(BaseModel):
+class DirectoryBankAccount(BaseModel):
+    """An agency's bank account as the directory file lists it (checked more loosely than the
+    contract's `schemas.common.BankAccount`, which a message carries)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     bank_name: _NonEmpty
@@ -65,7 +68,7 @@ class AgencyEntry(BaseModel):
     name: _NonEmpty
     supported_versions: dict[_MessageType, tuple[Annotated[int, Field(ge=1)], ...]]
     public_key: str = Field(description="base64 of the raw 32-byte Ed25519 public key")
-    bank_account: BankAccount
+    bank_account: DirectoryBankAccount
     address: str | None = None
     phone: str | None = None
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import typer
 
+from agents.calendars import CalendarFileError, open_calendar
 from agents.domain.deadlines import Regime
-from agents.domain.workdays import CalendarFileError, WorkingCalendar
 from agents.reconcile.agent import ReconcilerSettings, run_reconciler
 from agents.reconcile.report import ReconciliationReport
 from broker.consumer import ConsumerSettings
@@ -195,7 +195,7 @@ def reconcile_command(
     configure_logging(level="INFO", json=True)
     try:
         settings = ReconcilerSettings(regime=Regime.parse(regime))
-        calendar = WorkingCalendar.from_directory(calendar_dir) if calendar_dir else WorkingCalendar()
+        calendar = open_calendar(directory=calendar_dir) if calendar_dir else open_calendar()
         delays_ms = tuple(int(part) for part in retry_delays.split(",") if part.strip())
     except (ValueError, CalendarFileError) as exc:
         raise _fail(str(exc)) from exc

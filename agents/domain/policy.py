@@ -40,8 +40,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from agents.domain.books import PersonAccount
 from agents.domain.workdays import WorkdayCalendar
-from agents.ledger.base import PersonAccount
 from schemas.common import BankAccount, InsuranceType
 from schemas.contact import ContactLetterV2, PayoutReason
 from schemas.information import BalanceDisposition, InformationFormV2

@@ -2,59 +2,50 @@
 
 Sources, by year, first match wins:
 
-1. calendar files the agency loads (``WorkingCalendar(extra_files=[...])``): the State Council
-   publishes next year's schedule around November, before any package release has it;
+1. the `YearCalendar` objects the calendar is given (an agency's calendar files, read by the
+   adapter `agents.calendars`): the State Council publishes next year's schedule around November,
+   before any package release has it;
 2. the `chinesecalendar` package (2004-2026 in the installed release);
-3. otherwise weekdays only (Monday-Friday), with one structlog WARNING per year
-   (``workdays.calendar_missing``): a deadline a few days wrong is better than an agent that stops.
+3. otherwise weekdays only (Monday-Friday), reported once per year through ``on_missing_year``
+   (the adapter logs a ``workdays.calendar_missing`` WARNING): a deadline a few days wrong is
+   better than an agent that stops.
 
-Queries never raise for lack of data. Loading a malformed file does raise: that is a configuration
-error to fix at start-up, not something to discover at the year's end.
+Queries never raise for lack of data. Giving the same year twice does raise (`CalendarError`): that
+is a configuration error to fix at start-up, not something to discover at the year's end. A year
+marked ``provisional`` (not the official calendar) is used, and reported through ``on_provisional``
+when it is added.
 
-Calendar file format (JSON, UTF-8). One year::
-
-    {"year": 2027,
-     "source": "国务院办公厅关于2027年部分节假日安排的通知 (国办发明电〔2026〕N号)",
-     "holidays": ["2027-01-01", ...],      # days off, any weekday
-     "workdays": ["2027-02-20", ...]}      # weekend days that are worked (调休)
-
-A day may also be written ``{"date": "2027-01-01", "name": "元旦"}`` to say what it is.
-or several years in one file: ``{"years": [{...}, {...}]}`` or a JSON list of such objects.
-Optional ``"provisional": true`` marks a calendar that is not the official one (the checked-in
-example under ``agents/calendars/``): it is used, and a WARNING says so when it is loaded. Every
-date must lie in its year; a workday must be a Saturday or Sunday; no date may be both. A year
-defined by two loaded files is an error.
+This module is pure: it reads no files and logs nothing; `agents.calendars.open_calendar` builds a
+`WorkingCalendar` from calendar files and wires the warnings.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any, Protocol
 
 import chinese_calendar
-import structlog
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
-    "SAMPLE_CALENDAR_DIR",
-    "CalendarFileError",
+    "CalendarError",
+    "MissingYearCallback",
+    "ProvisionalYearCallback",
     "WorkdayCalendar",
     "WorkingCalendar",
     "YearCalendar",
-    "load_calendar_file",
 ]
 
-log = structlog.get_logger(__name__)
+MissingYearCallback = Callable[[int], None]
+"""``on_missing_year(year)``: no calendar knows `year`; weekdays stand in (called once per year)."""
 
-SAMPLE_CALENDAR_DIR = Path(__file__).parent.parent / "calendars"
-"""Where the checked-in example calendars live (examples: never load them in production)."""
+ProvisionalYearCallback = Callable[[int, str, str], None]
+"""``on_provisional(year, origin, source)``: a provisional year was added (from `origin`)."""
 
 
-class CalendarFileError(ValueError):
-    """A calendar file that cannot be used, with the file and the reason."""
+class CalendarError(ValueError):
+    """Calendar data that cannot be used (a year given twice)."""
 
 
 class YearCalendar(BaseModel):
@@ -114,29 +105,6 @@ class YearCalendar(BaseModel):
         return day.weekday() < 5
 
 
-_MANY = TypeAdapter(list[YearCalendar])
-
-
-def load_calendar_file(path: str | Path) -> list[YearCalendar]:
-    """Read and check one calendar file (one year or several)."""
-    path = Path(path)
-    try:
-        raw: Any = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(raw, dict) and "years" in raw:
-            raw = raw["years"]
-        if isinstance(raw, dict):
-            raw = [raw]
-        years = _MANY.validate_python(raw)
-    except (OSError, ValueError) as exc:
-        raise CalendarFileError(f"calendar file {path}: {exc}") from exc
-    seen: set[int] = set()
-    for year in years:
-        if year.year in seen:
-            raise CalendarFileError(f"calendar file {path}: year {year.year} appears twice")
-        seen.add(year.year)
-    return years
-
-
 class WorkdayCalendar(Protocol):
     """What deadline arithmetic needs from a calendar."""
 
@@ -148,18 +116,20 @@ class WorkdayCalendar(Protocol):
 
 
 class WorkingCalendar:
-    """China's working days from loaded files, then `chinesecalendar`, then weekdays."""
+    """China's working days from given years, then `chinesecalendar`, then weekdays."""
 
     def __init__(
         self,
-        extra_files: Iterable[str | Path] = (),
-        *,
         years: Iterable[YearCalendar] = (),
+        *,
         use_package: bool = True,
         package_years: Iterable[int] | None = None,
+        on_missing_year: MissingYearCallback | None = None,
+        on_provisional: ProvisionalYearCallback | None = None,
     ) -> None:
         """`package_years` limits which years `chinesecalendar` is trusted for (default: every
-        year it has data for); tests use it to stay meaningful when a newer package adds years."""
+        year it has data for); tests use it to stay meaningful when a newer package adds years.
+        `on_missing_year` and `on_provisional` are told what the module docstring says."""
         self._years: dict[int, YearCalendar] = {}
         self._answers: dict[date, bool] = {}
         self._origin: dict[int, str] = {}
@@ -167,32 +137,22 @@ class WorkingCalendar:
         self._package_allowed = frozenset(package_years) if package_years is not None else None
         self._package_years: dict[int, bool] = {}
         self._warned: set[int] = set()
+        self._on_missing_year = on_missing_year
+        self._on_provisional = on_provisional
         for year in years:
-            self._add(year, "given")
-        for path in extra_files:
-            for year in load_calendar_file(path):
-                self._add(year, str(path))
+            self.add(year, "given")
 
-    @classmethod
-    def from_directory(cls, directory: str | Path, **kwargs: Any) -> WorkingCalendar:
-        """Load every ``*.json`` file in `directory` (sorted by name)."""
-        return cls(sorted(Path(directory).glob("*.json")), **kwargs)
-
-    def _add(self, year: YearCalendar, origin: str) -> None:
+    def add(self, year: YearCalendar, origin: str = "given") -> None:
+        """Use `year` (from `origin`, e.g. a file path); raises `CalendarError` if it is known."""
         if year.year in self._years:
-            raise CalendarFileError(
+            raise CalendarError(
                 f"year {year.year} is defined twice: in {self._origin[year.year]} and in {origin}"
             )
         self._years[year.year] = year
         self._origin[year.year] = origin
         self._answers.clear()
-        if year.provisional:
-            log.warning(
-                "workdays.provisional_calendar",
-                year=year.year,
-                origin=origin,
-                source=year.source,
-            )
+        if year.provisional and self._on_provisional is not None:
+            self._on_provisional(year.year, origin, year.source)
 
     def _package_knows(self, year: int) -> bool:
         if self._package_allowed is not None and year not in self._package_allowed:
@@ -230,12 +190,8 @@ class WorkingCalendar:
             return bool(chinese_calendar.is_workday(day))
         if day.year not in self._warned:
             self._warned.add(day.year)
-            log.warning(
-                "workdays.calendar_missing",
-                year=day.year,
-                fallback="weekdays",
-                hint="load the State Council's holiday schedule for this year as a calendar file",
-            )
+            if self._on_missing_year is not None:
+                self._on_missing_year(day.year)
         return day.weekday() < 5
 
     def next_working_day(self, day: date) -> date:

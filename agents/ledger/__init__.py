@@ -4,10 +4,10 @@ Adapters live beside it (`agents.ledger.sqlite`); importing the port loads no dr
 """
 
 from agents.ledger.base import (
-    ContributionPeriod,
     InsufficientBalance,
     LedgerEntry,
     LedgerOperation,
+    LedgerPeriod,
     LedgerPort,
     LedgerStatement,
     Participation,
@@ -20,10 +20,10 @@ from agents.ledger.base import (
 )
 
 __all__ = [
-    "ContributionPeriod",
     "InsufficientBalance",
     "LedgerEntry",
     "LedgerOperation",
+    "LedgerPeriod",
     "LedgerPort",
     "LedgerStatement",
     "Participation",

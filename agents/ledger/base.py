@@ -10,25 +10,36 @@ Money is integer fen; time is whole months. Policy (arrears block a transfer, re
 the 2021 process, resident insurance has no personal account, ...) is decided by the pure domain
 from `lookup`; the ledger enforces only what keeps the books consistent: the person exists where
 that is required, and no balance goes negative.
+
+The value types the pure domain also reads (`PersonAccount`, `LedgerEntry`, `LedgerPeriod`,
+`period_months`) live in `agents.domain.books` and are re-exported here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 from uuid import UUID
 
+from agents.domain.books import (
+    LedgerEntry,
+    LedgerOperation,
+    LedgerPeriod,
+    Participation,
+    PersonAccount,
+    period_months,
+)
 from schemas.common import Gender, InsuranceType
 from schemas.errors import DomainRuleViolation
 
 __all__ = [
-    "ContributionPeriod",
     "Gender",
     "InsufficientBalance",
     "InsuranceType",
     "LedgerEntry",
     "LedgerOperation",
+    "LedgerPeriod",
     "LedgerPort",
     "LedgerStatement",
     "Participation",
@@ -41,8 +52,6 @@ __all__ = [
     "statement_from_entries",
 ]
 
-Participation = Literal["active", "stopped"]
-LedgerOperation = Literal["terminate_and_debit", "credit", "pay_out"]
 StatementRole = Literal["outgoing", "receiving", "none"]
 
 
@@ -69,137 +78,6 @@ class RelationshipEnded(DomainRuleViolation):
     def __init__(self) -> None:
         super().__init__(
             "relationship_ended", "the insurance relationship here has already been transferred"
-        )
-
-
-def period_months(from_month: str, to_month: str) -> int:
-    """Months in an inclusive ``YYYY-MM`` range: 2020-01..2020-12 is 12."""
-    fy, fm = (int(part) for part in from_month.split("-"))
-    ty, tm = (int(part) for part in to_month.split("-"))
-    months = (ty - fy) * 12 + (tm - fm) + 1
-    if months < 1:
-        raise ValueError(f"period {from_month}..{to_month} ends before it starts")
-    return months
-
-
-@dataclass(frozen=True, kw_only=True)
-class ContributionPeriod:
-    """A stretch of contributions in one region: ``from_month``..``to_month`` inclusive."""
-
-    from_month: str
-    to_month: str
-    region: str
-    insurance_type: InsuranceType
-    months: int
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "insurance_type", InsuranceType(self.insurance_type))
-        span = period_months(self.from_month, self.to_month)
-        # Months paid within a period may be fewer than its span (a gap in contributions).
-        if not 1 <= self.months <= span:
-            raise ValueError(
-                f"period {self.from_month}..{self.to_month} spans {span} months; "
-                f"{self.months} months paid is not within 1..{span}"
-            )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "from_month": self.from_month,
-            "to_month": self.to_month,
-            "region": self.region,
-            "insurance_type": self.insurance_type.value,
-            "months": self.months,
-        }
-
-    @classmethod
-    def from_json(cls, value: Mapping[str, Any]) -> ContributionPeriod:
-        return cls(
-            from_month=str(value["from_month"]),
-            to_month=str(value["to_month"]),
-            region=str(value["region"]),
-            insurance_type=InsuranceType(value["insurance_type"]),
-            months=int(value["months"]),
-        )
-
-
-@dataclass(frozen=True, kw_only=True)
-class PersonAccount:
-    """One insured person in one agency's books.
-
-    ``periods`` add up to ``months_paid`` when the books are consistent (seeded people always
-    are); ``region`` is the pooling region code of the agency keeping the account.
-    """
-
-    id_number: str
-    name: str
-    gender: Gender
-    insurance_type: InsuranceType
-    enrolled: bool
-    participation: Participation
-    region: str
-    arrears_fen: int = 0
-    retiree: bool = False
-    months_paid: int = 0
-    deemed_months: int = 0
-    balance_fen: int = 0
-    periods: tuple[ContributionPeriod, ...] = ()
-
-    def __post_init__(self) -> None:
-        # Accept the plain codes ("310", "male") too; store the enums.
-        object.__setattr__(self, "insurance_type", InsuranceType(self.insurance_type))
-        object.__setattr__(self, "gender", Gender(self.gender))
-        for name in ("arrears_fen", "months_paid", "deemed_months", "balance_fen"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name} must be a non-negative int, not {value!r}")
-
-
-@dataclass(frozen=True, kw_only=True)
-class LedgerEntry:
-    """What one ledger operation did, as first applied. `replayed` is True on repeat calls.
-
-    For ``terminate_and_debit`` `months`, `deemed_months` and `periods` are what was certified
-    (build the information form from them: they survive a crash and a replay, whereas the
-    account itself no longer holds them); for ``credit`` what was credited.
-    """
-
-    case_id: UUID
-    operation: LedgerOperation
-    id_number: str
-    months: int = 0
-    deemed_months: int = 0
-    amount_fen: int = 0
-    retained_fen: int = 0
-    balance_after_fen: int = 0
-    periods: tuple[ContributionPeriod, ...] = ()
-    replayed: bool = field(default=False, compare=False)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "case_id": str(self.case_id),
-            "operation": self.operation,
-            "id_number": self.id_number,
-            "months": self.months,
-            "deemed_months": self.deemed_months,
-            "amount_fen": self.amount_fen,
-            "retained_fen": self.retained_fen,
-            "balance_after_fen": self.balance_after_fen,
-            "periods": [period.to_json() for period in self.periods],
-        }
-
-    @classmethod
-    def from_json(cls, value: Mapping[str, Any], *, replayed: bool = False) -> LedgerEntry:
-        return cls(
-            case_id=UUID(str(value["case_id"])),
-            operation=value["operation"],
-            id_number=str(value["id_number"]),
-            months=int(value["months"]),
-            deemed_months=int(value["deemed_months"]),
-            amount_fen=int(value["amount_fen"]),
-            retained_fen=int(value["retained_fen"]),
-            balance_after_fen=int(value["balance_after_fen"]),
-            periods=tuple(ContributionPeriod.from_json(p) for p in value.get("periods", ())),
-            replayed=replayed,
         )
 
 
@@ -281,7 +159,7 @@ class LedgerPort(Protocol):
         months: int,
         deemed_months: int,
         amount_fen: int,
-        periods: Sequence[ContributionPeriod] = (),
+        periods: Sequence[LedgerPeriod] = (),
         insurance_type: InsuranceType = InsuranceType.EMPLOYEE,
         *,
         name: str | None = None,

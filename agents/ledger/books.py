@@ -10,9 +10,9 @@ from uuid import UUID
 import structlog
 
 from agents.ledger.base import (
-    ContributionPeriod,
     InsufficientBalance,
     LedgerEntry,
+    LedgerPeriod,
     PersonAccount,
     PersonNotFound,
     RelationshipEnded,
@@ -72,7 +72,7 @@ def apply_credit(
     months: int,
     deemed_months: int,
     amount_fen: int,
-    periods: Sequence[ContributionPeriod],
+    periods: Sequence[LedgerPeriod],
     insurance_type: InsuranceType,
     *,
     region: str,

@@ -24,9 +24,9 @@ from agents.db.sqlite import SqliteDb
 from agents.domain.clock import Clock, SystemClock
 from agents.faults import crash_point
 from agents.ledger.base import (
-    ContributionPeriod,
     LedgerEntry,
     LedgerOperation,
+    LedgerPeriod,
     LedgerStatement,
     PersonAccount,
     statement_from_entries,
@@ -97,7 +97,7 @@ def _account(row: Sequence[Any]) -> PersonAccount:
         months_paid=row[9],
         deemed_months=row[10],
         balance_fen=row[11],
-        periods=tuple(ContributionPeriod.from_json(p) for p in json.loads(row[12])),
+        periods=tuple(LedgerPeriod.from_json(p) for p in json.loads(row[12])),
     )
 
 
@@ -244,7 +244,7 @@ class SqliteLedger:
         months: int,
         deemed_months: int,
         amount_fen: int,
-        periods: Sequence[ContributionPeriod] = (),
+        periods: Sequence[LedgerPeriod] = (),
         insurance_type: InsuranceType = InsuranceType.EMPLOYEE,
         *,
         name: str | None = None,

@@ -49,10 +49,11 @@ from uuid import UUID, uuid5
 
 import structlog
 
+from agents.calendars import open_calendar
 from agents.domain.clock import CHINA_TZ, Clock, SystemClock
 from agents.domain.deadlines import Regime, Step, due_date, is_overdue
 from agents.domain.policy import REMINDER_INTERVAL_WORKING_DAYS
-from agents.domain.workdays import WorkdayCalendar, WorkingCalendar
+from agents.domain.workdays import WorkdayCalendar
 from agents.reconcile.compare import compare
 from agents.reconcile.report import (
     CaseRecord,
@@ -144,7 +145,7 @@ class Reconciler:
         self.settings = settings or ReconcilerSettings()
         self._transport = transport
         self._clock = clock or SystemClock()
-        self._calendar = calendar or WorkingCalendar()
+        self._calendar = calendar or open_calendar()
         self._flush_lock = asyncio.Lock()
         self._failed: set[UUID] = set()
 

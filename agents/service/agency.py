@@ -48,8 +48,7 @@ from agents.domain.case import (
 from agents.domain.clock import Clock
 from agents.domain.workdays import WorkdayCalendar
 from agents.faults import crash_point
-from agents.ledger.base import ContributionPeriod as LedgerPeriod
-from agents.ledger.base import LedgerEntry, LedgerPort, PersonAccount
+from agents.ledger.base import LedgerEntry, LedgerPeriod, LedgerPort, PersonAccount
 from agents.reconcile.statements import statement_document
 from agents.store.base import (
     CaseRecord,

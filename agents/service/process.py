@@ -17,6 +17,7 @@ from urllib.parse import quote
 import structlog
 from yarl import URL
 
+from agents.calendars import open_calendar
 from agents.domain.case import Agency
 from agents.domain.clock import Clock, SystemClock
 from agents.domain.workdays import WorkingCalendar
@@ -88,8 +89,8 @@ async def open_store(settings: AgentSettings, clock: Clock | None = None) -> Sto
 
 def _calendar(settings: AgentSettings) -> WorkingCalendar:
     if settings.calendar_dir is not None:
-        return WorkingCalendar.from_directory(settings.calendar_dir)
-    return WorkingCalendar()
+        return open_calendar(directory=settings.calendar_dir)
+    return open_calendar()
 
 
 @dataclass

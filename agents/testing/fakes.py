@@ -11,9 +11,9 @@ from typing import Any
 from uuid import UUID
 
 from agents.ledger.base import (
-    ContributionPeriod,
     LedgerEntry,
     LedgerOperation,
+    LedgerPeriod,
     LedgerStatement,
     PersonAccount,
     statement_from_entries,
@@ -75,7 +75,7 @@ class InMemoryLedger:
         months: int,
         deemed_months: int,
         amount_fen: int,
-        periods: Sequence[ContributionPeriod] = (),
+        periods: Sequence[LedgerPeriod] = (),
         insurance_type: InsuranceType = InsuranceType.EMPLOYEE,
         *,
         name: str | None = None,

@@ -40,7 +40,7 @@ import broker.consumer
 import broker.publisher
 from broker.connection import BrokerConnection, connect
 from broker.consumer import Consumer, ConsumerSettings, DeliveryInfo
-from broker.directory import AgencyDirectory, AgencyEntry, BankAccount
+from broker.directory import AgencyDirectory, AgencyEntry, DirectoryBankAccount
 from broker.provider import BrokerEndpoint
 from broker.publisher import Publisher, body_properties
 from broker.signing import (
@@ -503,7 +503,7 @@ def _directory_entry(code: str, key: Ed25519PrivateKey) -> AgencyEntry:
         name=f"bench agency {code}",
         supported_versions={"information_form": (1, 2)},
         public_key=public_key_to_raw_b64(key),
-        bank_account=BankAccount(
+        bank_account=DirectoryBankAccount(
             bank_name="bench bank",
             bank_code="102100099996",
             account_name=f"bench {code}",

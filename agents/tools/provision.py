@@ -13,8 +13,7 @@ from typing import Any
 
 from agents.domain.deadlines import Regime
 from agents.service.settings import AgentSettings
-from broker.directory import AgencyDirectory, AgencyEntry
-from broker.directory import BankAccount as DirectoryBankAccount
+from broker.directory import AgencyDirectory, AgencyEntry, DirectoryBankAccount
 from broker.names import RECONCILER_CODE
 from broker.provider import BrokerEndpoint
 from broker.signing import (

@@ -15,7 +15,7 @@ from datetime import date
 from typing import TypedDict, Unpack
 
 from agents.ledger.base import (
-    ContributionPeriod,
+    LedgerPeriod,
     PersonAccount,
     SeedableLedger,
     period_months,
@@ -79,7 +79,7 @@ def _periods(
     last_month: str,
     home_region: str,
     insurance_type: InsuranceType,
-) -> tuple[ContributionPeriod, ...]:
+) -> tuple[LedgerPeriod, ...]:
     """Contribution periods from `first_month` to `last_month`: 1-3 stretches, maybe with gaps,
     in earlier regions before the home region."""
     start, end = _month_index(first_month), _month_index(last_month)
@@ -87,14 +87,14 @@ def _periods(
     other_regions = ["110000", "310000", "320100", "330100", "360400", "410100", "510100"]
     cuts = sorted(rng.sample(range(start + 1, end + 1), count - 1)) if count > 1 else []
     bounds = [start, *cuts, end + 1]
-    periods: list[ContributionPeriod] = []
+    periods: list[LedgerPeriod] = []
     for i in range(count):
         lo, hi = bounds[i], bounds[i + 1] - 1
         if i < count - 1 and hi - lo > 3 and rng.random() < 0.3:
             hi -= rng.randint(1, 3)  # a gap of up to 3 months keeps continuity
         region = home_region if i == count - 1 else rng.choice(other_regions)
         periods.append(
-            ContributionPeriod(
+            LedgerPeriod(
                 from_month=_month(lo),
                 to_month=_month(hi),
                 region=region,

@@ -15,8 +15,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from agents.ledger import (
-    ContributionPeriod,
     InsufficientBalance,
+    LedgerPeriod,
     LedgerStatement,
     PersonAccount,
     PersonNotFound,
@@ -46,7 +46,7 @@ def person(**overrides: object) -> PersonAccount:
         "deemed_months": 36,
         "balance_fen": 1_234_567,
         "periods": (
-            ContributionPeriod(
+            LedgerPeriod(
                 from_month="2024-01",
                 to_month="2025-12",
                 region="110000",

@@ -18,7 +18,7 @@ import pytest
 
 from broker.connection import BrokerConnection, connect
 from broker.consumer import Consumer, ConsumerSettings, DeliveryInfo, Handler
-from broker.directory import AgencyDirectory, AgencyEntry, BankAccount
+from broker.directory import AgencyDirectory, AgencyEntry, DirectoryBankAccount
 from broker.names import EXCHANGE, routing_key
 from broker.publisher import Publisher, envelope_message
 from broker.pytest_plugin import TestVhost
@@ -62,7 +62,7 @@ def directory_entry(code: str, key: Ed25519PrivateKey) -> AgencyEntry:
         name=f"医疗保障事务中心 {code}",
         supported_versions={"receipt": (1,), "information_form": (1, 2)},
         public_key=public_key_to_raw_b64(key),
-        bank_account=BankAccount(
+        bank_account=DirectoryBankAccount(
             bank_name="中国工商银行",
             bank_code="102100099996",
             account_name=f"医保中心 {code}",

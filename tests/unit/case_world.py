@@ -38,8 +38,7 @@ from agents.domain.case import (
     event_for_message,
 )
 from agents.domain.deadlines import Regime
-from agents.ledger.base import ContributionPeriod as LedgerPeriod
-from agents.ledger.base import LedgerEntry, PersonAccount
+from agents.ledger.base import LedgerEntry, LedgerPeriod, PersonAccount
 from agents.ledger.books import apply_credit, apply_pay_out, apply_terminate
 from schemas.common import AgencyDetails, BankAccount, Gender, InsuranceType, Person, make_citizen_id
 from schemas.contact import PayoutReason

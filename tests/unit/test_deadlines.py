@@ -7,6 +7,7 @@ from datetime import date
 import pytest
 from structlog.testing import capture_logs
 
+from agents.calendars import SAMPLE_CALENDAR_DIR, open_calendar
 from agents.domain.deadlines import (
     LIMITS,
     Regime,
@@ -16,7 +17,7 @@ from agents.domain.deadlines import (
     limit,
     working_days_remaining,
 )
-from agents.domain.workdays import SAMPLE_CALENDAR_DIR, WorkingCalendar
+from agents.domain.workdays import WorkingCalendar
 
 R2016, R2021 = Regime.R2016, Regime.R2021
 
@@ -25,13 +26,13 @@ R2016, R2021 = Regime.R2016, Regime.R2021
 def calendar() -> WorkingCalendar:
     # chinesecalendar as installed (2004-2026), pinned so a newer release with 2027 data does not
     # turn the "no 2027 calendar" tests into something else.
-    return WorkingCalendar(package_years=range(2004, 2027))
+    return open_calendar(package_years=range(2004, 2027))
 
 
 @pytest.fixture
 def calendar_2027() -> WorkingCalendar:
     with capture_logs():  # the sample file is provisional: its warning is not under test here
-        return WorkingCalendar(extra_files=[SAMPLE_CALENDAR_DIR / "2027.json"])
+        return open_calendar(extra_files=[SAMPLE_CALENDAR_DIR / "2027.json"])
 
 
 @pytest.mark.parametrize("text", ["2016", "R2016", "r2016", 2016, " 2016 "])

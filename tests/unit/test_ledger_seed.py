@@ -9,7 +9,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from agents.domain.clock import CHINA_TZ, ManualClock, SystemClock
-from agents.ledger import ContributionPeriod, PersonAccount, period_months
+from agents.ledger import LedgerPeriod, PersonAccount, period_months
 from agents.tools.seed import (
     generate_people,
     is_guangdong_internal,
@@ -61,14 +61,14 @@ def test_periods_hold_at_most_the_months_they_span() -> None:
     assert period_months("2020-01", "2020-12") == 12
     assert period_months("2019-11", "2020-02") == 4
     # A gap in contributions: fewer months paid than the period spans is allowed (as on the form).
-    gap = ContributionPeriod(
+    gap = LedgerPeriod(
         from_month="2020-01", to_month="2020-12", region="110000",
         insurance_type=InsuranceType.EMPLOYEE, months=11,
     )
     assert gap.months == 11
     for months in (0, 13):
         with pytest.raises(ValueError, match="months"):
-            ContributionPeriod(
+            LedgerPeriod(
                 from_month="2020-01", to_month="2020-12", region="110000",
                 insurance_type=InsuranceType.EMPLOYEE, months=months,
             )

@@ -1,0 +1,157 @@
+"""What `decide` is told: an application, a counterpart's message, time passing, the ledger's results."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from agents.domain.books import LedgerEntry
+from schemas.common import BankAccount, InsuranceType, Person
+from schemas.contact import ContactLetterV2, PayoutReason
+from schemas.funds import FundTransferV1
+from schemas.information import InformationFormV2
+from schemas.notices import RejectionV1, ReminderV1, TransferCompletedV1
+from schemas.registry import Message
+
+__all__ = [
+    "ApplicationSubmitted",
+    "CompletionReceived",
+    "Event",
+    "FormReceived",
+    "FundsReceived",
+    "LedgerApplied",
+    "LedgerRefused",
+    "LetterReceived",
+    "MessageEvent",
+    "RejectionReceived",
+    "ReminderReceived",
+    "Tick",
+    "event_for_message",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApplicationSubmitted:
+    """At the receiving agency: a person applies. ``insurance_type`` is the type at the outgoing
+    place; ``case_id`` is new (the service layer makes it, e.g. uuid4)."""
+
+    case_id: uuid.UUID
+    person: Person
+    insurance_type: InsuranceType
+    from_region: str
+    letter_number: str
+    payout_account: BankAccount | None = None
+    payout_reason: PayoutReason | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LetterReceived:
+    case_id: uuid.UUID
+    message_id: uuid.UUID
+    sender: str
+    letter: ContactLetterV2
+    version: int = 2
+    """The wire version, before upcasting."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FormReceived:
+    case_id: uuid.UUID
+    message_id: uuid.UUID
+    sender: str
+    form: InformationFormV2
+    version: int = 2
+
+
+@dataclass(frozen=True, kw_only=True)
+class FundsReceived:
+    case_id: uuid.UUID
+    message_id: uuid.UUID
+    sender: str
+    transfer: FundTransferV1
+    version: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompletionReceived:
+    case_id: uuid.UUID
+    message_id: uuid.UUID
+    sender: str
+    completion: TransferCompletedV1
+    version: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class RejectionReceived:
+    case_id: uuid.UUID
+    message_id: uuid.UUID
+    sender: str
+    rejection: RejectionV1
+    version: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReminderReceived:
+    case_id: uuid.UUID
+    message_id: uuid.UUID
+    sender: str
+    reminder: ReminderV1
+    version: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tick:
+    """Time passes: check deadlines, re-issue pending ledger commands."""
+
+    today: date
+
+
+@dataclass(frozen=True, kw_only=True)
+class LedgerApplied:
+    """The results of the case's pending ledger commands, in order (replayed results included)."""
+
+    entries: tuple[LedgerEntry, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LedgerRefused:
+    """A pending ledger command raised a `DomainRuleViolation`."""
+
+    operation: str
+    reason_code: str
+    text: str
+    applied: tuple[LedgerEntry, ...] = ()
+    """The entries of the commands before it that did apply."""
+
+
+MessageEvent = (
+    LetterReceived | FormReceived | FundsReceived | CompletionReceived | RejectionReceived | ReminderReceived
+)
+Event = ApplicationSubmitted | MessageEvent | Tick | LedgerApplied | LedgerRefused
+
+
+def event_for_message(message: Message) -> MessageEvent | None:
+    """The event for a parsed message (document upcast to the newest version); ``None`` for types
+    the case does not handle (receipts, reconciliation traffic)."""
+    envelope, document = message.envelope, message.document
+    common: dict[str, Any] = {
+        "case_id": envelope.case_id,
+        "message_id": envelope.message_id,
+        "sender": envelope.sender,
+        "version": envelope.version,
+    }
+    if isinstance(document, ContactLetterV2):
+        return LetterReceived(letter=document, **common)
+    if isinstance(document, InformationFormV2):
+        return FormReceived(form=document, **common)
+    if isinstance(document, FundTransferV1):
+        return FundsReceived(transfer=document, **common)
+    if isinstance(document, TransferCompletedV1):
+        return CompletionReceived(completion=document, **common)
+    if isinstance(document, RejectionV1):
+        return RejectionReceived(rejection=document, **common)
+    if isinstance(document, ReminderV1):
+        return ReminderReceived(reminder=document, **common)
+    return None

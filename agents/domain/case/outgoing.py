@@ -1,0 +1,340 @@
+"""The outgoing agency's side: the letter, releasing (ledger commands, then the form and the funds),
+and the answer (completion or rejection).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from agents.domain import policy
+from agents.domain.books import LedgerEntry
+from agents.domain.case.commands import Credit, PayOut, TerminateAndDebit
+from agents.domain.case.decision import (
+    Context,
+    Decision,
+    Note,
+    OutboundMessage,
+    _decision,
+    _ids,
+    _ignore,
+    _message_id,
+    _negotiate,
+    _rejection,
+    _seen,
+    _send,
+)
+from agents.domain.case.events import CompletionReceived, LedgerApplied, LetterReceived, RejectionReceived
+from agents.domain.case.model import Booked, Case, Discrepancy, Role, State
+from agents.domain.case.timing import _enter
+from agents.domain.deadlines import Step, due_date
+from schemas.funds import FundTransferV1, RemittanceMark
+from schemas.information import BalanceDisposition, ContributionPeriod, InformationFormV2
+from schemas.notices import RejectionReason
+
+__all__: list[str] = []
+
+
+def _on_letter(event: LetterReceived, ctx: Context) -> Decision:
+    agency, today, account, letter = ctx.agency, ctx.today, ctx.account, event.letter
+    versions, missing = _negotiate(Role.OUTGOING, ctx.counterpart_versions)
+    case = Case(
+        case_id=event.case_id,
+        role=Role.OUTGOING,
+        state=State.REJECTED,
+        person=letter.person,
+        own_code=agency.code,
+        counterpart_code=event.sender,
+        insurance_type_from=account.insurance_type if account is not None else letter.insurance_type,
+        regime=agency.regime,
+        versions=versions,
+        received_versions={"contact_letter": event.version},
+        opened_on=today,
+        letter=letter,
+        letter_message_id=event.message_id,
+        seen=(event.message_id,),
+        flow_due_date=due_date(agency.regime, Step.WHOLE_FLOW, today, ctx.calendar),
+    )
+    refusal = policy.check_letter(
+        own_code=agency.code,
+        sender=event.sender,
+        letter=letter,
+        account=account,
+        other_open_case=ctx.other_open_case,
+    )
+    if refusal is None and "information_form" in missing:
+        refusal = policy.Refusal(
+            RejectionReason.OTHER,
+            "转入地不支持本机构的信息表版本 (the receiving agency supports no common version of "
+            "information_form).",
+        )
+    if refusal is not None or account is None:
+        assert refusal is not None
+        rejected = _enter(
+            case,
+            State.REJECTED,
+            today,
+            ctx.calendar,
+            rejection_reason=refusal.reason,
+            rejection_text=refusal.text,
+            note=refusal.text,
+        )
+        return _decision(
+            None,
+            rejected,
+            "LetterReceived",
+            messages=(
+                _send(rejected, _rejection(refusal.reason, refusal.text), "rejection", event.message_id),
+            ),
+            reason=refusal.reason.value,
+        )
+    plan = policy.release_plan(own_code=agency.code, letter=letter, account=account)
+    commands: list[TerminateAndDebit | PayOut | Credit] = [
+        TerminateAndDebit(
+            case_id=case.case_id,
+            id_number=account.id_number,
+            amount_fen=plan.debit_fen,
+            retain=plan.retain,
+        )
+    ]
+    if plan.payout_fen > 0 and plan.payout_account is not None:
+        commands.append(
+            PayOut(
+                case_id=case.case_id,
+                id_number=account.id_number,
+                amount_fen=plan.payout_fen,
+                bank_account=plan.payout_account,
+            )
+        )
+    notes: list[Note] = []
+    if account.insurance_type is not letter.insurance_type:
+        notes.append(
+            Note(
+                "case.insurance_type_differs",
+                {**_ids(case), "letter": letter.insurance_type.value, "books": account.insurance_type.value},
+            )
+        )
+    if letter.payout_requested and plan.disposition is not BalanceDisposition.PAID_TO_PERSON:
+        notes.append(Note("case.payout_not_needed", {**_ids(case), "disposition": plan.disposition.value}))
+    releasing = _enter(
+        case,
+        State.RELEASING,
+        today,
+        ctx.calendar,
+        pending_commands=tuple(commands),
+        note=f"余额处理 {plan.disposition.value}",
+    )
+    return _decision(
+        None,
+        releasing,
+        "LetterReceived",
+        commands=commands,
+        notes=notes,
+        disposition=plan.disposition.value,
+    )
+
+
+def _on_released(case: Case, event: LedgerApplied, ctx: Context) -> Decision:
+    terminate = next((e for e in event.entries if e.operation == "terminate_and_debit"), None)
+    payout = next((e for e in event.entries if e.operation == "pay_out"), None)
+    wants_payout = any(isinstance(c, PayOut) for c in case.pending_commands)
+    if terminate is None or (wants_payout and payout is None) or case.letter is None:
+        return _ignore("case.ledger_result_incomplete", case, event)
+    paid = payout.amount_fen if payout is not None else 0
+    booked = Booked(
+        months=terminate.months,
+        deemed_months=terminate.deemed_months,
+        amount_fen=terminate.amount_fen,
+        retained_fen=terminate.retained_fen,
+        paid_out_fen=paid,
+    )
+    form_id = _message_id(case.case_id, case.role, "information_form")
+    form = _write_form(case, terminate, paid, ctx)
+    messages: list[OutboundMessage] = []
+    if form is not None and booked.amount_fen > 0:
+        try:
+            transfer = FundTransferV1(
+                amount=booked.amount_fen,
+                payer_account=ctx.agency.details.bank_account,
+                payee_account=case.letter.receiving_agency.bank_account,
+                information_form_id=form_id,
+                remittance_mark=RemittanceMark(name=case.person.name, id_number=case.person.id_number),
+            )
+        except ValidationError:
+            form = None
+        else:
+            messages.append(_send(case, transfer, "fund_transfer", case.letter_message_id))
+    if form is None:
+        text = (
+            "转出地已办理关系终止，但无法生成信息表，需人工处理 (the outgoing books were changed but "
+            "the form or fund transfer could not be written; an operator must resolve it)."
+        )
+        stopped = _enter(
+            case,
+            State.DISCREPANCY,
+            ctx.today,
+            ctx.calendar,
+            booked=booked,
+            pending_commands=(),
+            discrepancy=Discrepancy(kind="form_not_writable", text=text),
+            note=text,
+        )
+        return _decision(
+            case,
+            stopped,
+            "LedgerApplied",
+            messages=(
+                _send(stopped, _rejection(RejectionReason.OTHER, text), "rejection", case.letter_message_id),
+            ),
+            notes=(Note("case.form_not_writable", _ids(stopped)),),
+        )
+    messages.insert(0, _send(case, form, "information_form", case.letter_message_id))
+    sent = _enter(
+        case,
+        State.AWAITING_COMPLETION,
+        ctx.today,
+        ctx.calendar,
+        booked=booked,
+        pending_commands=(),
+        form=form,
+        form_message_id=form_id,
+        note=f"信息表已发出 ({form.balance_disposition.value})",
+    )
+    return _decision(
+        case,
+        sent,
+        "LedgerApplied",
+        messages=messages,
+        disposition=form.balance_disposition.value,
+        months=booked.months,
+        amount_fen=booked.amount_fen,
+        paid_out_fen=booked.paid_out_fen,
+        retained_fen=booked.retained_fen,
+    )
+
+
+def _shift_month(month: str, delta: int) -> str:
+    index = int(month[:4]) * 12 + int(month[5:7]) - 1 + delta
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def _write_form(case: Case, terminate: LedgerEntry, paid_fen: int, ctx: Context) -> InformationFormV2 | None:
+    """The information form from what the ledger certified; ``None`` if no valid form results."""
+    balance = terminate.amount_fen + terminate.retained_fen + paid_fen
+    if terminate.amount_fen > 0:
+        disposition = BalanceDisposition.TRANSFERRED
+    elif terminate.retained_fen > 0:
+        disposition = BalanceDisposition.RETAINED_IN_PROVINCE
+    elif paid_fen > 0:
+        disposition = BalanceDisposition.PAID_TO_PERSON
+    else:
+        disposition = BalanceDisposition.NO_ACCOUNT
+    try:
+        periods: tuple[ContributionPeriod, ...] | None = tuple(
+            ContributionPeriod(
+                from_month=p.from_month,
+                to_month=p.to_month,
+                region=p.region,
+                insurance_type=p.insurance_type,
+                months=p.months,
+            )
+            for p in terminate.periods
+        )
+    except ValidationError:
+        periods = None
+    if periods:
+        start, end = periods[0].from_month, max(p.to_month for p in periods)
+    else:
+        end = f"{ctx.today.year:04d}-{ctx.today.month:02d}"
+        start = _shift_month(end, -max(terminate.months - 1, 0))
+    common: dict[str, Any] = {
+        "person": case.person,
+        "insurance_type": case.insurance_type_from,
+        "participation_start": start,
+        "participation_end": end,
+        "months_paid": terminate.months,
+        "deemed_months": terminate.deemed_months,
+        "account_balance": balance,
+        "amount_transferred": terminate.amount_fen,
+        "balance_disposition": disposition,
+        "seal_reference": ctx.agency.seal_reference,
+    }
+    for itemised in (periods or None, None):
+        try:
+            return InformationFormV2(**common, contribution_periods=itemised)
+        except ValidationError:
+            if itemised is None:
+                return None
+    return None
+
+
+def _on_completion(case: Case, event: CompletionReceived, ctx: Context) -> Decision:
+    if case.state is not State.AWAITING_COMPLETION or case.booked is None:
+        return _ignore("case.stale_completion", case, event)
+    done, booked = event.completion, case.booked
+    seen = {"seen": _seen(case, event.message_id)}
+    certified = (booked.months, booked.deemed_months, booked.amount_fen)
+    credited = (done.months_credited, done.deemed_months_credited, done.amount_credited)
+    if certified == credited:
+        completed = _enter(case, State.COMPLETED, ctx.today, ctx.calendar, note="已办结 (completed)", **seen)
+        return _decision(case, completed, "CompletionReceived")
+    text = (
+        f"转入地记账与信息表不符: 月数 {booked.months}/{done.months_credited}, 视同 "
+        f"{booked.deemed_months}/{done.deemed_months_credited}, 金额 {booked.amount_fen}/"
+        f"{done.amount_credited} 分 (certified/credited)."
+    )
+    stopped = _enter(
+        case,
+        State.DISCREPANCY,
+        ctx.today,
+        ctx.calendar,
+        discrepancy=Discrepancy(
+            kind="completion_mismatch",
+            text=text,
+            expected_fen=booked.amount_fen,
+            received_fen=done.amount_credited,
+        ),
+        note=text,
+        **seen,
+    )
+    return _decision(
+        case,
+        stopped,
+        "CompletionReceived",
+        notes=(Note("case.completion_mismatch", _ids(stopped)),),
+    )
+
+
+def _on_rejection_at_outgoing(case: Case, event: RejectionReceived, ctx: Context) -> Decision:
+    if not case.is_open:
+        return _ignore("case.stale_rejection", case, event)
+    rejection = event.rejection
+    expected = received = None
+    if rejection.reason_code is RejectionReason.AMOUNT_MISMATCH and case.booked is not None:
+        expected = case.booked.amount_fen
+    stopped = _enter(
+        case,
+        State.DISCREPANCY,
+        ctx.today,
+        ctx.calendar,
+        rejection_reason=rejection.reason_code,
+        rejection_text=rejection.text,
+        discrepancy=Discrepancy(
+            kind=rejection.reason_code.value,
+            text=rejection.text,
+            expected_fen=expected,
+            received_fen=received,
+        ),
+        note=rejection.text,
+        seen=_seen(case, event.message_id),
+    )
+    return _decision(
+        case,
+        stopped,
+        "RejectionReceived",
+        notes=(
+            Note("case.rejected_by_counterpart", {**_ids(stopped), "reason": rejection.reason_code.value}),
+        ),
+        reason=rejection.reason_code.value,
+    )
