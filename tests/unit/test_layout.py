@@ -29,7 +29,11 @@ def _private_prefix(module: str) -> str | None:
     parts = module.split(".")
     for i, part in enumerate(parts):
         if part.startswith("_") and not part.startswith("__"):
-            return ".".join(parts[:i])
+            owner = ".".join(parts[:i])
+            # A private name in a module belongs to that module's package.
+            if (ROOT / owner.replace(".", "/")).with_suffix(".py").is_file():
+                owner = owner.rpartition(".")[0]
+            return owner
     return None
 
 
