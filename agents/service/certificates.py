@@ -255,7 +255,10 @@ def render_pdf(certificate: ParticipationCertificate, font: CjkFont | None = Non
                 )
             )
         if not certificate.periods:
-            table.row(("—", "缴费期间未逐段记载", "", "", "", str(certificate.months_paid)))
+            row = table.row()
+            row.cell("—")
+            row.cell("缴费期间未逐段记载", colspan=4)
+            row.cell(str(certificate.months_paid))
     heading("三、个人账户余额")
     line(f"小写：{format_yuan(certificate.balance_fen)}")
     line(f"大写：人民币{certificate.balance_in_words}")
