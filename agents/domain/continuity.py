@@ -1,9 +1,10 @@
 """Continuity of participation across a transfer, decided by the receiving agency.
 
 domain.md: "A gap of at most 3 months keeps continuity; a longer gap may bring a waiting period of
-up to 6 months at the new place." The seeds (001) add: a break of up to 3 months may be paid back
-(补缴) and benefits go on; beyond 3 months the continuous years start again and benefits wait
-(等待期, "通常为六个月"; some provinces 3).
+up to 6 months at the new place." The seeds (001) add: "断缴3个月内:多数地区允许补缴" (a break of up
+to 3 months may be paid back, 补缴); "断缴超3个月再续保,连续参保年限重新计算" (beyond 3 months the
+continuous years start again); "重新参保后将面临医疗待遇等待期,通常为六个月" (benefits wait, usually
+6 months; issue 17: some provinces 3).
 
 Month arithmetic (months are ``YYYY-MM``; both ends are whole calendar months):
 
@@ -26,6 +27,10 @@ Month arithmetic (months are ``YYYY-MM``; both ends are whole calendar months):
 | 0             | ``kept``                   | none          | the enrolment month                |
 | 1 to 3        | ``kept_with_back_payment`` | the gap months| the enrolment month (no waiting)   |
 | 4 or more     | ``broken``                 | none owed     | enrolment month + waiting months   |
+
+With back-payment, ``benefits_from`` is the enrolment month on the condition that the months are
+paid back: when they are paid is not known here, and where local rules restore benefits only from
+the month after the payment ("补缴成功后次月恢复", seeds 001) that is the agency's business then.
 
 The waiting period is the agency's setting (`DEFAULT_WAITING_MONTHS` 6, `SHORT_WAITING_MONTHS` 3
 where the local rules say so; 0 to 6 allowed). It runs from the enrolment month, that month included:

@@ -23,9 +23,9 @@ def parse_capital(text: str) -> int:
     fraction = fraction.removeprefix("零")
     for unit, worth in (("角", 10), ("分", 1)):
         if unit in fraction:
-            digit, fraction = fraction.split(unit, 1)
-            assert len(digit) == 1, text
-            fen += _DIGIT[digit] * worth
+            numeral, fraction = fraction.split(unit, 1)
+            assert len(numeral) == 1, text
+            fen += _DIGIT[numeral] * worth
     assert fraction == "", text
     total, section, digit = 0, 0, 0
     for char in integer:
