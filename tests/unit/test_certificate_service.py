@@ -7,9 +7,11 @@ from datetime import date
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agents.domain.certificate import ParticipationCertificate, check_code_of
-from agents.domain.numerals import capital_amount
+from agents.domain.numerals import MAX_CAPITAL_FEN, capital_amount
 from agents.service.certificates import (
     CertificateRefused,
     canonical_certificate_bytes,
@@ -193,3 +195,19 @@ def test_a_malformed_id_number_is_refused_without_echoing_it(
     refusal = _refusal(_tampered(certificate, holder__id_number=wrong), directory)
     assert refusal.reason_code == "invalid_certificate"
     assert wrong not in refusal.text and "holder.id_number" in refusal.text
+
+
+_PRIVATE, _DIRECTORY = issuer_key()
+
+
+@given(
+    st.integers(min_value=1, max_value=MAX_CAPITAL_FEN - 1),
+    st.dates(min_value=date(2026, 11, 1), max_value=date(2090, 12, 31)),
+)
+@settings(max_examples=50, deadline=None)
+def test_any_balance_and_issue_day_round_trip_and_one_fen_more_is_refused(balance: int, day: date) -> None:
+    certificate = sign_certificate(sample_certificate(balance_fen=balance, issued_on=day), _PRIVATE)
+    text = certificate_to_json(certificate)
+    assert verify_certificate(text, _DIRECTORY, printed_check_code=certificate.check_code) == certificate
+    forged = _tampered(certificate, balance_fen=balance + 1, balance_in_words=capital_amount(balance + 1))
+    assert _refusal(forged, _DIRECTORY).reason_code == "bad_signature"
