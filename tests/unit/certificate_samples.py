@@ -6,7 +6,7 @@ from datetime import date
 from typing import Any
 
 from agents.domain.certificate import Holder, IssuingAgency, ParticipationCertificate
-from broker.directory import AgencyDirectory, AgencyEntry, BankAccount
+from broker.directory import AgencyDirectory, AgencyEntry, DirectoryBankAccount
 from broker.signing import Ed25519PrivateKey, generate_private_key, public_key_to_raw_b64
 from schemas.common import Gender, InsuranceType, make_citizen_id
 from schemas.information import ContributionPeriod
@@ -52,7 +52,7 @@ def issuer_key() -> tuple[Ed25519PrivateKey, AgencyDirectory]:
         name=ISSUER.name,
         supported_versions={"information_form": (1, 2)},
         public_key=public_key_to_raw_b64(private),
-        bank_account=BankAccount(
+        bank_account=DirectoryBankAccount(
             bank_name="中国工商银行深圳分行",
             bank_code="102584000002",
             account_name=ISSUER.name,
