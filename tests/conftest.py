@@ -18,6 +18,10 @@ from broker.pytest_plugin import TestVhost
 from broker.topology import TopologySpec, apply_topology, delete_agency_users
 from tests.integration.transport_support import RETRY_DELAYS_MS, A, B, C
 
+# The contract suites are shipped in the package: pytest explains their failed asserts only if it
+# rewrites them, which it must be told before they are imported (an agency's conftest does the same).
+pytest.register_assert_rewrite("agents.testing")
+
 pytest_plugins = ["pytester"]
 
 TIERS = ("unit", "integration", "e2e")

@@ -10,7 +10,8 @@ fakes that pass them.
         async def create_store(self) -> Store: ...
 
 The suites need pytest and pytest-asyncio (the ``test`` extra); the fakes alone
-(`agents.testing.fakes`) need neither.
+(`agents.testing.fakes`) need neither. For pytest's detailed assertion messages, call
+``pytest.register_assert_rewrite("agents.testing")`` in your conftest.py before importing them.
 """
 
 from agents.testing.fakes import InMemoryLedger, InMemoryStore

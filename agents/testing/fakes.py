@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import date
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 from agents.db.codec import dumps, loads, mask_key
@@ -398,3 +398,11 @@ class InMemoryStore:
 
     async def close(self) -> None:
         return None
+
+
+if TYPE_CHECKING:  # both fakes implement their port completely
+    from agents.ledger.base import SeedableLedger
+    from agents.store.base import Store
+
+    _store: Store = InMemoryStore()
+    _ledger: SeedableLedger = InMemoryLedger()
