@@ -42,14 +42,9 @@ from tests.integration.transport_support import (
     A,
     Agencies,
     B,
-    agencies,
-    agencies_sync,
     directory_entry,
     eventually,
 )
-
-pytestmark = pytest.mark.integration
-__all__ = ["agencies", "agencies_sync"]
 
 OUT, IN = A, B
 BALANCE = 1_234_567

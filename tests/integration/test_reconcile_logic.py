@@ -26,8 +26,6 @@ from schemas.notices import TransferCompletedV1
 from schemas.reconciliation import LedgerStatementV1, ReconciliationOutcome, Role
 from schemas.registry import Message, envelope_for
 
-pytestmark = pytest.mark.integration
-
 OUT, IN, RECONCILER = "360400", "440300", "000000"
 BALANCE, MONTHS = 50_000, 36
 

@@ -1,0 +1,34 @@
+"""Fixtures of the integration tier: provisioned agencies on a real broker, a real PostgreSQL."""
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from broker.directory import AgencyDirectory
+from broker.pytest_plugin import TestVhost
+from broker.signing import generate_private_key
+from broker.topology import AgencyCredentials, TopologySpec
+from tests.integration.postgres_support import PostgresSchema, fresh_schema
+from tests.integration.transport_support import A, Agencies, B, C, MutableDirectory, directory_entry
+
+
+@pytest.fixture
+async def agencies(
+    agencies_sync: tuple[TestVhost, TopologySpec, AgencyCredentials],
+) -> AsyncIterator[Agencies]:
+    """Three provisioned agencies with keys, logins and a directory an operator can change."""
+    vhost, spec, credentials = agencies_sync
+    keys = {code: generate_private_key() for code in spec.codes}
+    directory = AgencyDirectory([directory_entry(code, keys[code]) for code in (A, B, C)])
+    result = Agencies(vhost, spec, credentials, keys, MutableDirectory(directory))
+    try:
+        yield result
+    finally:
+        await result.close()
+
+
+@pytest.fixture
+async def postgres_schema() -> AsyncIterator[PostgresSchema]:
+    """A fresh schema on the test PostgreSQL for one test (skipped, or failed on CI, if none)."""
+    async for schema in fresh_schema():
+        yield schema
