@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.domain.deadlines import Regime
+from agents.service.paths import Paths
 from agents.service.settings import AgentSettings
 from broker.directory import AgencyDirectory, AgencyEntry
 from broker.directory import BankAccount as DirectoryBankAccount
@@ -107,6 +108,13 @@ class Provisioned:
     @property
     def data_dir(self) -> Path:
         return self.base_dir / "data"
+
+    @property
+    def paths(self) -> Paths:
+        """Every file of this world (stores, ledgers, the report, credentials, keys)."""
+        return Paths(
+            data_dir=self.data_dir, secrets_dir=self.secrets_dir, directory=self.directory_path
+        )
 
     def profile(self, code: str) -> AgencyProfile:
         return next(p for p in self.profiles if p.code == code)
