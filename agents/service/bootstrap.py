@@ -12,9 +12,10 @@ publisher) and defaulted from the settings otherwise:
 * `open_store` / `open_agency_store`: an agency's store alone (``jiexu case show``,
   ``jiexu status``).
 
-Only this module names adapters (`SqliteStore`, `PostgresStore`, `SqliteLedger`); everything else
-sees the ports. Every path comes from `AgentSettings.paths` (`agents.service.paths.Paths`).
-Objects handed in as overrides are owned by what is returned: closing it closes them too.
+Only this module chooses adapters (`SqliteStore`, `PostgresStore`, `SqliteLedger`); everything
+else is given the ports (`Store`, `LedgerPort`). Every path comes from `AgentSettings.paths`
+(`agents.service.paths.Paths`). Objects handed in as overrides are owned by what is returned:
+closing it closes them too.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from agents.domain.case import Agency
 from agents.domain.clock import Clock, SystemClock
 from agents.domain.workdays import WorkdayCalendar, WorkingCalendar
 from agents.ledger.base import LedgerPort
+from agents.ledger.sqlite import SqliteLedger
 from agents.service.agency import AgencyService
 from agents.service.paths import Paths
 from agents.service.relay import OutboxRelay
 from agents.service.settings import AgentSettings
 from agents.store.base import Store
+from agents.store.sqlite import SqliteStore
 from broker.connection import BrokerConnection, connect
 from broker.consumer import Consumer, ConsumerSettings
 from broker.directory import AgencyDirectory
@@ -79,11 +82,10 @@ async def open_agency_store(
     """Agency ``code``'s store: its schema in PostgreSQL when ``database_url`` is given, else its
     SQLite file under ``paths``."""
     if database_url:
+        # Imported here: asyncpg is loaded only where PostgreSQL is configured.
         from agents.store.postgres import PostgresStore
 
         return await PostgresStore.open(database_url, schema=f"agency_{code}", clock=clock)
-    from agents.store.sqlite import SqliteStore
-
     return await SqliteStore.open(paths.store(code), clock=clock)
 
 
@@ -96,8 +98,6 @@ async def open_store(settings: AgentSettings, clock: Clock | None = None) -> Sto
 
 async def open_ledger(settings: AgentSettings, clock: Clock | None = None) -> LedgerPort:
     """The agency's books: the SQLite reference ledger in the data dir."""
-    from agents.ledger.sqlite import SqliteLedger
-
     return await SqliteLedger.open(settings.paths.ledger(settings.agency), settings.agency, clock=clock)
 
 
