@@ -136,7 +136,7 @@ class World:
         if code in self.agents:
             await self.ledger(code).put_account(account)
             return
-        ledger = await SqliteLedger.open(self.provisioned.settings(code).paths.ledger(code), code)
+        ledger = await SqliteLedger.open(self.provisioned.paths.ledger(code), code)
         try:
             await ledger.put_account(account)
         finally:
@@ -167,7 +167,7 @@ class World:
     @asynccontextmanager
     async def impersonate(self, code: str) -> AsyncIterator[Impersonator]:
         """Speak as `code` with its credentials and key: for orders a real agent never sends."""
-        key = load_private_key(self.provisioned.settings(code).paths.private_key(code))
+        key = load_private_key(self.provisioned.paths.private_key(code))
         connection = await self.connect_as(code)
         async with connection:
             publisher = await Publisher(connection, agency=code).start()
@@ -205,7 +205,7 @@ class World:
 
     def sent(self, code: str, case_id: uuid.UUID | None = None) -> list[Sent]:
         """Everything `code` committed to its outbox (SQLite store), oldest first."""
-        path = self.provisioned.settings(code).paths.store(code)
+        path = self.provisioned.paths.store(code)
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
             rows = db.execute(
                 "SELECT recipient, message_type, body, published_at FROM outbox ORDER BY id"
