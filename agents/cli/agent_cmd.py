@@ -11,7 +11,8 @@ from typing import Any
 import typer
 
 from agents.domain.case import ApplicationSubmitted, case_from_data
-from agents.service.process import open_service, run_agent
+from agents.service.bootstrap import open_service, open_store
+from agents.service.process import run_agent
 from agents.service.settings import AgentSettings
 from broker.logging import configure_logging, mask_name, mask_value
 from schemas.common import BankAccount, Gender, InsuranceType, Person
@@ -174,8 +175,6 @@ def case_show_command(
     settings = _settings(agency, data_dir=data_dir)
 
     async def run() -> list[dict[str, Any]]:
-        from agents.service.process import open_store
-
         store = await open_store(settings)
         try:
             if case_id is not None:

@@ -1,4 +1,4 @@
-"""The agency agent process: the composition root that wires store, ledger, service and transport.
+"""The agency agent process: starts what `agents.service.bootstrap` wires, and stops it in order.
 
 ``jiexu agent --agency CODE`` runs `run_agent`: it consumes the agency's inbox, hands each message
 to `AgencyService.handle`, relays the outbox with confirms, watches deadlines, answers statement
@@ -10,166 +10,98 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import quote
 
 import structlog
-from yarl import URL
 
-from agents.calendars import open_calendar
-from agents.domain.case import Agency
 from agents.domain.clock import Clock, SystemClock
-from agents.domain.workdays import WorkingCalendar
-from agents.ledger.sqlite import SqliteLedger
+from agents.domain.workdays import WorkdayCalendar
+from agents.ledger.base import LedgerPort
 from agents.service.agency import AgencyService
+from agents.service.bootstrap import (
+    AgentParts,
+    OpenedService,
+    agency_amqp_url,
+    agency_config,
+    bootstrap_agent,
+    open_service,
+    open_store,
+)
 from agents.service.relay import OutboxRelay
 from agents.service.settings import AgentSettings
 from agents.store.base import Store
-from agents.store.postgres import PostgresStore
 from agents.store.sqlite import SqliteStore
-from broker.connection import BrokerConnection, connect
-from broker.consumer import Consumer, ConsumerSettings, run_until_signal
-from broker.directory import AgencyDirectory
+from broker.connection import BrokerConnection
+from broker.consumer import Consumer, run_until_signal
 from broker.publisher import Publisher
-from broker.signing import load_private_key, private_key_path
-from broker.topology import load_agency_secret, secret_path
-from schemas.common import AgencyDetails, BankAccount
 
-__all__ = ["AgentProcess", "agency_amqp_url", "agency_config", "open_service", "open_store", "run_agent"]
+__all__ = [
+    "AgentProcess",
+    "OpenedService",
+    "agency_amqp_url",
+    "agency_config",
+    "open_service",
+    "open_store",
+    "run_agent",
+]
 
 log = structlog.get_logger("jiexu.agents.service.process")
-
-
-def agency_config(settings: AgentSettings, directory: AgencyDirectory) -> Agency:
-    """This agency as the domain sees it, from the directory entry and the settings."""
-    entry = directory.get(settings.agency)
-    return Agency(
-        code=entry.code,
-        details=AgencyDetails(
-            name=entry.name,
-            address=entry.address or "(not stated)",
-            phone=entry.phone or "00000000",
-            bank_account=BankAccount(**entry.bank_account.model_dump()),
-        ),
-        regime=settings.regime,
-        accepts_funds=settings.accepts_funds,
-        seal_reference=f"seal:{entry.code}",
-    )
-
-
-def agency_amqp_url(settings: AgentSettings) -> str:
-    """The URL the agent connects with: always as its own agency user, never as guest.
-
-    The secrets file written by ``jiexu topology apply`` holds user, password and vhost (and the
-    URL when known); ``JIEXU_AMQP_URL`` (host and port) overrides where the broker is.
-    """
-    secret = load_agency_secret(secret_path(settings.secrets_dir, settings.agency))
-    base = settings.amqp_url or secret.get("amqp_url")
-    if not base:
-        raise ValueError(
-            f"no broker URL for agency {settings.agency}: set JIEXU_AMQP_URL or run "
-            "`jiexu topology apply` with it set"
-        )
-    url = URL(base)
-    vhost = secret.get("vhost", "/")
-    return (
-        f"{url.scheme}://{quote(secret['username'], safe='')}:{quote(secret['password'], safe='')}"
-        f"@{url.host}:{url.port}/{quote(vhost, safe='')}"
-    )
-
-
-async def open_store(settings: AgentSettings, clock: Clock | None = None) -> Store:
-    if settings.database_url:
-        return await PostgresStore.open(
-            settings.database_url, schema=f"agency_{settings.agency}", clock=clock
-        )
-    return await SqliteStore.open(settings.store_path, clock=clock)
-
-
-def _calendar(settings: AgentSettings) -> WorkingCalendar:
-    if settings.calendar_dir is not None:
-        return open_calendar(directory=settings.calendar_dir)
-    return open_calendar()
-
-
-@dataclass
-class OpenedService:
-    service: AgencyService
-    store: Store
-    ledger: SqliteLedger
-    directory: AgencyDirectory
-
-    async def close(self) -> None:
-        await self.store.close()
-        await self.ledger.close()
-
-
-async def open_service(settings: AgentSettings, clock: Clock | None = None) -> OpenedService:
-    """The service with its store and ledger, without any broker (``jiexu apply`` uses this)."""
-    clock = clock or SystemClock()
-    directory = AgencyDirectory.load(settings.directory)
-    private_key = load_private_key(Path(private_key_path(settings.secrets_dir, settings.agency)))
-    store = await open_store(settings, clock)
-    ledger = await SqliteLedger.open(settings.ledger_path, settings.agency, clock=clock)
-    service = AgencyService(
-        agency=agency_config(settings, directory),
-        store=store,
-        ledger=ledger,
-        directory=directory,
-        calendar=_calendar(settings),
-        clock=clock,
-        private_key=private_key,
-        reconciler=settings.reconciler,
-    )
-    return OpenedService(service, store, ledger, directory)
 
 
 class AgentProcess:
     """Everything one agency agent runs, started and stopped in order."""
 
-    def __init__(self, settings: AgentSettings, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        clock: Clock | None = None,
+        *,
+        store: Store | None = None,
+        ledger: LedgerPort | None = None,
+        calendar: WorkdayCalendar | None = None,
+    ) -> None:
+        """``store``, ``ledger`` and ``calendar`` replace what the settings would open (see
+        `agents.service.bootstrap`); the process closes them when it stops."""
         self.settings = settings
         self.clock = clock or SystemClock()
-        self.opened: OpenedService | None = None
-        self.connection: BrokerConnection | None = None
-        self.publisher: Publisher | None = None
-        self.relay: OutboxRelay | None = None
-        self.consumer: Consumer | None = None
+        self._store = store
+        self._ledger = ledger
+        self._calendar = calendar
+        self.parts: AgentParts | None = None
         self._deadlines: asyncio.Task[None] | None = None
 
     @property
+    def opened(self) -> OpenedService | None:
+        return self.parts.opened if self.parts is not None else None
+
+    @property
+    def connection(self) -> BrokerConnection | None:
+        return self.parts.connection if self.parts is not None else None
+
+    @property
+    def publisher(self) -> Publisher | None:
+        return self.parts.publisher if self.parts is not None else None
+
+    @property
+    def relay(self) -> OutboxRelay | None:
+        return self.parts.relay if self.parts is not None else None
+
+    @property
+    def consumer(self) -> Consumer | None:
+        return self.parts.consumer if self.parts is not None else None
+
+    @property
     def service(self) -> AgencyService:
-        assert self.opened is not None, "start() first"
-        return self.opened.service
+        assert self.parts is not None, "start() first"
+        return self.parts.service
 
     async def start(self) -> AgentProcess:
         settings = self.settings
-        self.opened = await open_service(settings, self.clock)
-        service = self.opened.service
-        self.connection = await connect(
-            agency_amqp_url(settings), name=f"jiexu-agent-{settings.agency}"
+        self.parts = parts = await bootstrap_agent(
+            settings, clock=self.clock, store=self._store, ledger=self._ledger, calendar=self._calendar
         )
-        self.publisher = await Publisher(
-            self.connection, agency=settings.agency, private_key=service.private_key
-        ).start()
-        self.relay = OutboxRelay(self.opened.store, self.publisher, clock=self.clock).start()
-        service._on_commit = self.relay.wake
-        await service.recover()
-        self.consumer = await Consumer(
-            self.connection,
-            agency=settings.agency,
-            handler=service.handle,
-            directory=self.opened.directory,
-            settings=ConsumerSettings(
-                prefetch=settings.prefetch,
-                retry_delays_ms=settings.retry_delays_ms,
-                user_prefix=settings.user_prefix,
-                verify_in_thread=settings.verify_in_thread,
-            ),
-            seen=service.seen,
-            publisher=self.publisher,
-        ).start()
+        parts.relay.start()
+        await parts.service.recover()
+        await parts.consumer.start()
         self._deadlines = asyncio.create_task(self._watch_deadlines(), name="deadlines")
         log.info("agent_started", regime=settings.regime.value)
         return self
