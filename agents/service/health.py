@@ -37,12 +37,15 @@ from prometheus_client.exposition import choose_encoder
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from broker.connection import BrokerConnection
+
 __all__ = [
     "ALL_INTERFACES",
     "CheckResult",
     "HealthServer",
     "MetricsSettings",
     "Readiness",
+    "broker_check",
     "start_health_server",
 ]
 
@@ -121,6 +124,15 @@ class Readiness:
         if not checks:
             return [CheckResult("started", False, "no readiness check registered yet")]
         return list(await asyncio.gather(*(self._run(name, check) for name, check in checks)))
+
+
+def broker_check(connection: BrokerConnection) -> Callable[[], bool]:
+    """Ready while the AMQP connection is open: not during a reconnection, not once closed."""
+
+    def check() -> bool:
+        return not connection.is_closed and connection.raw.connected.is_set()
+
+    return check
 
 
 async def _awaited(awaitable: Awaitable[Any]) -> Any:
