@@ -33,8 +33,7 @@ reason code (``invalid_json``, ``bad_signature``, ``handler_failed``, ...), writ
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from aio_pika.abc import AbstractRobustConnection
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -57,9 +56,6 @@ LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10
 _KNOWN_TYPES = frozenset(message_types())
 _REASON = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
-_Child = TypeVar("_Child")
-
-
 def message_type_label(message_type: str | None) -> str:
     """The ``type`` label for a message type: a known type, or ``unknown``."""
     return message_type if message_type in _KNOWN_TYPES else UNKNOWN_TYPE
@@ -70,15 +66,25 @@ def reason_label(reason: str) -> str:
     return reason if _REASON.match(reason) else "other"
 
 
-def _cached(
-    cache: dict[tuple[str, ...], _Child], make: Callable[..., _Child], *values: str
-) -> _Child:
-    # `labels()` takes a lock and builds a tuple on every call; the hot path (one delivery)
-    # looks its children up here instead.
-    child = cache.get(values)
-    if child is None:
-        child = cache[values] = make(*values)
-    return child
+class _Children:
+    """A labelled metric's children by their labels after ``agency``, looked up in a dict.
+
+    `labels()` validates and takes a lock on every call; the hot path (one delivery) finds the child
+    here instead and makes it once.
+    """
+
+    __slots__ = ("_agency", "_children", "_metric")
+
+    def __init__(self, metric: Any, agency: str) -> None:
+        self._metric = metric
+        self._agency = agency
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(self._agency, *values)
+        return child
 
 
 class TransportMetrics:
@@ -147,32 +153,32 @@ class TransportMetrics:
         self._requeued_child = self._requeued.labels(agency)
         self._up_child = self._up.labels(agency)
         self._reconnections_child = self._reconnections.labels(agency)
-        self._cache: dict[str, dict[tuple[str, ...], Any]] = {
-            name: {} for name in ("received", "handled", "duplicate", "retried", "dead", "seconds")
-        }
-
-    def _child(self, name: str, metric: Any, *values: str) -> Any:
-        return _cached(self._cache[name], lambda *v: metric.labels(self.agency, *v), *values)
+        self._received_by = _Children(self._received, agency)
+        self._handled_by = _Children(self._handled, agency)
+        self._duplicates_by = _Children(self._duplicates, agency)
+        self._retried_by = _Children(self._retried, agency)
+        self._dead_by = _Children(self._dead, agency)
+        self._seconds_by = _Children(self._handler_seconds, agency)
 
     # -- the consumer -----------------------------------------------------------------------------
     def message_received(self, message_type: str | None) -> None:
         """A delivery was taken from the inbox (before any check). ``None``: not decoded yet."""
-        self._child("received", self._received, message_type_label(message_type)).inc()
+        self._received_by(message_type_label(message_type)).inc()
 
     def message_handled(self, message_type: str, seconds: float) -> None:
         """The handler returned (it has committed) and the delivery is acked."""
         label = message_type_label(message_type)
-        self._child("handled", self._handled, label).inc()
-        self._child("seconds", self._handler_seconds, label).observe(seconds)
+        self._handled_by(label).inc()
+        self._seconds_by(label).observe(seconds)
 
     def duplicate(self, message_type: str | None) -> None:
-        self._child("duplicate", self._duplicates, message_type_label(message_type)).inc()
+        self._duplicates_by(message_type_label(message_type)).inc()
 
     def retried(self, message_type: str | None) -> None:
-        self._child("retried", self._retried, message_type_label(message_type)).inc()
+        self._retried_by(message_type_label(message_type)).inc()
 
     def dead_lettered(self, message_type: str | None, reason: str) -> None:
-        self._child("dead", self._dead, message_type_label(message_type), reason_label(reason)).inc()
+        self._dead_by(message_type_label(message_type), reason_label(reason)).inc()
 
     def requeued(self) -> None:
         self._requeued_child.inc()
