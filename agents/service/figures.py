@@ -2,7 +2,8 @@
 
 A scrape must not wait for a database, and several replicas must not each do expensive work per
 scrape: a `FiguresRefresher` reads the figures every ``interval_s`` seconds in the background and the
-collector (`agents.service.metrics.StoreCollector`) serves the latest ones. What is read:
+collector (`agents.service.metrics.StoreCollector`, or the reconciler's ``ExchangeCollector`` with a
+refresher around its own read) serves the latest ones. What `take_store_figures` reads:
 
 * ``cases_by_state()`` (an aggregate query) for ``jiexu_cases``;
 * the *open* cases (``list_cases(open_only=True)``, bounded by the work in progress) for open cases
@@ -19,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import structlog
 
@@ -34,6 +35,8 @@ __all__ = ["OUTBOX_SCAN_LIMIT", "FiguresRefresher", "OutboxFiguresStore", "take_
 log = structlog.get_logger("jiexu.agents.service.figures")
 
 OUTBOX_SCAN_LIMIT = 1000
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -103,41 +106,55 @@ async def take_store_figures(store: Store, clock: Clock) -> StoreFigures:
     )
 
 
-class FiguresRefresher:
-    """Reads the store's figures every ``interval_s`` seconds; `latest` is the collector's source.
+class FiguresRefresher(Generic[T]):
+    """Calls ``read`` every ``interval_s`` seconds; `latest` is the collector's source.
 
     A failed read is logged (``metrics_figures_failed``) and counted (``on_failure``); the previous
     figures stay exported, and ``jiexu_figures_timestamp_seconds`` shows how old they are.
+
+    An agent: ``FiguresRefresher.for_store(store, clock, on_failure=...)``; the reconciler: a
+    refresher around whatever reads its `ExchangeFigures`.
     """
 
     def __init__(
         self,
+        read: Callable[[], Awaitable[T]],
+        *,
+        interval_s: float = 15.0,
+        on_failure: Callable[[], None] | None = None,
+    ) -> None:
+        self._read = read
+        self._interval_s = interval_s
+        self._on_failure = on_failure or (lambda: None)
+        self._latest: T | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def for_store(
+        cls,
         store: Store,
         clock: Clock,
         *,
         interval_s: float = 15.0,
         on_failure: Callable[[], None] | None = None,
-    ) -> None:
-        self._store = store
-        self._clock = clock
-        self._interval_s = interval_s
-        self._on_failure = on_failure or (lambda: None)
-        self._latest: StoreFigures | None = None
-        self._task: asyncio.Task[None] | None = None
+    ) -> FiguresRefresher[StoreFigures]:
+        return FiguresRefresher(
+            lambda: take_store_figures(store, clock), interval_s=interval_s, on_failure=on_failure
+        )
 
-    def latest(self) -> StoreFigures | None:
+    def latest(self) -> T | None:
         return self._latest
 
-    async def refresh(self) -> StoreFigures | None:
+    async def refresh(self) -> T | None:
         """Read the figures now; on failure keep the previous ones."""
         try:
-            self._latest = await take_store_figures(self._store, self._clock)
+            self._latest = await self._read()
         except Exception as exc:
             self._on_failure()
             log.warning("metrics_figures_failed", error=repr(exc))
         return self._latest
 
-    def start(self) -> FiguresRefresher:
+    def start(self) -> FiguresRefresher[T]:
         self._task = asyncio.create_task(self._run(), name="metrics-figures")
         return self
 

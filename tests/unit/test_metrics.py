@@ -282,7 +282,7 @@ async def test_a_store_with_outbox_figures_answers_the_outbox_itself() -> None:
 async def test_the_refresher_keeps_the_last_figures_when_a_read_fails() -> None:
     metrics = AgentMetrics(A)
     store = FigureStore([_record("receiving", "awaiting_form")], [], 0)
-    refresher = FiguresRefresher(
+    refresher = FiguresRefresher.for_store(
         store, ManualClock(NOW), interval_s=3600, on_failure=metrics.figures_refresh_failed  # type: ignore[arg-type]
     )
     metrics.watch_store(refresher.latest)
@@ -297,3 +297,20 @@ async def test_the_refresher_keeps_the_last_figures_when_a_read_fails() -> None:
     assert (await refresher.refresh()) is not None
     assert value(metrics.registry, "jiexu_cases", agency=A, state="awaiting_form") == 1
     assert value(metrics.registry, "jiexu_figures_refresh_failures_total", agency=A) == 1
+
+
+async def test_a_refresher_around_any_read_feeds_the_reconcilers_collector() -> None:
+    metrics = ReconcilerMetrics()
+
+    async def read() -> ExchangeFigures:
+        return ExchangeFigures(taken_at=2.0, pair_money_in_flight_fen={(A, B): 700})
+
+    refresher = FiguresRefresher(read, on_failure=metrics.figures_refresh_failed)
+    metrics.watch_exchange(refresher.latest)
+    assert metrics.registry.get_sample_value(
+        "jiexu_exchange_money_in_flight_fen", {"agency": "000000", "outgoing": A, "receiving": B}
+    ) is None
+    await refresher.refresh()
+    assert metrics.registry.get_sample_value(
+        "jiexu_exchange_money_in_flight_fen", {"agency": "000000", "outgoing": A, "receiving": B}
+    ) == 700
