@@ -177,7 +177,7 @@ async def test_an_installed_entry_point_names_an_adapter(
     )
     ledger = await opened("corebooks", tmp_path)
     assert isinstance(ledger, InMemoryLedger)
-    with pytest.raises(LedgerConfigError, match="entry point 'broken'.*does not load"):
+    with pytest.raises(LedgerConfigError, match=r"entry point 'broken'.*does not load"):
         resolve_ledger_factory("broken")
     with pytest.raises(LedgerConfigError, match=r"\(broken, corebooks\)"):
         resolve_ledger_factory("nosuch")
