@@ -1,13 +1,15 @@
 """The ledger contract on `PostgresLedger` (a real PostgreSQL, a schema per ledger per test), and
 what only several replicas sharing one ledger can show: the same ``(case_id, operation)`` applied
 at once from two connection pools is applied once; two cases enrolling one new person at once are
-both applied.
+both applied; three processes running the same operations apply each exactly once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import sys
 from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
@@ -19,6 +21,7 @@ from structlog.testing import capture_logs
 
 from agents.ledger import SeedableLedger
 from agents.ledger.postgres import PostgresLedger
+from agents.tools.seed import generate_people
 from schemas.common import Gender, InsuranceType, make_citizen_id
 from tests.integration.postgres_support import PostgresSchema, postgres_schema
 from tests.integration.test_ledger import BANK, LedgerContract, LedgerFactory, person
@@ -205,3 +208,61 @@ class TestPostgresLedgerReplicas:
         assert account is not None
         assert (account.months_paid, account.balance_fen, account.name) == (24, 200, "李娜")
         assert await first.total_credited_fen() == 200
+
+
+async def test_replica_processes_running_the_same_operations_apply_each_once(
+    postgres_schema: PostgresSchema, tmp_path: Path
+) -> None:
+    """Three OS processes, one schema, the same 120 operations in three different orders."""
+    people = generate_people("110000", 40, random.Random(11), zero_balance=False)
+    books = await open_replica(postgres_schema)
+    try:
+        await books.put_accounts(people)
+        plan: list[list[object]] = []
+        for index, account in enumerate(people):
+            case = str(uuid4())
+            if index % 2:  # the balance goes with the person
+                plan.append([case, "terminate_and_debit", account.id_number, account.balance_fen])
+            else:  # it is paid to the person's own account first
+                plan.append([case, "terminate_and_debit", account.id_number, 0])
+                plan.append([case, "pay_out", account.id_number, account.balance_fen])
+        plan_path = tmp_path / "plan.json"
+        plan_path.write_text(json.dumps(plan), encoding="utf-8")
+        workers = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tests.integration.ledger_replica_worker",
+                postgres_schema.url,
+                postgres_schema.name,
+                "110000",
+                str(plan_path),
+                str(seed),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            for seed in (1, 2, 3)
+        ]
+        for worker in workers:
+            assert worker.stdout is not None
+            assert (await asyncio.wait_for(worker.stdout.readline(), 60)) == b"ready\n"
+        for worker in workers:
+            assert worker.stdin is not None
+            worker.stdin.write(b"go\n")
+            await worker.stdin.drain()
+        outcomes = []
+        for worker in workers:
+            out, _ = await asyncio.wait_for(worker.communicate(), 120)
+            assert worker.returncode == 0
+            outcomes.append(json.loads(out.decode().splitlines()[-1]))
+
+        keys = {f"{case}/{op}" for case, op, _, _ in plan}
+        for key in keys:
+            applied = [not outcome[key] for outcome in outcomes]
+            assert applied.count(True) == 1, key
+        seeded = sum(p.balance_fen for p in people)
+        assert await books.total_balance_fen() == 0
+        assert await books.total_debited_fen() + await books.total_paid_out_fen() == seeded
+        assert len(await books.statements()) == len(people)
+    finally:
+        await books.close()
