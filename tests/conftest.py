@@ -6,7 +6,7 @@ runs the tier without I/O), and no module repeats it.
 """
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import structlog
 from broker.logging import stderr_logger_factory
 from broker.pytest_plugin import TestVhost
 from broker.topology import TopologySpec, apply_topology, delete_agency_users
+from tests.integration.postgres_support import PostgresSchema, fresh_schema
 from tests.integration.transport_support import RETRY_DELAYS_MS, A, B, C
 
 # The contract suites are shipped in the package: pytest explains their failed asserts only if it
@@ -71,3 +72,10 @@ def agencies_sync(rabbitmq_vhost: TestVhost) -> Iterator[tuple[TestVhost, Topolo
             yield rabbitmq_vhost, spec, credentials
         finally:
             delete_agency_users(api, spec)
+
+
+@pytest.fixture
+async def postgres_schema() -> AsyncIterator[PostgresSchema]:
+    """A fresh schema on the test PostgreSQL for one test (skipped, or failed on CI, if none)."""
+    async for schema in fresh_schema():
+        yield schema

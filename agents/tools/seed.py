@@ -229,7 +229,12 @@ def is_guangdong_internal(outgoing_region: str, receiving_region: str) -> bool:
     )
 
 
-async def seed_ledger(ledger: SeedableLedger, accounts: Iterable[PersonAccount]) -> int:
+@runtime_checkable
+class _Seedable(Protocol):
+    async def put_account(self, account: PersonAccount) -> None: ...
+
+
+async def seed_ledger(ledger: SeedableLedger | _Seedable, accounts: Iterable[PersonAccount]) -> int:
     """Load accounts into a ledger; returns how many. Replaces accounts with the same ID."""
     count = 0
     for account in accounts:
@@ -241,11 +246,6 @@ async def seed_ledger(ledger: SeedableLedger, accounts: Iterable[PersonAccount])
 @runtime_checkable
 class _BulkSeedable(Protocol):
     async def put_accounts(self, accounts: Sequence[PersonAccount]) -> None: ...
-
-
-@runtime_checkable
-class _Seedable(Protocol):
-    async def put_account(self, account: PersonAccount) -> None: ...
 
 
 async def seed_accounts(ledger: LedgerPort, accounts: Sequence[PersonAccount]) -> None:

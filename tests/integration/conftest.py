@@ -1,4 +1,4 @@
-"""Fixtures of the integration tier: provisioned agencies on a real broker, a real PostgreSQL."""
+"""Fixtures of the integration tier: provisioned agencies on a real broker."""
 
 from collections.abc import AsyncIterator
 
@@ -8,7 +8,6 @@ from broker.directory import AgencyDirectory
 from broker.pytest_plugin import TestVhost
 from broker.signing import generate_private_key
 from broker.topology import AgencyCredentials, TopologySpec
-from tests.integration.postgres_support import PostgresSchema, fresh_schema
 from tests.integration.transport_support import A, Agencies, B, C, MutableDirectory, directory_entry
 
 
@@ -25,10 +24,3 @@ async def agencies(
         yield result
     finally:
         await result.close()
-
-
-@pytest.fixture
-async def postgres_schema() -> AsyncIterator[PostgresSchema]:
-    """A fresh schema on the test PostgreSQL for one test (skipped, or failed on CI, if none)."""
-    async for schema in fresh_schema():
-        yield schema
