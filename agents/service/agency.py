@@ -49,7 +49,7 @@ from agents.domain.clock import Clock
 from agents.domain.workdays import WorkdayCalendar
 from agents.faults import crash_point
 from agents.ledger.base import LedgerEntry, LedgerPeriod, LedgerPort, PersonAccount
-from agents.reconcile.statements import statement_document
+from agents.service.statements import statement_document
 from agents.store.base import (
     CaseRecord,
     ConcurrentCaseUpdate,

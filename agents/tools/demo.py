@@ -22,7 +22,7 @@ import structlog
 
 from agents.domain.case import State
 from agents.ledger.base import SeedableLedger
-from agents.reconcile.agent import ReconcilerSettings, run_reconciler
+from agents.reconcile import ReconcilerSettings, run_reconciler
 from agents.reconcile.report import ReconciliationReport
 from agents.service.process import AgentProcess
 from agents.store.base import CaseRecord
