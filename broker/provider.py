@@ -256,9 +256,9 @@ class BrokerContainer:
         """The docker SDK's container object."""
         return self.container.get_wrapped_container()
 
-    def exec(self, *command: str) -> tuple[int, str]:
-        """Run ``command`` inside the container as root: exit code and output."""
-        code, output = self.docker.exec_run(list(command))
+    def exec(self, *command: str, user: str = "root") -> tuple[int, str]:
+        """Run ``command`` inside the container as ``user``: exit code and output."""
+        code, output = self.docker.exec_run(list(command), user=user)
         return int(code), output.decode(errors="replace")
 
     def logs(self, tail: int | str = "all") -> str:
