@@ -236,13 +236,17 @@ async def test_guest_cannot_log_in_through_the_published_port(plain: BrokerConta
         await aio_pika.connect(url, timeout=10)
     async with httpx.AsyncClient() as http:
         assert (await http.get(api, auth=("guest", "guest"))).status_code == 401
-    logs = plain.logs()
-    assert "PLAIN login refused: user 'guest' can only connect via localhost" in logs
-    assert "HTTP access denied: user 'guest' - User can only log in via localhost" in logs
+    for line in (
+        "PLAIN login refused: user 'guest' can only connect via localhost",
+        "HTTP access denied: user 'guest' - User can only log in via localhost",
+    ):
+        _wait(f"the broker's log saying {line!r}", lambda line=line: line in plain.logs())
 
 
 def test_erlang_distribution_listens_on_loopback_only(plain: BrokerContainer) -> None:
     listening = _listening(plain)
+    # with certificates and JIEXU_RABBITMQ_PLAINTEXT=true: plain and TLS listeners side by side
+    assert {5671, 5672, 15671, 15672, 15691, 15692} <= {port for _, port in listening}
     dist = {(ip, port) for ip, port in listening if port in (4369, 25672)}
     assert dist == {("127.0.0.1", 4369), ("127.0.0.1", 25672)}, listening
     code, output = plain.exec("rabbitmqctl", "-q", "eval", "node().")
@@ -410,7 +414,7 @@ async def test_with_certificates_only_tls_listens_and_a_client_certificate_is_re
     secret: BrokerContainer, ca: TestCA, client_dir: Path, tmp_path: Path
 ) -> None:
     ports = {port for _, port in _listening(secret)}
-    assert {5671, 15671} <= ports and not {5672, 15672} & ports, ports
+    assert {5671, 15671, 15691} <= ports and not {5672, 15672, 15692} & ports, ports
     user, password = quote(SECRET_USER, safe=""), quote(SECRET_PASS, safe="")
     url = f"amqps://{user}:{password}@127.0.0.1:{secret.port(5671)}/"
     with_client = ca.client_context(ca.issue_client("operator-7"), client_dir)

@@ -123,7 +123,7 @@ rm -rf "$rootfs/var/cache/apt/archives/"*.deb "$rootfs/var/lib/apt/lists/"* \
 tar -C "$rootfs" -c . | docker import \
   -c 'ENTRYPOINT ["/usr/local/sbin/jiexu-rabbitmq-entrypoint"]' \
   -c 'CMD ["rabbitmq-server"]' \
-  -c 'EXPOSE 5671 5672 15671 15672 15692' \
+  -c 'EXPOSE 5671 5672 15671 15672 15691 15692' \
   -c 'ENV LANG=C.UTF-8' \
   -c "LABEL org.jiexu.image-inputs=$inputs" \
   - "$tag" >/dev/null

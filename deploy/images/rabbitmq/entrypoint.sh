@@ -17,9 +17,10 @@
 #   rabbit@localhost, unless JIEXU_RABBITMQ_CLUSTER=true (then a given cookie is required and the
 #   distribution listens on all interfaces: firewall it to the cluster's nodes).
 # - TLS: when /etc/rabbitmq/tls/{ca_certificate,server_certificate,server_key}.pem are mounted,
-#   AMQPS on 5671 and management HTTPS on 15671 (TLS 1.2/1.3, client certificates verified against
-#   the CA when presented; JIEXU_RABBITMQ_TLS_CLIENT_CERT=required to demand one). Plain AMQP 5672 and
-#   HTTP 15672 are then off unless JIEXU_RABBITMQ_PLAINTEXT=true; without certificates they are on.
+#   AMQPS on 5671, management HTTPS on 15671, Prometheus HTTPS on 15691 (TLS 1.2/1.3, client
+#   certificates verified against the CA when presented; JIEXU_RABBITMQ_TLS_CLIENT_CERT=required to
+#   demand one). Plain AMQP 5672 and HTTP 15672/15692 are then off unless
+#   JIEXU_RABBITMQ_PLAINTEXT=true; without certificates they are on.
 #
 # Any other command than rabbitmq-server (e.g. `docker run -it IMAGE bash`) is run as given.
 set -euo pipefail
@@ -181,6 +182,7 @@ runtime_conf="$conf_d/50-jiexu-listeners.conf"
   if $plaintext; then
     echo "listeners.tcp.default = 5672"
     echo "management.tcp.port = 15672"
+    echo "prometheus.tcp.port = 15692"
   else
     echo "listeners.tcp = none"
   fi
@@ -196,7 +198,7 @@ runtime_conf="$conf_d/50-jiexu-listeners.conf"
       required) require_client=true ;;
       *) die "JIEXU_RABBITMQ_TLS_CLIENT_CERT is optional or required, not '${JIEXU_RABBITMQ_TLS_CLIENT_CERT}'" ;;
     esac
-    for prefix in ssl_options management.ssl; do
+    for prefix in ssl_options management.ssl prometheus.ssl; do
       echo "$prefix.cacertfile = $tls_dir/ca_certificate.pem"
       echo "$prefix.certfile = $tls_dir/server_certificate.pem"
       echo "$prefix.keyfile = $tls_dir/server_key.pem"
@@ -207,10 +209,11 @@ runtime_conf="$conf_d/50-jiexu-listeners.conf"
     done
     echo "listeners.ssl.default = 5671"
     echo "management.ssl.port = 15671"
+    echo "prometheus.ssl.port = 15691"
   fi
 } >"$runtime_conf"
 chmod 0644 "$runtime_conf"
-note "listeners: plaintext (5672, 15672) $($plaintext && echo on || echo off), TLS (5671, 15671) $($tls && echo on || echo off)"
+note "listeners: plaintext (5672, 15672, 15692) $($plaintext && echo on || echo off), TLS (5671, 15671, 15691) $($tls && echo on || echo off)"
 
 install -d -o rabbitmq -g rabbitmq "$data" /var/log/rabbitmq
 export HOME="$data"
