@@ -302,21 +302,31 @@ def test_each_container_has_its_own_cookie(plain: BrokerContainer, secret: Broke
 
 
 def test_clustering_takes_the_given_cookie_and_opens_the_distribution(tmp_path: Path) -> None:
+    """Also: the administrator from an advanced.config of the operator's, instead of variables."""
     _require_image()
     cookie = "SHAREDclusterCOOKIE0123456789"
-    (tmp_path / "cookie").write_text(cookie + "\n")
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "cookie").write_text(cookie + "\n")
+    (tmp_path / "advanced.config").write_text(
+        '[{rabbit, [{default_user, <<"ops">>}, {default_pass, <<"from-advanced-config">>}]}].\n'
+    )
     container = start_broker_container(
         IMAGE,
+        username=None,
         environment={
             "JIEXU_RABBITMQ_CLUSTER": "true",
             "RABBITMQ_ERLANG_COOKIE_FILE": "/run/secrets/cookie",
         },
-        mounts={tmp_path: "/run/secrets"},
+        mounts={
+            tmp_path / "secrets": "/run/secrets",
+            tmp_path / "advanced.config": "/etc/rabbitmq/advanced.config",
+        },
     )
     try:
+        url = f"http://127.0.0.1:{container.port(15672)}"
         _wait(
             "clustering container",
-            lambda: any(port == 25672 for _, port in _listening(container)),
+            lambda: _management_ok(url, ("ops", "from-advanced-config")),
             container,
         )
         dist = {ip for ip, port in _listening(container) if port == 25672}
@@ -352,6 +362,19 @@ def test_clustering_without_a_shared_cookie_is_refused() -> None:
         }
     )
     assert "needs the cluster's shared cookie" in output
+
+
+def test_variables_and_an_advanced_config_for_the_administrator_are_refused(tmp_path: Path) -> None:
+    _require_image()
+    (tmp_path / "advanced.config").write_text("[].\n")
+    output = _run_refused(
+        {"RABBITMQ_DEFAULT_USER": "admin", "RABBITMQ_DEFAULT_PASS": "a-long-password"},
+        {str(tmp_path / "advanced.config"): {"bind": "/etc/rabbitmq/advanced.config", "mode": "ro"}},
+    )
+    assert "put default_user and default_pass in it instead of RABBITMQ_DEFAULT_USER" in output
+    assert "names no default_user" in _run_refused(
+        {}, {str(tmp_path / "advanced.config"): {"bind": "/etc/rabbitmq/advanced.config", "mode": "ro"}}
+    )
 
 
 def test_half_a_tls_mount_is_refused(tmp_path: Path, ca: TestCA) -> None:

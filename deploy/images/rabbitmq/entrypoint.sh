@@ -8,7 +8,8 @@
 #   RABBITMQ_DEFAULT_USER / RABBITMQ_DEFAULT_PASS (/ RABBITMQ_DEFAULT_VHOST, default "/"), or the
 #   same names with _FILE naming a mounted secret file. Required at first start; "guest" is refused
 #   (RabbitMQ lets guest in from loopback only, and this image never opens it). No guest user is
-#   created. The password is handed to the node in a 0400 file owned by rabbitmq, never on a
+#   created. Or, instead of the variables, a mounted /etc/rabbitmq/advanced.config naming
+#   default_user and default_pass. The password is handed to the node in a 0400 file owned by rabbitmq, never on a
 #   command line, and the variables are removed from the server's environment.
 # - the Erlang cookie: RABBITMQ_ERLANG_COOKIE or RABBITMQ_ERLANG_COOKIE_FILE (a cluster needs one
 #   cookie shared by its nodes); otherwise the one kept from an earlier start of this container;
@@ -134,15 +135,21 @@ if compgen -G "$data/mnesia/$nodename/*" >/dev/null; then
   if [ -n "$admin_user" ]; then
     note "the node's database exists: RABBITMQ_DEFAULT_USER is used only at the first start (change users with rabbitmqctl)"
   fi
+elif [ -n "${RABBITMQ_ADVANCED_CONFIG_FILE:-}" ] || [ -e /etc/rabbitmq/advanced.config ]; then
+  # The operator's own advanced.config names the administrator (default_user, default_pass).
+  advanced="${RABBITMQ_ADVANCED_CONFIG_FILE:-/etc/rabbitmq/advanced.config}"
+  [ -z "$admin_user" ] || die "an advanced.config is mounted ($advanced): put default_user and \
+default_pass in it instead of RABBITMQ_DEFAULT_USER, or drop it"
+  grep -q default_user "$advanced" || die "the mounted $advanced names no default_user: \
+set one there, or drop it and use RABBITMQ_DEFAULT_USER and RABBITMQ_DEFAULT_PASS"
+  rm -f "$first_start_config"
+  note "first start: the administrator is the default_user of $advanced"
 else
   [ -n "$admin_user" ] || die "no administrator: set RABBITMQ_DEFAULT_USER and RABBITMQ_DEFAULT_PASS, \
 or RABBITMQ_DEFAULT_USER_FILE and RABBITMQ_DEFAULT_PASS_FILE naming mounted secret files"
   [ "$admin_user" != guest ] || die "RABBITMQ_DEFAULT_USER=guest is refused: RabbitMQ admits guest from \
 loopback only and this image does not open it; choose another name"
   [ -n "$admin_pass" ] || die "RABBITMQ_DEFAULT_PASS (or RABBITMQ_DEFAULT_PASS_FILE) is required with RABBITMQ_DEFAULT_USER"
-  if [ -n "${RABBITMQ_ADVANCED_CONFIG_FILE:-}" ] || [ -e /etc/rabbitmq/advanced.config ]; then
-    die "an advanced.config is mounted: put default_user/default_pass there yourself, or drop it"
-  fi
   {
     echo "%% written by $prog for the first start; removed at the next start"
     echo "[{rabbit, ["
