@@ -377,6 +377,18 @@ def test_variables_and_an_advanced_config_for_the_administrator_are_refused(tmp_
     )
 
 
+def test_a_switch_that_is_neither_true_nor_false_is_refused() -> None:
+    _require_image()
+    output = _run_refused(
+        {
+            "RABBITMQ_DEFAULT_USER": "admin",
+            "RABBITMQ_DEFAULT_PASS": "a-long-password",
+            "JIEXU_RABBITMQ_PLAINTEXT": "maybe",
+        }
+    )
+    assert "JIEXU_RABBITMQ_PLAINTEXT is true or false, not 'maybe'" in output
+
+
 def test_half_a_tls_mount_is_refused(tmp_path: Path, ca: TestCA) -> None:
     _require_image()
     ca.write_ca(tmp_path / "ca_certificate.pem")

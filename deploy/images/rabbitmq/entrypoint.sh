@@ -41,11 +41,13 @@ runtime=/run/jiexu-rabbitmq
 conf_d=/etc/rabbitmq/conf.d
 first_start_config="$data/jiexu-first-start.config"
 
+# truthy NAME DEFAULT: whether the variable NAME (or DEFAULT when unset) says true.
 truthy() {
-  case "${1,,}" in
+  local value="${!1:-$2}"
+  case "${value,,}" in
     1 | true | yes | on) return 0 ;;
-    0 | false | no | off | "") return 1 ;;
-    *) die "expected true or false, got '$1'" ;;
+    0 | false | no | off) return 1 ;;
+    *) die "$1 is true or false, not '$value'" ;;
   esac
 }
 
@@ -58,7 +60,7 @@ secret() {
     die "set $name or ${name}_FILE, not both"
   fi
   if [ -n "$file" ]; then
-    [ -f "$file" ] && [ -r "$file" ] || die "${name}_FILE=$file is not a readable file"
+    if ! [ -f "$file" ] || ! [ -r "$file" ]; then die "${name}_FILE=$file is not a readable file"; fi
     value="$(cat -- "$file")"
     [ -n "$value" ] || die "${name}_FILE=$file is empty"
   fi
@@ -89,7 +91,7 @@ admin_pass="$(secret RABBITMQ_DEFAULT_PASS)"
 admin_vhost="$(secret RABBITMQ_DEFAULT_VHOST)"
 given_cookie="$(secret RABBITMQ_ERLANG_COOKIE)"
 cluster=false
-truthy "${JIEXU_RABBITMQ_CLUSTER:-false}" && cluster=true
+truthy JIEXU_RABBITMQ_CLUSTER false && cluster=true
 unset RABBITMQ_DEFAULT_USER RABBITMQ_DEFAULT_USER_FILE RABBITMQ_DEFAULT_PASS RABBITMQ_DEFAULT_PASS_FILE \
   RABBITMQ_DEFAULT_VHOST RABBITMQ_DEFAULT_VHOST_FILE RABBITMQ_ERLANG_COOKIE RABBITMQ_ERLANG_COOKIE_FILE
 
@@ -180,7 +182,7 @@ fi
 plaintext_default=true
 $tls && plaintext_default=false
 plaintext=false
-truthy "${JIEXU_RABBITMQ_PLAINTEXT:-$plaintext_default}" && plaintext=true
+truthy JIEXU_RABBITMQ_PLAINTEXT "$plaintext_default" && plaintext=true
 $tls || $plaintext || die "JIEXU_RABBITMQ_PLAINTEXT=false without certificates in $tls_src leaves no listener"
 
 runtime_conf="$conf_d/50-jiexu-listeners.conf"
@@ -197,7 +199,7 @@ runtime_conf="$conf_d/50-jiexu-listeners.conf"
     rm -rf "$tls_dir"
     install -d -m 0700 -o rabbitmq -g rabbitmq "$tls_dir"
     for f in "${tls_files[@]}"; do
-      [ -f "$tls_src/$f" ] && [ -r "$tls_src/$f" ] || die "$tls_src/$f is not a readable file"
+      if ! [ -f "$tls_src/$f" ] || ! [ -r "$tls_src/$f" ]; then die "$tls_src/$f is not a readable file"; fi
       install -m 0400 -o rabbitmq -g rabbitmq "$tls_src/$f" "$tls_dir/$f"
     done
     case "${JIEXU_RABBITMQ_TLS_CLIENT_CERT:-optional}" in
