@@ -458,10 +458,10 @@ async def test_with_certificates_only_tls_listens_and_a_client_certificate_is_re
         await _amqps_round_trip(url, ca.client_context())
     stranger = TestCA("a stranger")
     with pytest.raises(Exception):  # noqa: B017
-        await _amqps_round_trip(url, ca_with_foreign_client(ca, stranger, tmp_path))
+        await _amqps_round_trip(url, _foreign_client_context(ca, stranger, tmp_path))
 
 
-def ca_with_foreign_client(ca: TestCA, stranger: TestCA, directory: Path) -> ssl.SSLContext:
+def _foreign_client_context(ca: TestCA, stranger: TestCA, directory: Path) -> ssl.SSLContext:
     """Trusts the server's CA but presents a certificate the stranger CA issued."""
     context = ca.client_context()
     cert, key = stranger.issue_client("intruder").write(directory, "intruder")
