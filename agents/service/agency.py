@@ -18,6 +18,7 @@ each case and of what the outgoing agency certified.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ from agents.domain.workdays import WorkdayCalendar
 from agents.faults import crash_point
 from agents.ledger.base import LedgerEntry, LedgerPeriod, LedgerPort, PersonAccount
 from agents.reconcile.statements import statement_document
+from agents.service.metrics import AgentMetrics
 from agents.store.base import (
     CaseRecord,
     ConcurrentCaseUpdate,
@@ -105,7 +107,9 @@ class AgencyService:
         private_key: Ed25519PrivateKey,
         reconciler: str | None = None,
         on_commit: Callable[[], None] | None = None,
+        metrics: AgentMetrics | None = None,
     ) -> None:
+        """``metrics``: ledger command latency, months certified and credited, reminders."""
         self.agency = agency
         self.code = agency.code
         self.store = store
@@ -116,6 +120,7 @@ class AgencyService:
         self.private_key = private_key
         self.reconciler = reconciler
         self._on_commit = on_commit or (lambda: None)
+        self.metrics = metrics
         self.stats = ServiceStats()
 
     # -- inputs ---------------------------------------------------------------------------------
@@ -206,7 +211,10 @@ class AgencyService:
                     continue
                 decision = decide(case_from_data(current.data), Tick(today=today), self._context())
                 saved = await self._commit(tx, current, decision)
-            self.stats.reminders += sum(1 for m in decision.messages if m.document.MESSAGE_TYPE == "reminder")
+            reminders = sum(1 for m in decision.messages if m.document.MESSAGE_TYPE == "reminder")
+            self.stats.reminders += reminders
+            if self.metrics is not None:
+                self.metrics.reminders_sent(reminders)
             self._committed(decision)
             if saved is not None and saved.pending_commands:
                 await self._drive_commands_safely(saved.case_id)
@@ -279,7 +287,7 @@ class AgencyService:
             if index:
                 crash_point("mid_ledger_change")
             try:
-                entry = await self._run_command(command)
+                entry = await self._metered(command, case.counterpart_code)
             except DomainRuleViolation as exc:
                 log.warning(
                     "ledger_refused", operation=command.operation, reason=exc.reason_code
@@ -293,6 +301,30 @@ class AgencyService:
             applied.append(entry)
             self.stats.commands_run += 1
         return LedgerApplied(entries=tuple(applied))
+
+    async def _metered(
+        self, command: TerminateAndDebit | PayOut | Credit, counterpart: str
+    ) -> LedgerEntry:
+        """`_run_command`, timed by operation and outcome; months counted once (not on replays)."""
+        metrics = self.metrics
+        if metrics is None:
+            return await self._run_command(command)
+        started = time.perf_counter()
+        try:
+            entry = await self._run_command(command)
+        except DomainRuleViolation:
+            metrics.ledger_command(command.operation, time.perf_counter() - started, "refused")
+            raise
+        except Exception:
+            metrics.ledger_command(command.operation, time.perf_counter() - started, "failed")
+            raise
+        metrics.ledger_command(command.operation, time.perf_counter() - started, "applied")
+        if not entry.replayed:
+            if command.operation == "terminate_and_debit":
+                metrics.months_certified(counterpart, entry.months)
+            elif command.operation == "credit":
+                metrics.months_credited(counterpart, entry.months)
+        return entry
 
     async def _run_command(self, command: TerminateAndDebit | PayOut | Credit) -> LedgerEntry:
         if isinstance(command, TerminateAndDebit):
