@@ -18,7 +18,6 @@ each case and of what the outgoing agency certified.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -287,7 +286,11 @@ class AgencyService:
             if index:
                 crash_point("mid_ledger_change")
             try:
-                entry = await self._metered(command, case.counterpart_code)
+                entry = await (
+                    self._run_command(command) if self.metrics is None else
+                    self.metrics.ledger_call(command.operation, case.counterpart_code,
+                                             self._run_command(command))
+                )
             except DomainRuleViolation as exc:
                 log.warning(
                     "ledger_refused", operation=command.operation, reason=exc.reason_code
@@ -301,30 +304,6 @@ class AgencyService:
             applied.append(entry)
             self.stats.commands_run += 1
         return LedgerApplied(entries=tuple(applied))
-
-    async def _metered(
-        self, command: TerminateAndDebit | PayOut | Credit, counterpart: str
-    ) -> LedgerEntry:
-        """`_run_command`, timed by operation and outcome; months counted once (not on replays)."""
-        metrics = self.metrics
-        if metrics is None:
-            return await self._run_command(command)
-        started = time.perf_counter()
-        try:
-            entry = await self._run_command(command)
-        except DomainRuleViolation:
-            metrics.ledger_command(command.operation, time.perf_counter() - started, "refused")
-            raise
-        except Exception:
-            metrics.ledger_command(command.operation, time.perf_counter() - started, "failed")
-            raise
-        metrics.ledger_command(command.operation, time.perf_counter() - started, "applied")
-        if not entry.replayed:
-            if command.operation == "terminate_and_debit":
-                metrics.months_certified(counterpart, entry.months)
-            elif command.operation == "credit":
-                metrics.months_credited(counterpart, entry.months)
-        return entry
 
     async def _run_command(self, command: TerminateAndDebit | PayOut | Credit) -> LedgerEntry:
         if isinstance(command, TerminateAndDebit):
