@@ -143,6 +143,7 @@ class AgentProcess:
         if self.health is not None:
             log.info(
                 "metrics_serving",
+                agency=settings.agency,
                 url=self.health.url,
                 host=self.health.host,
                 port=self.health.port,
