@@ -272,9 +272,20 @@ class _Doctor:
     async def check_store(self) -> None:
         settings = self.settings
         if settings.database_url:
-            where = f"PostgreSQL schema agency_{self.code}"
+            schema = f"agency_{self.code}"
+            where = f"PostgreSQL schema {schema}"
             fix = "check JIEXU_DATABASE_URL (host, port, user, password, database) and that the " \
                   "database runs"
+            try:
+                exists = await asyncio.wait_for(_schema_exists(settings.database_url, schema),
+                                                TIMEOUT_S)
+            except Exception as exc:
+                self.add("store", False, f"PostgreSQL unreachable: {_short(exc)}", fix)
+                return
+            if not exists:
+                self.add("store", True, f"{where}: not created yet; the agent creates it on its "
+                         "first start (the database answers)")
+                return
         else:
             path = self.paths.store(self.code)
             where = str(path)
@@ -300,6 +311,17 @@ class _Doctor:
         nil_case = uuid.UUID(int=0)
         await self._probe("ledger", lambda: open_ledger(self.settings),
                           lambda ledger: ledger.statement(nil_case), str(path), fix)
+
+
+async def _schema_exists(url: str, schema: str) -> bool:
+    """Whether ``schema`` exists, read without creating anything (opening the store would)."""
+    import asyncpg  # loaded only where PostgreSQL is configured, as in agents.service.bootstrap
+
+    connection = await asyncpg.connect(url, timeout=TIMEOUT_S)
+    try:
+        return bool(await connection.fetchval("SELECT to_regnamespace($1) IS NOT NULL", schema))
+    finally:
+        await connection.close()
 
 
 async def run_checks(settings: AgentSettings, management_url: str | None = None) -> list[Check]:
