@@ -21,6 +21,7 @@ from typing import Any
 import typer
 
 from agents.calendars import CalendarFileError, open_calendar
+from agents.cli.log_level import LOG_LEVEL_INFO, LogLevel
 from agents.domain.deadlines import Regime
 from agents.reconcile.process import reconciler_amqp_url, run_reconciler
 from agents.reconcile.report import ReconciliationReport
@@ -152,6 +153,7 @@ def reconcile_command(
     report: bool = _REPORT,
     limit: int = _LIMIT,
     as_json: bool = _JSON,
+    log_level: LogLevel = LOG_LEVEL_INFO,
 ) -> None:
     """Run the reconciliation agent: compare both ends' books of every ended case, report every
     difference, total each pair of agencies per day (SIGTERM drains and exits)."""
@@ -163,7 +165,7 @@ def reconcile_command(
         summary = asyncio.run(_report(path, limit))
         typer.echo(json.dumps(summary, ensure_ascii=False) if as_json else _human_report(summary))
         return
-    configure_logging(level="INFO", json=True)
+    configure_logging(level=log_level.value, json=True)
     try:
         settings = ReconcilerSettings(
             regime=Regime.parse(regime),

@@ -33,6 +33,7 @@ from agents.domain.workdays import WorkdayCalendar
 from agents.ledger.base import LedgerPort
 from agents.ledger.sqlite import SqliteLedger
 from agents.service.agency import AgencyService
+from agents.service.metrics import AgentMetrics
 from agents.service.paths import Paths
 from agents.service.relay import OutboxRelay
 from agents.service.settings import AgentSettings
@@ -161,6 +162,7 @@ class _Resources:
         settings: AgentSettings,
         calendar: WorkdayCalendar | None,
         on_commit: Callable[[], None] | None,
+        metrics: AgentMetrics | None = None,
     ) -> OpenedService:
         service = AgencyService(
             agency=agency_config(settings, self.directory),
@@ -172,6 +174,7 @@ class _Resources:
             private_key=self.private_key,
             reconciler=settings.reconciler,
             on_commit=on_commit,
+            metrics=metrics,
         )
         return OpenedService(service, self.store, self.ledger, self.directory)
 
@@ -219,6 +222,7 @@ class AgentParts:
     publisher: Publisher
     relay: OutboxRelay
     consumer: Consumer
+    metrics: AgentMetrics
 
     @property
     def service(self) -> AgencyService:
@@ -234,9 +238,12 @@ async def bootstrap_agent(
     calendar: WorkdayCalendar | None = None,
     connection: BrokerConnection | None = None,
     publisher: Publisher | None = None,
+    metrics: AgentMetrics | None = None,
 ) -> AgentParts:
     """Open the agency's store and ledger, connect as its broker user, and wire the publisher, the
-    outbox relay, the service (its on-commit callback is the relay's wake) and the consumer."""
+    outbox relay, the service (its on-commit callback is the relay's wake) and the consumer, each
+    counting into ``metrics`` (a new `AgentMetrics` for the agency when not given)."""
+    metrics = metrics if metrics is not None else AgentMetrics(settings.agency)
     resources = await _open_resources(settings, clock, store, ledger)
     try:
         if connection is None:
@@ -248,8 +255,8 @@ async def bootstrap_agent(
                 connection, agency=settings.agency, private_key=resources.private_key
             )
         await publisher.start()
-        relay = OutboxRelay(resources.store, publisher, clock=resources.clock)
-        opened = resources.service(settings, calendar, relay.wake)
+        relay = OutboxRelay(resources.store, publisher, clock=resources.clock, metrics=metrics)
+        opened = resources.service(settings, calendar, relay.wake, metrics)
         consumer = Consumer(
             connection,
             agency=settings.agency,
@@ -263,10 +270,11 @@ async def bootstrap_agent(
             ),
             seen=opened.service.seen,
             publisher=publisher,
+            metrics=metrics.transport,
         )
     except BaseException:
         if connection is not None:
             await connection.close()
         await resources.close()
         raise
-    return AgentParts(opened, connection, publisher, relay, consumer)
+    return AgentParts(opened, connection, publisher, relay, consumer, metrics)

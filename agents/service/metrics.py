@@ -55,14 +55,16 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
+from agents.domain.books import LedgerEntry
 from broker.metrics import LATENCY_BUCKETS_S, TransportMetrics, message_type_label
+from schemas.errors import DomainRuleViolation
 from schemas.names import RECONCILER_CODE
 from schemas.registry import known_versions, message_types
 
@@ -327,6 +329,28 @@ class AgentMetrics(_ProcessMetrics):
         self._ledger.labels(
             self.agency, _bounded(operation, _LEDGER_OPERATIONS), _bounded(outcome, _LEDGER_OUTCOMES)
         ).observe(seconds)
+
+    async def ledger_call(
+        self, operation: str, counterpart: str, call: Awaitable[LedgerEntry]
+    ) -> LedgerEntry:
+        """Await one ledger command, timed by how it ended (``applied``; ``refused``: a domain
+        rule; ``failed``: anything else), and count its months once: not when the ledger replays
+        a command it has already applied (``entry.replayed``, as after a crash)."""
+        started = time.perf_counter()
+        try:
+            entry = await call
+        except DomainRuleViolation:
+            self.ledger_command(operation, time.perf_counter() - started, "refused")
+            raise
+        except Exception:
+            self.ledger_command(operation, time.perf_counter() - started, "failed")
+            raise
+        self.ledger_command(operation, time.perf_counter() - started, "applied")
+        if not entry.replayed and operation == "terminate_and_debit":
+            self.months_certified(counterpart, entry.months)
+        elif not entry.replayed and operation == "credit":
+            self.months_credited(counterpart, entry.months)
+        return entry
 
     def published(self, message_type: str, count: int = 1) -> None:
         self._published.labels(self.agency, message_type_label(message_type)).inc(count)

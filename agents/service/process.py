@@ -4,12 +4,19 @@
 to `AgencyService.handle`, relays the outbox with confirms, watches deadlines, answers statement
 requests, and on SIGTERM drains (stop consuming, finish in-flight work, publish what is committed,
 close).
+
+With ``JIEXU_METRICS_PORT`` set it also serves ``/metrics``, ``/healthz`` and ``/readyz``
+(`agents.service.health`): the server starts first (a probe sees the process alive, and not ready,
+while it connects), the readiness checks are registered once their parts run (``broker``,
+``consumer``, ``store``, ``ledger``), and the store gauges are read in the background by a
+`FiguresRefresher`. On stop the process turns unready first and closes the server last.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 
 import structlog
 
@@ -26,12 +33,16 @@ from agents.service.bootstrap import (
     open_service,
     open_store,
 )
+from agents.service.figures import FiguresRefresher
+from agents.service.health import HealthServer, Readiness, broker_check, start_health_server
+from agents.service.metrics import AgentMetrics, StoreFigures
 from agents.service.relay import OutboxRelay
 from agents.service.settings import AgentSettings
 from agents.store.base import Store
 from agents.store.sqlite import SqliteStore
 from broker.connection import BrokerConnection
 from broker.consumer import Consumer, run_until_signal
+from broker.metrics import watch_connection
 from broker.publisher import Publisher
 
 __all__ = [
@@ -68,6 +79,12 @@ class AgentProcess:
         self._calendar = calendar
         self.parts: AgentParts | None = None
         self._deadlines: asyncio.Task[None] | None = None
+        self.metrics = AgentMetrics(settings.agency)
+        self.readiness = Readiness()
+        self.health: HealthServer | None = None
+        """The metrics and health server (None when ``JIEXU_METRICS_PORT`` is unset)."""
+        self.figures: FiguresRefresher[StoreFigures] | None = None
+        """Reads the store gauges in the background while the server runs."""
 
     @property
     def opened(self) -> OpenedService | None:
@@ -96,15 +113,55 @@ class AgentProcess:
 
     async def start(self) -> AgentProcess:
         settings = self.settings
-        self.parts = parts = await bootstrap_agent(
-            settings, clock=self.clock, store=self._store, ledger=self._ledger, calendar=self._calendar
+        self.health = await start_health_server(
+            self.metrics.registry, self.readiness, settings.metrics
         )
+        try:
+            self.parts = parts = await bootstrap_agent(
+                settings,
+                clock=self.clock,
+                store=self._store,
+                ledger=self._ledger,
+                calendar=self._calendar,
+                metrics=self.metrics,
+            )
+        except BaseException:
+            if self.health is not None:
+                await self.health.stop()
+            raise
+        watch_connection(parts.connection.raw, self.metrics.transport)
         parts.relay.start()
         await parts.service.recover()
         await parts.consumer.start()
         self._deadlines = asyncio.create_task(self._watch_deadlines(), name="deadlines")
+        if self.health is not None:
+            self.figures = FiguresRefresher.for_store(
+                parts.opened.store, self.clock, on_failure=self.metrics.figures_refresh_failed
+            ).start()
+            self.metrics.watch_store(self.figures.latest)
+        self._register_checks(parts)
+        if self.health is not None:
+            log.info(
+                "metrics_serving",
+                agency=settings.agency,
+                url=self.health.url,
+                host=self.health.host,
+                port=self.health.port,
+                paths=["/metrics", "/healthz", "/readyz"],
+            )
         log.info("agent_started", regime=settings.regime.value)
         return self
+
+    def _register_checks(self, parts: AgentParts) -> None:
+        """``broker``: the connection is open; ``consumer``: the inbox consumer runs; ``store``,
+        ``ledger``: a small read answered in time (the applied schema migrations; the statement of
+        the nil case id, which no case has)."""
+        store, ledger, consumer = parts.opened.store, parts.opened.ledger, parts.consumer
+        nil_case = uuid.UUID(int=0)
+        self.readiness.add("broker", broker_check(parts.connection))
+        self.readiness.add("consumer", lambda: consumer.active)
+        self.readiness.add("store", store.schema_versions)
+        self.readiness.add("ledger", lambda: ledger.statement(nil_case))
 
     async def _watch_deadlines(self) -> None:
         while True:
@@ -116,7 +173,11 @@ class AgentProcess:
             await asyncio.sleep(self.settings.deadline_interval_s)
 
     async def stop(self) -> None:
-        """Drain: stop consuming and finish in-flight work, publish what is committed, close."""
+        """Drain: stop consuming and finish in-flight work, publish what is committed, close.
+
+        Unready first (probes stop routing to this replica), the figures' reads stopped before the
+        store closes, the metrics server closed last."""
+        self.readiness.add("stopping", lambda: False)
         if self.consumer is not None:
             await self.consumer.stop()
         if self._deadlines is not None:
@@ -129,12 +190,18 @@ class AgentProcess:
             await self.publisher.close()
         if self.connection is not None:
             await self.connection.close()
+        if self.figures is not None:
+            await self.figures.stop()
+            self.figures = None
         stats: dict[str, int] = {}
         if self.opened is not None:
             if isinstance(self.opened.store, SqliteStore):
                 # How well units of work shared commits (group commit): units per fsync.
                 stats["store_commits"], stats["store_units"] = self.opened.store.commits
             await self.opened.close()
+        if self.health is not None:
+            await self.health.stop()
+            self.health = None
         log.info("agent_stopped", **stats)
 
 

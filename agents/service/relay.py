@@ -23,6 +23,7 @@ import structlog
 
 from agents.domain.clock import Clock, SystemClock
 from agents.faults import crash_point
+from agents.service.metrics import AgentMetrics
 from agents.store.base import OutboxMessage
 from broker.delivery import HEADER_REPUBLISHED
 from broker.names import EXCHANGE
@@ -64,8 +65,10 @@ class OutboxRelay:
         poll_interval_s: float = 0.5,
         failure_pause_s: float = 1.0,
         clock: Clock | None = None,
+        metrics: AgentMetrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics
         self._publisher = publisher
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
@@ -124,6 +127,8 @@ class OutboxRelay:
                 if not isinstance(result, Exception):
                     raise result
                 failed += 1
+                if self._metrics is not None:
+                    self._metrics.publish_failed()
                 self._attempted.add(row.id)
                 log.warning(
                     "outbox_publish_failed",
@@ -139,6 +144,10 @@ class OutboxRelay:
             await self._store.mark_published(done)
             self._attempted.difference_update(done)
             self.published += len(done)
+            if self._metrics is not None:
+                for row, result in zip(rows, results, strict=True):
+                    if not isinstance(result, BaseException):
+                        self._metrics.published(row.message_type)
         return len(done), failed
 
     async def _publish(self, row: OutboxMessage) -> None:

@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents.domain.deadlines import Regime
+from agents.service.health import ALL_INTERFACES, MetricsSettings
 from agents.service.paths import DEFAULT_DATA_DIR, DEFAULT_DIRECTORY, DEFAULT_SECRETS_DIR, Paths
 
 __all__ = ["AgentSettings"]
@@ -43,6 +44,19 @@ class AgentSettings(BaseSettings):
         description="verify signatures on a worker thread (helps with a spare core; costs a thread "
         "hand-off per message where the cores are all busy)",
     )
+
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535,
+        description="serve /metrics, /healthz, /readyz on this port (off when unset; 0: a free port)",
+    )
+    metrics_host: str = Field(
+        ALL_INTERFACES, description="bind address of the metrics port; 127.0.0.1 for local scrapes"
+    )
+
+    @property
+    def metrics(self) -> MetricsSettings:
+        """``JIEXU_METRICS_PORT`` / ``JIEXU_METRICS_HOST`` as `agents.service.health` reads them."""
+        return MetricsSettings(port=self.metrics_port, host=self.metrics_host)
 
     @property
     def paths(self) -> Paths:

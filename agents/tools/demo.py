@@ -142,9 +142,12 @@ async def run_demo(
     reconciler_task: asyncio.Task[Any] | None = None
     try:
         for code in codes:
-            agents[code] = await AgentProcess(
-                provisioned.settings(code, deadline_interval_s=5.0, prefetch=200)
-            ).start()
+            settings = provisioned.settings(code, deadline_interval_s=5.0, prefetch=200)
+            if settings.metrics_port is not None:
+                # JIEXU_METRICS_PORT is set: one port cannot serve every agent of this process;
+                # each takes a free one (logged as metrics_serving).
+                settings = settings.model_copy(update={"metrics_port": 0})
+            agents[code] = await AgentProcess(settings).start()
         reconciler_task = asyncio.create_task(
             _run_reconciler(provisioned, stop_reconciler), name="reconciler"
         )

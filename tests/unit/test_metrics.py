@@ -314,3 +314,45 @@ async def test_a_refresher_around_any_read_feeds_the_reconcilers_collector() -> 
     assert metrics.registry.get_sample_value(
         "jiexu_exchange_money_in_flight_fen", {"agency": "000000", "outgoing": A, "receiving": B}
     ) == 700
+
+
+async def test_a_ledger_call_is_timed_by_outcome_and_counts_months_once() -> None:
+    from agents.domain.books import LedgerEntry
+    from agents.ledger.base import PersonNotFound
+
+    metrics = AgentMetrics(A)
+    r = metrics.registry
+    case_id = uuid.uuid4()
+
+    async def entry(operation: Any, months: int, replayed: bool = False) -> LedgerEntry:
+        return LedgerEntry(
+            case_id=case_id, operation=operation, id_number="X", months=months, replayed=replayed
+        )
+
+    async def refused() -> LedgerEntry:
+        raise PersonNotFound()
+
+    async def broken() -> LedgerEntry:
+        raise OSError("ledger down")
+
+    await metrics.ledger_call("terminate_and_debit", B, entry("terminate_and_debit", 30))
+    await metrics.ledger_call("terminate_and_debit", B, entry("terminate_and_debit", 30, True))
+    await metrics.ledger_call("credit", B, entry("credit", 12))
+    with pytest.raises(PersonNotFound):
+        await metrics.ledger_call("credit", B, refused())
+    with pytest.raises(OSError):
+        await metrics.ledger_call("pay_out", B, broken())
+
+    def count(operation: str, outcome: str) -> float | None:
+        return r.get_sample_value(
+            "jiexu_ledger_command_duration_seconds_count",
+            {"agency": A, "operation": operation, "outcome": outcome},
+        )
+
+    assert count("terminate_and_debit", "applied") == 2
+    assert count("credit", "applied") == 1
+    assert count("credit", "refused") == 1
+    assert count("pay_out", "failed") == 1
+    labels = {"agency": A, "counterpart": B}
+    assert r.get_sample_value("jiexu_months_certified_total", labels) == 30  # the replay not again
+    assert r.get_sample_value("jiexu_months_credited_total", labels) == 12
