@@ -49,6 +49,7 @@ from agents.domain.clock import Clock
 from agents.domain.workdays import WorkdayCalendar
 from agents.faults import crash_point
 from agents.ledger.base import LedgerEntry, LedgerPeriod, LedgerPort, PersonAccount
+from agents.service.certificates import sign_certificate
 from agents.service.statements import statement_document
 from agents.store.base import (
     CaseRecord,
@@ -410,6 +411,7 @@ class AgencyService:
             for note in decision.notes:
                 log.info(note.event, **{k: v for k, v in note.detail.items() if k != "event"})
             return None
+        case = self._sign_certificate(case)
         now = self.clock.now()
         new_record = CaseRecord(
             **case_columns(case),
@@ -466,6 +468,22 @@ class AgencyService:
         if rows:
             await tx.add_outbox(rows)
         return case, stored
+
+    def _sign_certificate(self, case: Case) -> Case:
+        """The case with its participation certificate signed by this agency's key, when the
+        domain has just issued one (unsigned): the signature is deterministic (Ed25519), so a
+        decision made again signs to the same bytes."""
+        certificate = case.certificate
+        if certificate is None or certificate.signature is not None:
+            return case
+        signed = sign_certificate(certificate, self.private_key)
+        log.info(
+            "certificate_issued",
+            case_id=str(case.case_id),
+            certificate_number=signed.certificate_number,
+            check_code=signed.check_code,
+        )
+        return case.model_copy(update={"certificate": signed})
 
     def _committed(self, decision: Decision) -> None:
         if decision.messages:
