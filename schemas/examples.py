@@ -28,13 +28,13 @@ from schemas.information import (
     downcast_v2_to_v1,
 )
 from schemas.notices import (
+    ContinuityNotice,
+    ContinuityOutcome,
     OverdueStep,
     ReceiptV1,
     RejectionReason,
     RejectionV1,
     ReminderV1,
-    ContinuityNotice,
-    ContinuityOutcome,
     TransferCompletedV1,
     TransferCompletedV2,
 )

@@ -27,13 +27,13 @@ from schemas.information import (
     InformationFormV2,
 )
 from schemas.notices import (
+    ContinuityNotice,
+    ContinuityOutcome,
     OverdueStep,
     ReceiptV1,
     RejectionReason,
     RejectionV1,
     ReminderV1,
-    ContinuityNotice,
-    ContinuityOutcome,
     TransferCompletedV1,
     TransferCompletedV2,
 )

@@ -11,9 +11,9 @@ from datetime import date
 from typing import Any
 
 from agents.domain.books import PersonAccount
-from agents.domain.continuity import DEFAULT_WAITING_MONTHS
 from agents.domain.case.commands import Credit, PayOut, TerminateAndDebit
 from agents.domain.case.model import Case, Role, State
+from agents.domain.continuity import DEFAULT_WAITING_MONTHS
 from agents.domain.deadlines import Regime
 from agents.domain.workdays import WorkdayCalendar
 from schemas.common import AgencyDetails, Document
