@@ -212,7 +212,8 @@ def test_case_show_prints_the_continuity_and_the_certificate(
         "  continuity broken: gap 4 months (ended 2025-12, enrolled 2026-05), waiting 6 months, "
         "benefits from 2026-11"
     ) in text.output
-    assert f"  certificate {certificate.certificate_number} check code {certificate.check_code}" in text.output
+    line = f"  certificate {certificate.certificate_number} check code {certificate.check_code}"
+    assert line in text.output
     summary = json.loads(as_json.output)
     assert summary["continuity"]["outcome"] == "broken"
     assert summary["certificate"]["register_by"] == certificate.register_by.isoformat()
