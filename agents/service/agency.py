@@ -470,19 +470,12 @@ class AgencyService:
         return case, stored
 
     def _sign_certificate(self, case: Case) -> Case:
-        """The case with its participation certificate signed by this agency's key, when the
-        domain has just issued one (unsigned): the signature is deterministic (Ed25519), so a
-        decision made again signs to the same bytes."""
-        certificate = case.certificate
-        if certificate is None or certificate.signature is not None:
+        """The case with the certificate the domain just issued signed by this agency's key
+        (Ed25519 is deterministic: a decision made again signs to the same bytes)."""
+        if case.certificate is None or case.certificate.signature is not None:
             return case
-        signed = sign_certificate(certificate, self.private_key)
-        log.info(
-            "certificate_issued",
-            case_id=str(case.case_id),
-            certificate_number=signed.certificate_number,
-            check_code=signed.check_code,
-        )
+        signed = sign_certificate(case.certificate, self.private_key)
+        log.info("certificate_issued", case_id=str(case.case_id), number=signed.certificate_number)
         return case.model_copy(update={"certificate": signed})
 
     def _committed(self, decision: Decision) -> None:
