@@ -95,7 +95,8 @@ def _print(console: Console, status: dict[str, Any]) -> None:
     for code, c in status["cases"].items():
         states = ", ".join(f"{k} {v}" for k, v in c["by_state"].items()) or "-"
         cases.add_row(code, states, str(c["overdue"]), str(c["held_messages"]))
-    console.print(cases)
+    if "exchange" not in status:  # read from the reconciler: no local store, no table
+        console.print(cases)
     for code, c in status["cases"].items():
         for step in c["overdue_steps"]:
             console.print(
@@ -134,7 +135,7 @@ def _print(console: Console, status: dict[str, Any]) -> None:
 def _print_exchange(console: Console, exchange: dict[str, Any]) -> None:
     """The reconciler's national view, one row per pair of agencies (``?``: not known yet)."""
     table = Table(title=f"exchange (from {exchange['source']})", title_justify="left")
-    for column in ("outgoing", "receiving", "cases by state", "overdue (whose turn)", "in flight"):
+    for column in ("outgoing", "receiving", "cases by state", "overdue", "money in flight"):
         table.add_column(column)
     for p in exchange["pairs"]:
         table.add_row(
