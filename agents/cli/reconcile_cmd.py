@@ -156,7 +156,9 @@ def reconcile_command(
     log_level: LogLevel = LOG_LEVEL_INFO,
 ) -> None:
     """Run the reconciliation agent: compare both ends' books of every ended case, report every
-    difference, total each pair of agencies per day (SIGTERM drains and exits)."""
+    difference, total each pair of agencies per day (SIGTERM drains and exits). With
+    JIEXU_RECONCILER_METRICS_PORT (else JIEXU_METRICS_PORT) set it serves /metrics (the national
+    view included), /healthz and /readyz on that port."""
     path = store_path(data_dir)
     if report:
         configure_logging(level="WARNING", json=as_json)
