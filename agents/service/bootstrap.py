@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import quote
 
 from yarl import URL
@@ -32,6 +33,7 @@ from agents.domain.clock import Clock, SystemClock
 from agents.domain.workdays import WorkdayCalendar
 from agents.ledger.base import LedgerPort
 from agents.ledger.sqlite import SqliteLedger
+from agents.service.admission import Freshness
 from agents.service.agency import AgencyService
 from agents.service.paths import Paths
 from agents.service.relay import OutboxRelay
@@ -74,6 +76,7 @@ def agency_config(settings: AgentSettings, directory: AgencyDirectory) -> Agency
         regime=settings.regime,
         accepts_funds=settings.accepts_funds,
         seal_reference=f"seal:{entry.code}",
+        payout_approval_limit_fen=settings.payout_approval_limit_fen,
     )
 
 
@@ -172,6 +175,10 @@ class _Resources:
             private_key=self.private_key,
             reconciler=settings.reconciler,
             on_commit=on_commit,
+            freshness=Freshness(
+                max_age=timedelta(days=settings.message_max_age_days),
+                max_ahead=timedelta(seconds=settings.message_max_ahead_s),
+            ),
         )
         return OpenedService(service, self.store, self.ledger, self.directory)
 
@@ -261,7 +268,7 @@ async def bootstrap_agent(
                 user_prefix=settings.user_prefix,
                 verify_in_thread=settings.verify_in_thread,
             ),
-            seen=opened.service.seen,
+            seen_from=opened.service.seen,
             publisher=publisher,
         )
     except BaseException:

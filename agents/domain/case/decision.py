@@ -15,7 +15,7 @@ from agents.domain.case.commands import Credit, PayOut, TerminateAndDebit
 from agents.domain.case.model import Case, Role, State
 from agents.domain.deadlines import Regime
 from agents.domain.workdays import WorkdayCalendar
-from schemas.common import AgencyDetails, Document
+from schemas.common import AgencyDetails, BankAccount, Document
 from schemas.errors import ContractError
 from schemas.notices import RejectionReason, RejectionV1
 from schemas.registry import known_versions, negotiate_version
@@ -34,6 +34,10 @@ class Agency:
     """False: this agency cannot take personal-account balances; it asks for payouts instead."""
     seal_reference: str | None = None
     """Reference of the electronic seal put on information forms (``None``: not stated)."""
+    payout_approval_limit_fen: int | None = None
+    """A payout to a person of more than this many fen waits for an operator's approval (state
+    ``awaiting_approval``, `PayoutApproved`); ``None``: no approval step. The agent's setting
+    ``JIEXU_PAYOUT_APPROVAL_LIMIT_FEN`` defaults to 0, which holds every payout."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +46,9 @@ class Context:
 
     ``account``: the ledger's `lookup` of the event's person (application or letter only).
     ``other_open_case``: another open case for this person exists in this agency's store.
+    ``counterpart_account``: the counterpart's bank account as the agency directory lists it
+    (``None``: the directory lists none that is valid). A fund transfer pays this account and no
+    other: never an account a message names.
     """
 
     agency: Agency
@@ -50,6 +57,7 @@ class Context:
     account: PersonAccount | None = None
     other_open_case: bool = False
     counterpart_versions: Mapping[str, Sequence[int]] | None = None
+    counterpart_account: BankAccount | None = None
 
 
 @dataclass(frozen=True)
