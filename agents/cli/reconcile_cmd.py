@@ -21,6 +21,7 @@ from typing import Any
 import typer
 
 from agents.calendars import CalendarFileError, open_calendar
+from agents.cli.sensitive import password_free
 from agents.domain.deadlines import Regime
 from agents.reconcile.agent import ReconcilerSettings, run_reconciler
 from agents.reconcile.report import ReconciliationReport
@@ -39,6 +40,7 @@ DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 _URL = typer.Option(
     None,
     "--amqp-url",
+    callback=password_free,
     envvar="JIEXU_RECONCILER_AMQP_URL",
     help="AMQP URL with the reconciler's own login (default: from --secrets-dir and JIEXU_AMQP_URL)",
 )
