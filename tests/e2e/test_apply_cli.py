@@ -62,12 +62,13 @@ async def test_an_application_from_the_command_line_completes_and_case_show_foll
         assert out.id_number not in shown.stdout
 
         # A malformed application is refused with a clear error and changes nothing.
+        wrong_check_digit = out.id_number[:-1] + ("0" if out.id_number[-1] != "0" else "1")
         bad = await asyncio.to_thread(
             CliRunner().invoke,
             app,
             ["apply", "--agency", JIUJIANG, "--from-region", DONGGUAN,
              "--gender", out.gender.value, *common],
-            env={**person_env, "JIEXU_ID_NUMBER": out.id_number[:-1] + ("0" if out.id_number[-1] != "0" else "1")},
+            env={**person_env, "JIEXU_ID_NUMBER": wrong_check_digit},
         )
         assert bad.exit_code == 2
         assert "invalid application" in bad.output
