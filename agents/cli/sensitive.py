@@ -33,13 +33,17 @@ def _envvar(param: typer.CallbackParam) -> str:
     return str(envvar) if envvar else "its environment variable"
 
 
+def _hint(param: typer.CallbackParam) -> str:
+    return "--" + (param.name or "").replace("_", "-")
+
+
 def personal_data(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
     """Refuse personal data typed on the command line; take it from the environment instead."""
     if value is not None and _typed(ctx, param):
         raise typer.BadParameter(
             f"personal data on the command line is visible to every user (ps) and kept in shell "
             f"history: set {_envvar(param)} instead",
-            param=param,
+            param_hint=_hint(param),
         )
     return value
 
@@ -55,6 +59,6 @@ def password_free(ctx: typer.Context, param: typer.CallbackParam, value: str | N
             raise typer.BadParameter(
                 f"a password on the command line is visible to every user (ps): set "
                 f"{_envvar(param)} instead, or leave the password to the secrets file",
-                param=param,
+                param_hint=_hint(param),
             )
     return value
