@@ -128,4 +128,4 @@ def test_a_password_on_the_command_line_is_refused() -> None:
     result = _run("dlq", "list", "--agency", A, "--amqp-url", "amqp://agency-x:secret@127.0.0.1:5672/v")
     assert result.exit_code == 2
     said = " ".join(result.output.replace("│", " ").split())  # typer's error box wraps lines
-    assert "visible to every user" in said and "secret" not in said
+    assert "visible to every user" in said and ":secret@" not in said
