@@ -63,8 +63,10 @@ _ID_ONLY_RE = re.compile(f"(?P<uuid>{_UUID})|(?P<url>{_URL_PASSWORD})|(?P<id>{_I
 _SPACED_ID = r"(?<![0-9])(?P<sid>[1-9](?:[ -]?[0-9]){16}[ -]?[0-9Xx])(?![0-9A-Za-z])"
 # Card and account numbers written in groups of four (the last group shorter), 13 digits or more.
 _SPACED_ACCOUNT = r"(?<![0-9])(?P<sacct>[0-9]{4}(?:[ -][0-9]{4}){2,6}(?:[ -][0-9]{1,4})?)(?![0-9])"
-_SPACED_RE = re.compile(f"(?P<uuid>{_UUID})|{_SPACED_ID}|{_SPACED_ACCOUNT}")
-_SPACED_ID_ONLY_RE = re.compile(f"(?P<uuid>{_UUID})|{_SPACED_ID}")
+_UUID_RE = re.compile(_UUID)
+_SPACED_ID_RE = re.compile(_SPACED_ID)
+_SPACED_ACCOUNT_RE = re.compile(_SPACED_ACCOUNT)
+_SPACED_START_RE = re.compile(r"(?<![0-9])[0-9]")
 # Names in free text: the value after a name key or a Chinese label, Han characters and middle dots.
 _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 _NAME_FIELD_NAMES = (
@@ -132,18 +134,43 @@ def _birth_date_plausible(id18: str) -> bool:
     return 1850 <= year <= 2150 and 1 <= month <= 12 and 1 <= day <= 31
 
 
-def _substitute_spaced(match: re.Match[str]) -> str:
-    if match.group("uuid"):
-        return match.group(0)
-    if match.groupdict().get("sid"):
+def _mask_spaced(text: str, accounts: bool) -> str:
+    """ID and account numbers written with spaces or hyphens. Every place a digit run starts is
+    tried in turn (a candidate that is not an ID number, e.g. digits whose "birth date" is not a
+    date, consumes nothing, so an ID number right after it is still found); UUIDs are skipped."""
+    uuids = [(m.start(), m.end()) for m in _UUID_RE.finditer(text)]
+    out: list[str] = []
+    done = pos = 0
+    while (start := _SPACED_START_RE.search(text, pos)) is not None:
+        at = start.start()
+        inside = next((end for begin, end in uuids if begin <= at < end), None)
+        if inside is not None:
+            pos = inside
+            continue
+        replaced = _spaced_at(text, at, accounts)
+        if replaced is None:
+            pos = start.end()
+            continue
+        pos, masked = replaced
+        out += [text[done:at], masked]
+        done = pos
+    out.append(text[done:])
+    return "".join(out)
+
+
+def _spaced_at(text: str, at: int, accounts: bool) -> tuple[int, str] | None:
+    match = _SPACED_ID_RE.match(text, at)
+    if match is not None:
         compact = re.sub(r"[ -]", "", match.group("sid"))
-        if not _birth_date_plausible(compact):
-            return match.group(0)
-        return f"{compact[:6]}********{compact[-1]}"
-    digits = re.sub(r"[ -]", "", match.group("sacct"))
-    if len(digits) < 13:
-        return match.group(0)
-    return f"{digits[:4]}****{digits[-4:]}"
+        if _birth_date_plausible(compact) and compact != match.group("sid"):
+            return match.end(), f"{compact[:6]}********{compact[-1]}"
+    if accounts:
+        match = _SPACED_ACCOUNT_RE.match(text, at)
+        if match is not None:
+            digits = re.sub(r"[ -]", "", match.group("sacct"))
+            if len(digits) >= 13:
+                return match.end(), f"{digits[:4]}****{digits[-4:]}"
+    return None
 
 
 def _substitute_name(match: re.Match[str]) -> str:
@@ -152,7 +179,7 @@ def _substitute_name(match: re.Match[str]) -> str:
 
 def _mask_all(text: str, accounts: bool = True) -> str:
     """Every pattern, in order: spaced numbers, then plain ones and URL passwords, then names."""
-    text = (_SPACED_RE if accounts else _SPACED_ID_ONLY_RE).sub(_substitute_spaced, text)
+    text = _mask_spaced(text, accounts)
     text = (_FULL_RE if accounts else _ID_ONLY_RE).sub(_substitute, text)
     return _NAME_IN_TEXT_RE.sub(_substitute_name, text)
 
