@@ -104,6 +104,12 @@ def _print(console: Console, status: dict[str, Any]) -> None:
                 f"turn, due {step['due_date']} ({step['days_late']} days late)",
                 markup=False,
             )
+        for held in c.get("payouts_awaiting_approval", []):
+            console.print(
+                f"payout awaiting approval at {code}: case {held} "
+                f"(jiexu case approve-payout {held} --agency {code})",
+                markup=False,
+            )
     recon = status["reconciliation"]
     if recon.get("available"):
         console.print(

@@ -118,6 +118,10 @@ async def _cases_status(sources: StatusSources, codes: Sequence[str], today: dat
                     for r in overdue[:OVERDUE_LISTED]
                 ],
                 "held_messages": len(await store.held_messages()),
+                "payouts_awaiting_approval": [
+                    str(r.case_id)
+                    for r in await store.list_cases(open_only=True, states=["awaiting_approval"])
+                ],
             }
         finally:
             await store.close()
