@@ -101,7 +101,7 @@ class RejectionV2(RejectionV1):
 
     VERSION: ClassVar[int] = 2
 
-    reason_code: RejectionReason  # type: ignore[assignment]
+    reason_code: RejectionReason
 
 
 def upcast_rejection_v1_to_v2(rejection: RejectionV1) -> RejectionV2:

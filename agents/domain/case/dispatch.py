@@ -5,6 +5,7 @@ from __future__ import annotations
 from agents.domain.case.decision import Context, Decision, Note, _ids, _ignore
 from agents.domain.case.events import (
     ApplicationSubmitted,
+    CancelRequested,
     CompletionReceived,
     Event,
     FormReceived,
@@ -17,6 +18,7 @@ from agents.domain.case.events import (
     Tick,
 )
 from agents.domain.case.model import Case, Role, State
+from agents.domain.case.operator import _on_cancel
 from agents.domain.case.outgoing import _on_completion, _on_letter, _on_rejection_at_outgoing, _on_released
 from agents.domain.case.receiving import (
     _on_application,
@@ -46,6 +48,8 @@ def decide(case: Case | None, event: Event, ctx: Context) -> Decision:
         return Decision(notes=(Note("case.unknown_case", {"event": type(event).__name__}),))
     if isinstance(event, Tick):
         return _on_tick(case, event.today, ctx)
+    if isinstance(event, CancelRequested):
+        return _on_cancel(case, event, ctx)
     if isinstance(event, LedgerApplied | LedgerRefused):
         if case.state not in (State.RELEASING, State.CREDITING):
             return _ignore("case.stale_ledger_result", case, event)

@@ -17,6 +17,7 @@ from schemas.registry import Message
 
 __all__ = [
     "ApplicationSubmitted",
+    "CancelRequested",
     "CompletionReceived",
     "Event",
     "FormReceived",
@@ -44,6 +45,14 @@ class ApplicationSubmitted:
     letter_number: str
     payout_account: BankAccount | None = None
     payout_reason: PayoutReason | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CancelRequested:
+    """At the receiving agency: an operator withdraws the application (``jiexu case cancel``).
+    ``reason``: the operator's words, kept in the case and sent to the outgoing agency."""
+
+    reason: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,7 +138,7 @@ class LedgerRefused:
 MessageEvent = (
     LetterReceived | FormReceived | FundsReceived | CompletionReceived | RejectionReceived | ReminderReceived
 )
-Event = ApplicationSubmitted | MessageEvent | Tick | LedgerApplied | LedgerRefused
+Event = ApplicationSubmitted | MessageEvent | Tick | LedgerApplied | LedgerRefused | CancelRequested
 
 
 def event_for_message(message: Message) -> MessageEvent | None:

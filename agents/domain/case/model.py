@@ -50,9 +50,11 @@ class State(StrEnum):
     COMPLETED = "completed"
     REJECTED = "rejected"
     DISCREPANCY = "discrepancy"
+    CANCELLED = "cancelled"
+    """The receiving agency withdrew the application before the outgoing agency released."""
 
 
-TERMINAL_STATES = frozenset({State.COMPLETED, State.REJECTED, State.DISCREPANCY})
+TERMINAL_STATES = frozenset({State.COMPLETED, State.REJECTED, State.DISCREPANCY, State.CANCELLED})
 
 
 class _Frozen(BaseModel):
