@@ -13,9 +13,7 @@ from schemas.registry import downcast, encode_envelope, envelope_for, parse, upc
 
 def test_withdrawn_reaches_a_v1_agency_as_other_with_its_words() -> None:
     withdrawn = RejectionV2(reason_code=RejectionReason.WITHDRAWN, text="转入地已撤回申请 (withdrawn)")
-    envelope = envelope_for(
-        withdrawn, sender="360400", recipient="540100", case_id=uuid.uuid4(), version=1
-    )
+    envelope = envelope_for(withdrawn, sender="360400", recipient="540100", case_id=uuid.uuid4(), version=1)
     assert envelope.version == 1
     assert envelope.payload["reason_code"] == "other"
     received = parse(encode_envelope(envelope))

@@ -1,0 +1,239 @@
+"""The front office through the command line on a real broker: checked applications, cancel,
+case list, and the one-line errors (exit 2, no ID number, nothing left behind)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from agents.cli import app
+from agents.tools.provision import AgencyProfile
+from broker.pytest_plugin import TestVhost
+from tests.integration.agent_world import World, agent_world
+
+DONGGUAN, JIUJIANG, LHASA = "441900", "360400", "540100"
+
+
+async def _jiexu(*args: str, env: dict[str, str] | None = None) -> Any:
+    return await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env)
+
+
+def _common(world: World) -> list[str]:
+    p = world.provisioned
+    return [
+        "--data-dir",
+        str(p.data_dir),
+        "--secrets-dir",
+        str(p.secrets_dir),
+        "--directory",
+        str(p.directory_path),
+    ]
+
+
+def _one_error_line(result: Any, *, logs: bool = False) -> str:
+    """The one ``error:`` line; ``logs``: the command is an agent, whose log lines may precede it."""
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    assert logs or len(lines) == 1, result.output
+    return errors[0]
+
+
+async def test_cancel_before_release_reaches_a_v1_agency_and_the_person_applies_again(
+    rabbitmq_vhost: TestVhost, tmp_path: Path
+) -> None:
+    async with agent_world(
+        rabbitmq_vhost, tmp_path, [AgencyProfile.v1_only(LHASA), AgencyProfile(JIUJIANG)]
+    ) as world:
+        await world.start(JIUJIANG)  # Lhasa's agent is down: nothing is released
+        out, _ = await world.mover(
+            LHASA, JIUJIANG, zero_balance=False, arrears=False, retiree=False, insurance_type="310"
+        )
+        person = ["--id-number", out.id_number, "--name", out.name, "--gender", out.gender.value]
+        applied = await _jiexu(
+            "apply", "--agency", JIUJIANG, "--from-region", LHASA, *person, "--json", *_common(world)
+        )
+        assert applied.exit_code == 0, applied.output
+        case_id = json.loads(applied.stdout)["case_id"]
+
+        listed = await _jiexu(
+            "case",
+            "list",
+            "--agency",
+            JIUJIANG,
+            "--state",
+            "awaiting_form",
+            "--counterpart",
+            LHASA,
+            "--json",
+            "--data-dir",
+            str(world.provisioned.data_dir),
+        )
+        assert [c["case_id"] for c in json.loads(listed.stdout)] == [case_id]
+        assert out.id_number not in listed.stdout
+
+        cancelled = await _jiexu(
+            "case",
+            "cancel",
+            case_id,
+            "--agency",
+            JIUJIANG,
+            "--reason",
+            "参保人放弃本次转移",
+            "--json",
+            *_common(world),
+        )
+        assert cancelled.exit_code == 0, cancelled.output
+        assert json.loads(cancelled.stdout)["state"] == "cancelled"
+        again = await _jiexu(
+            "case", "cancel", case_id, "--agency", JIUJIANG, "--reason", "x", *_common(world)
+        )
+        assert "already ended (cancelled)" in _one_error_line(again)
+
+        # Lhasa (v1 only) gets the letter, then the withdrawal as a v1 rejection it understands.
+        taken = await world.drain(LHASA, until=lambda ms: any(m.envelope.type == "rejection" for m in ms))
+        rejection = next(m for m in taken if m.envelope.type == "rejection")
+        assert rejection.envelope.version == 1 and str(rejection.envelope.case_id) == case_id
+        assert rejection.envelope.payload["reason_code"] == "other"
+        assert "withdrawn" in rejection.envelope.payload["text"]
+
+        # The person is not blocked: a new application opens a new case.
+        second = await _jiexu(
+            "apply", "--agency", JIUJIANG, "--from-region", LHASA, *person, "--json", *_common(world)
+        )
+        assert second.exit_code == 0, second.output
+        assert json.loads(second.stdout)["state"] == "awaiting_form"
+
+
+async def test_cancel_after_release_is_refused_and_checked_applications_commit_nothing(
+    rabbitmq_vhost: TestVhost, tmp_path: Path
+) -> None:
+    async with agent_world(
+        rabbitmq_vhost, tmp_path, [AgencyProfile(DONGGUAN), AgencyProfile(JIUJIANG)]
+    ) as world:
+        await world.start(DONGGUAN)
+        await world.start(JIUJIANG)
+        out, _ = await world.mover(
+            DONGGUAN, JIUJIANG, zero_balance=False, arrears=False, retiree=False, insurance_type="310"
+        )
+        person = ["--id-number", out.id_number, "--name", out.name, "--gender", out.gender.value]
+        for region, expected in (
+            ("999999", "not in the agency directory"),
+            (JIUJIANG, "is this agency itself"),
+        ):
+            refused = await _jiexu(
+                "apply", "--agency", JIUJIANG, "--from-region", region, *person, *_common(world)
+            )
+            line = _one_error_line(refused)
+            assert expected in line and out.id_number not in refused.output
+        assert await world.agents[JIUJIANG].service.store.list_cases() == []
+
+        case_id = await world.apply(JIUJIANG, DONGGUAN, out)
+        assert await world.wait_terminal(JIUJIANG, case_id) == "completed"
+        refused = await _jiexu(
+            "case", "cancel", str(case_id), "--agency", JIUJIANG, "--reason", "x", *_common(world)
+        )
+        assert "cannot be cancelled" in _one_error_line(refused)
+        assert await world.state(JIUJIANG, case_id) == "completed"
+
+
+async def test_expected_failures_are_one_line_exit_2_and_leave_nothing_behind(
+    rabbitmq_vhost: TestVhost, tmp_path: Path
+) -> None:
+    async with agent_world(
+        rabbitmq_vhost, tmp_path, [AgencyProfile(DONGGUAN), AgencyProfile(JIUJIANG)]
+    ) as world:
+        p = world.provisioned
+        common = _common(world)
+        good_id = "11010519491231002X"
+        apply = [
+            "apply",
+            "--agency",
+            JIUJIANG,
+            "--from-region",
+            DONGGUAN,
+            "--name",
+            "张三",
+            "--gender",
+            "female",
+        ]
+
+        bad_id = await _jiexu(*apply, "--id-number", "110105194912310021", *common)
+        line = _one_error_line(bad_id)
+        assert "id_number" in line and "110105194912310021" not in bad_id.output
+
+        missing = await _jiexu(
+            *apply,
+            "--id-number",
+            good_id,
+            "--data-dir",
+            str(p.data_dir),
+            "--directory",
+            str(tmp_path / "nowhere.json"),
+        )
+        assert "jiexu directory init" in _one_error_line(missing)
+
+        unknown = await _jiexu("agent", "--agency", "999998", *common)
+        assert "not in the agency directory" in _one_error_line(unknown)
+        assert not (p.data_dir / "999998").exists()
+
+        no_key = await _jiexu(
+            *apply,
+            "--id-number",
+            good_id,
+            "--data-dir",
+            str(p.data_dir),
+            "--directory",
+            str(p.directory_path),
+            "--secrets-dir",
+            str(tmp_path),
+        )
+        assert "jiexu keys generate" in _one_error_line(no_key)
+
+        host = rabbitmq_vhost.endpoint.host
+        for url, expected in (
+            (f"{host}:5672", "must start with amqp://"),
+            (f"amqp://{host}:1/", "cannot reach the broker"),
+        ):
+            failed = await _jiexu("agent", "--agency", JIUJIANG, *common, env={"JIEXU_AMQP_URL": url})
+            assert expected in _one_error_line(failed, logs=True)
+
+        secret = p.secrets_dir / f"{JIUJIANG}.broker.json"
+        data = json.loads(secret.read_text())
+        secret.write_text(json.dumps({**data, "password": "wrong"}))
+        refused = await _jiexu("agent", "--agency", JIUJIANG, *common)
+        assert "refused the login" in _one_error_line(refused, logs=True)
+
+        debug = await _jiexu("--debug", "agent", "--agency", "999998", *common)
+        assert debug.exit_code != 2 and debug.exception is not None
+
+
+def test_every_choice_of_the_command_line_is_a_value_of_its_model() -> None:
+    from agents.cli import choices
+    from agents.domain.case import State
+    from agents.domain.deadlines import Regime
+    from schemas.common import Gender, InsuranceType
+    from schemas.contact import PayoutReason
+
+    for light, real in (
+        (choices.GenderChoice, Gender),
+        (choices.InsuranceTypeChoice, InsuranceType),
+        (choices.PayoutReasonChoice, PayoutReason),
+        (choices.RegimeChoice, Regime),
+        (choices.CaseStateChoice, State),
+    ):
+        assert [c.value for c in light] == [r.value for r in real], light
+
+
+def test_no_uuid_is_taken_for_an_id_number() -> None:
+    from agents.cli.errors import scrub
+
+    case_id = str(uuid.uuid4())
+    assert scrub(f"case {case_id}") == f"case {case_id}"
+    assert "11010519491231002X" not in scrub("x 11010519491231002X y")
