@@ -366,6 +366,7 @@ def case_cancel_command(
     person may apply again. Refused, with the reason, once a form or money has arrived."""
     from agents.domain.case import case_from_data
     from agents.service.bootstrap import open_service
+    from agents.service.operator import cancel
     from broker.logging import configure_logging
 
     configure_logging(level="WARNING", json=as_json)
@@ -378,7 +379,7 @@ def case_cancel_command(
     async def run() -> dict[str, Any]:
         opened = await open_service(settings)
         try:
-            case = await opened.service.cancel(wanted, reason.strip())
+            case = await cancel(opened.service, wanted, reason.strip())
         finally:
             await opened.close()
         return _case_summary(case_from_data(case.model_dump(mode="json")))

@@ -86,12 +86,12 @@ def _explain(exc: BaseException) -> str | None:
     if isinstance(exc, UnknownAgency):
         return (
             f"agency {exc.args[0] if exc.args else '?'} is not in the agency directory: check --agency, "
-            "or add it with `jiexu directory add`"
+            "or add its entry to the directory file (see the README, Running an agency)"
         )
     if isinstance(exc, DirectoryError):
         return (
-            f"{exc}: give the directory with --directory or JIEXU_DIRECTORY, or make one with "
-            "`jiexu directory init`"
+            f"{exc}: give the directory with --directory or JIEXU_DIRECTORY (the file every agency "
+            "shares: see the README, Running an agency)"
         )
     auth = _broker_auth_error(exc)
     if auth is not None:

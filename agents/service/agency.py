@@ -27,7 +27,6 @@ import structlog
 from agents.domain.case import Agency as AgencyConfig
 from agents.domain.case import (
     ApplicationSubmitted,
-    CancelRequested,
     Case,
     Context,
     Credit,
@@ -51,7 +50,7 @@ from agents.domain.workdays import WorkdayCalendar
 from agents.faults import crash_point
 from agents.ledger.base import LedgerEntry, LedgerPeriod, LedgerPort, PersonAccount
 from agents.reconcile.statements import statement_document
-from agents.service.refusals import ApplicationRefused, CaseNotFound, OperationRefused
+from agents.service import operator
 from agents.store.base import (
     CaseRecord,
     ConcurrentCaseUpdate,
@@ -65,9 +64,9 @@ from broker.delivery import DeliveryInfo
 from broker.directory import AgencyDirectory
 from broker.names import routing_key
 from broker.signing import Ed25519PrivateKey, sign_envelope
-from schemas.errors import ContractError, DomainRuleViolation, TransientError
+from schemas.errors import DomainRuleViolation, TransientError
 from schemas.reconciliation import StatementRequestV1
-from schemas.registry import Message, encode_envelope, envelope_for, negotiate_version, newest_version
+from schemas.registry import Message, encode_envelope, envelope_for, newest_version
 
 __all__ = ["CONSUMER", "RECONCILER_COPIES", "AgencyService", "ServiceStats"]
 
@@ -107,8 +106,10 @@ class AgencyService:
         private_key: Ed25519PrivateKey,
         reconciler: str | None = None,
         on_commit: Callable[[], None] | None = None,
+        check_counterparts: bool = True,
     ) -> None:
         self.agency = agency
+        self.check_counterparts = check_counterparts
         self.code = agency.code
         self.store = store
         self.ledger = ledger
@@ -130,9 +131,9 @@ class AgencyService:
 
         Submitting the same application (same case id) twice changes nothing the second time.
         Returns the case as committed. Raises `ApplicationRefused`, committing nothing, when the
-        outgoing agency named cannot take it (`check_counterpart`).
+        outgoing agency named cannot take it (`agents.service.operator.check_counterpart`).
         """
-        self.check_counterpart(application.from_region)
+        operator.check_counterpart(self, application.from_region)
         account = await self.ledger.lookup(application.person.id_number)
         async with self.store.transaction() as tx:
             record = await tx.get_case(application.case_id)
@@ -149,47 +150,6 @@ class AgencyService:
         if case is None:  # pragma: no cover - decide always opens a case on an application
             raise RuntimeError("the application opened no case")
         return case
-
-    def check_counterpart(self, from_region: str) -> None:
-        """Refuse an outgoing agency that is this one, is not in the directory, or declares no
-        version of the contact letter both ends speak (`ApplicationRefused`)."""
-        if from_region == self.code:
-            raise ApplicationRefused(
-                f"the outgoing region {from_region} is this agency itself: name the agency the "
-                "person transfers out of"
-            )
-        if from_region not in self.directory:
-            raise ApplicationRefused(
-                f"the outgoing region {from_region} is not in the agency directory: check the code, "
-                "or add the agency with `jiexu directory add`"
-            )
-        versions = self._context(counterpart=from_region).counterpart_versions or {}
-        theirs = versions.get("contact_letter", (1,))
-        try:
-            negotiate_version("contact_letter", theirs)
-        except ContractError:
-            raise ApplicationRefused(
-                f"agency {from_region} declares contact_letter versions {list(theirs)}, none of which "
-                "this agency can send: it must update its directory entry first"
-            ) from None
-
-    async def cancel(self, case_id: uuid.UUID, reason: str) -> Case:
-        """Withdraw an application (receiving end, nothing released yet): the case ends
-        ``cancelled`` and the outgoing agency is sent a rejection ``withdrawn``. Raises
-        `CaseNotFound` or `OperationRefused` (with the reason), committing nothing."""
-        async with self.store.transaction() as tx:
-            record = await tx.get_case(case_id)
-            if record is None:
-                raise CaseNotFound(f"no case {case_id} at agency {self.code}: check the id and --agency")
-            case = case_from_data(record.data)
-            decision = decide(case, CancelRequested(reason=reason), self._context())
-            if decision.case is None:
-                why = next((n.detail.get("why") for n in decision.notes if "why" in n.detail), None)
-                raise OperationRefused(f"case {case_id} cannot be cancelled: {why or 'refused'}")
-            saved = await self._commit(tx, record, decision)
-        self._committed(decision)
-        assert saved is not None
-        return saved
 
     async def handle(self, message: Message, delivery: DeliveryInfo) -> None:
         """The consumer's handler: returns only after this message's effect is committed."""

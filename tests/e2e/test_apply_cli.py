@@ -68,6 +68,6 @@ async def test_an_application_from_the_command_line_completes_and_case_show_foll
              "--name", out.name, "--gender", out.gender.value, *common],
         )
         assert bad.exit_code == 2
-        assert "invalid application" in bad.output
+        assert bad.output.startswith("error: invalid input: id_number")
         cases = await world.agents[JIUJIANG].service.store.list_cases()
         assert len(cases) == 1

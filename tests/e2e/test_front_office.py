@@ -177,7 +177,7 @@ async def test_expected_failures_are_one_line_exit_2_and_leave_nothing_behind(
             "--directory",
             str(tmp_path / "nowhere.json"),
         )
-        assert "jiexu directory init" in _one_error_line(missing)
+        assert "--directory or JIEXU_DIRECTORY" in _one_error_line(missing)
 
         unknown = await _jiexu("agent", "--agency", "999998", *common)
         assert "not in the agency directory" in _one_error_line(unknown)
