@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "agent": ("agents.cli.agent_cmd", "agent_command", "Run one agency's agent until SIGTERM."),
     "apply": ("agents.cli.agent_cmd", "apply_command", "Accept an application at this (receiving) agency."),
-    "case": ("agents.cli.agent_cmd", "case_app", "Show, list and cancel transfer cases."),
+    "case": ("agents.cli.agent_cmd", "case_app", "Show, list, cancel and resolve transfer cases."),
     "reconcile": (
         "agents.cli.reconcile_cmd",
         "reconcile_command",

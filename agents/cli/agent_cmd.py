@@ -22,6 +22,7 @@ from agents.cli.choices import (
     InsuranceTypeChoice,
     PayoutReasonChoice,
     RegimeChoice,
+    ResolveDecision,
 )
 from agents.cli.errors import CliError
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["agent_command", "apply_command", "case_app"]
 
-case_app = typer.Typer(help="Follow, list and withdraw transfer cases.", no_args_is_help=True)
+case_app = typer.Typer(help="Follow, list, withdraw and resolve transfer cases.", no_args_is_help=True)
 
 _AGENCY = typer.Option(..., "--agency", help="this agency's 6-digit region code")
 _DATA = typer.Option(None, "--data-dir", help="data directory [default: .jiexu/data; env JIEXU_DATA_DIR]")
@@ -205,6 +206,7 @@ def _case_summary(case: Any, history: list[Any] | None = None) -> dict[str, Any]
         "discrepancy": case.discrepancy.model_dump(mode="json") if case.discrepancy else None,
         "booked": case.booked.model_dump(mode="json") if case.booked else None,
         "note": case.note,
+        "resolution": case.resolution.model_dump(mode="json") if case.resolution else None,
     }
     if history is not None:
         summary["history"] = [
@@ -281,6 +283,9 @@ def case_show_command(
             typer.echo(f"  rejected {summary['rejection_reason']}")
         if summary["discrepancy"]:
             typer.echo(f"  discrepancy {summary['discrepancy']['kind']}: {summary['discrepancy']['text']}")
+        if summary["resolution"]:
+            r = summary["resolution"]
+            typer.echo(f"  resolved {r['on']}: {r['decision']} — {r['reason']}")
         for step in summary.get("history", []):
             typer.echo(f"  {step['at']}  {step['from'] or '-':>20} -> {step['to']:<20} {step['event']}")
 
@@ -380,6 +385,48 @@ def case_cancel_command(
         opened = await open_service(settings)
         try:
             case = await cancel(opened.service, wanted, reason.strip())
+        finally:
+            await opened.close()
+        return _case_summary(case_from_data(case.model_dump(mode="json")))
+
+    summary = asyncio.run(run())
+    typer.echo(json.dumps(summary, ensure_ascii=False) if as_json else _one_line(summary))
+
+
+@case_app.command("resolve")
+def case_resolve_command(
+    case_id: str = typer.Argument(..., help="the case id"),
+    agency: str = _AGENCY,
+    decision: ResolveDecision = typer.Option(
+        ..., "--decision", help="book what arrived, or send it back and book nothing"
+    ),
+    reason: str = typer.Option(..., "--reason", help="why, in words (kept in the case's history)"),
+    data_dir: Path | None = _DATA,
+    secrets_dir: Path | None = _SECRETS,
+    directory: Path | None = _DIRECTORY,
+    as_json: bool = _JSON,
+) -> None:
+    """Move a case out of `discrepancy` (an operator's decision). Receiving agency:
+    credit_as_received credits the form's months and the money that actually arrived (once; the
+    completion goes out and the reconciler reconciles again); return_funds ends the case
+    `cancelled` with nothing booked. Outgoing agency: credit_as_received ends it `completed` as
+    released."""
+    from agents.domain.case import case_from_data
+    from agents.service.bootstrap import open_service
+    from agents.service.operator import resolve
+    from broker.logging import configure_logging
+
+    configure_logging(level="WARNING", json=as_json)
+    wanted = _case_id(case_id)
+    if not reason.strip():
+        raise CliError("--reason must say why (it is kept in the case's history)")
+    settings = _settings(agency, data_dir=data_dir, secrets_dir=secrets_dir, directory=directory)
+    _check_agency_known(settings)
+
+    async def run() -> dict[str, Any]:
+        opened = await open_service(settings)
+        try:
+            case = await resolve(opened.service, wanted, decision.value, reason.strip())
         finally:
             await opened.close()
         return _case_summary(case_from_data(case.model_dump(mode="json")))

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["CaseStateChoice", "GenderChoice", "InsuranceTypeChoice", "PayoutReasonChoice", "RegimeChoice"]
+__all__ = [
+    "CaseStateChoice",
+    "GenderChoice",
+    "InsuranceTypeChoice",
+    "PayoutReasonChoice",
+    "RegimeChoice",
+    "ResolveDecision",
+]
 
 
 class GenderChoice(StrEnum):
@@ -56,3 +63,10 @@ class CaseStateChoice(StrEnum):
     REJECTED = "rejected"
     DISCREPANCY = "discrepancy"
     CANCELLED = "cancelled"
+
+
+class ResolveDecision(StrEnum):
+    """`agents.domain.case.operator.DECISIONS`"""
+
+    CREDIT_AS_RECEIVED = "credit_as_received"
+    RETURN_FUNDS = "return_funds"

@@ -1,5 +1,6 @@
 """What a front office and an operator ask of an agency's service besides the messages: checking
-an application's outgoing agency before anything is committed, and withdrawing an application.
+an application's outgoing agency before anything is committed, withdrawing an application, and
+resolving a discrepancy.
 
 Functions of an `AgencyService` (its `apply` calls `check_counterpart`), kept here so
 that the unit of work in `agents.service.agency` stays about messages.
@@ -10,7 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
-from agents.domain.case import CancelRequested, Case, case_from_data, decide
+from agents.domain.case import CancelRequested, Case, ResolveRequested, case_from_data, decide
 from agents.service.refusals import ApplicationRefused, CaseNotFound, OperationRefused
 from schemas.errors import ContractError
 from schemas.registry import negotiate_version
@@ -18,7 +19,7 @@ from schemas.registry import negotiate_version
 if TYPE_CHECKING:
     from agents.service.agency import AgencyService
 
-__all__ = ["cancel", "check_counterpart"]
+__all__ = ["cancel", "check_counterpart", "resolve"]
 
 
 def check_counterpart(service: AgencyService, from_region: str) -> None:
@@ -67,3 +68,27 @@ async def cancel(service: AgencyService, case_id: uuid.UUID, reason: str) -> Cas
     service._committed(decision)
     assert saved is not None
     return saved
+
+
+async def resolve(service: AgencyService, case_id: uuid.UUID, decision: str, reason: str) -> Case:
+    """Move a case out of ``discrepancy`` (see `agents.domain.case.operator`): commit the
+    resolution, then run its ledger command (a Credit, idempotent per case) and commit the result,
+    which sends the completion (and its copy to the reconciler) like a normal crediting. Raises
+    `CaseNotFound` or `OperationRefused`, committing nothing. Returns the case as it ends here."""
+    async with service.store.transaction() as tx:
+        record = await tx.get_case(case_id)
+        if record is None:
+            raise CaseNotFound(f"no case {case_id} at agency {service.code}: check the id and --agency")
+        case = case_from_data(record.data)
+        decided = decide(case, ResolveRequested(decision=decision, reason=reason), service._context())
+        if decided.case is None:
+            why = next((n.detail.get("why") for n in decided.notes if "why" in n.detail), None)
+            raise OperationRefused(f"case {case_id} cannot be resolved: {why or 'refused'}")
+        saved = await service._save(tx, record, decided)
+    service._committed(decided)
+    assert saved is not None
+    if saved[0].pending_commands:
+        await service._drive_commands(case_id, saved)
+    current = await service.store.get_case(case_id)
+    assert current is not None
+    return case_from_data(current.data)

@@ -237,3 +237,94 @@ def test_no_uuid_is_taken_for_an_id_number() -> None:
     case_id = str(uuid.uuid4())
     assert scrub(f"case {case_id}") == f"case {case_id}"
     assert "11010519491231002X" not in scrub("x 11010519491231002X y")
+
+
+async def test_a_discrepancy_is_resolved_once_by_crediting_what_arrived(
+    rabbitmq_vhost: TestVhost, tmp_path: Path
+) -> None:
+    from agents.domain.case import State
+    from broker.names import RECONCILER_CODE
+    from schemas.common import Person
+    from schemas.funds import FundTransferV1, RemittanceMark
+    from schemas.information import BalanceDisposition, InformationFormV2
+
+    async with agent_world(
+        rabbitmq_vhost, tmp_path, [AgencyProfile(DONGGUAN), AgencyProfile(JIUJIANG)]
+    ) as world:
+        await world.start(JIUJIANG)
+        out, _ = await world.mover(
+            DONGGUAN, JIUJIANG, zero_balance=False, arrears=False, retiree=False, insurance_type="310"
+        )
+        case_id = await world.apply(JIUJIANG, DONGGUAN, out)
+        letters = await world.drain(DONGGUAN, lambda ms: any(m.envelope.case_id == case_id for m in ms))
+        letter_id = next(m.envelope.message_id for m in letters if m.envelope.type == "contact_letter")
+        stated, paid, form_id = out.balance_fen, out.balance_fen - 100, uuid.uuid4()
+        form = InformationFormV2(
+            person=Person(name=out.name, gender=out.gender, id_number=out.id_number),
+            insurance_type=out.insurance_type,
+            participation_start=out.periods[0].from_month,
+            participation_end=max(p.to_month for p in out.periods),
+            months_paid=out.months_paid,
+            deemed_months=out.deemed_months,
+            account_balance=stated,
+            amount_transferred=stated,
+            balance_disposition=BalanceDisposition.TRANSFERRED,
+            contribution_periods=None,
+            seal_reference=None,
+        )
+        funds = FundTransferV1(
+            amount=paid,
+            payer_account=world.details(DONGGUAN).bank_account,
+            payee_account=world.details(JIUJIANG).bank_account,
+            information_form_id=form_id,
+            remittance_mark=RemittanceMark(name=out.name, id_number=out.id_number),
+        )
+        async with world.impersonate(DONGGUAN) as dongguan:
+            await dongguan.send(
+                form, recipient=JIUJIANG, case_id=case_id, causation_id=letter_id, message_id=form_id
+            )
+            await world.wait_state(JIUJIANG, case_id, [State.AWAITING_FUNDS])
+            await dongguan.send(funds, recipient=JIUJIANG, case_id=case_id, causation_id=letter_id)
+        assert await world.wait_terminal(JIUJIANG, case_id) == State.DISCREPANCY
+        assert (await world.ledger(JIUJIANG).statement(case_id)).role == "none"
+        before = await world.ledger(JIUJIANG).lookup(out.id_number)
+        assert before is not None
+
+        resolve = [
+            "case",
+            "resolve",
+            str(case_id),
+            "--agency",
+            JIUJIANG,
+            "--decision",
+            "credit_as_received",
+            "--reason",
+            "转出地确认少划 1 元，按实到记账",
+            *_common(world),
+        ]
+        resolved = await _jiexu(*resolve, "--json")
+        assert resolved.exit_code == 0, resolved.output
+        summary = json.loads(resolved.stdout)
+        assert summary["state"] == "completed"
+        assert summary["resolution"]["decision"] == "credit_as_received"
+        assert summary["resolution"]["from_kind"] == "amount_mismatch"
+        assert summary["booked"]["amount_fen"] == paid
+
+        again = await _jiexu(*resolve)
+        assert "not in discrepancy" in _one_error_line(again)
+
+        statement = await world.ledger(JIUJIANG).statement(case_id)
+        assert statement.role == "receiving" and statement.amount_credited_fen == paid
+        after = await world.ledger(JIUJIANG).lookup(out.id_number)
+        assert after is not None and after.balance_fen == before.balance_fen + paid  # once
+
+        history = await world.agents[JIUJIANG].service.store.history(case_id)
+        assert [(t.from_state, t.to_state, t.event) for t in history[-2:]] == [
+            ("discrepancy", "crediting", "ResolveRequested"),
+            ("crediting", "completed", "LedgerApplied"),
+        ]
+        assert history[-2].detail["reason"].startswith("转出地确认")
+
+        completions = [s for s in world.sent(JIUJIANG, case_id) if s.type == "transfer_completed"]
+        assert {s.recipient for s in completions} == {DONGGUAN, RECONCILER_CODE}
+        assert all(s.envelope["payload"]["amount_credited"] == paid for s in completions)

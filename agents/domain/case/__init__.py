@@ -112,7 +112,7 @@ The case is one package, split by concern; import from ``agents.domain.case`` (o
 | `outgoing`  | the letter, releasing and writing the form, the completion, a rejection at the      |
 |             | outgoing end                                                                        |
 | `timing`    | the deadline fields of each state and the `Tick`                                    |
-| `operator`  | what an operator does to a case: cancel (withdraw an application)                   |
+| `operator`  | what an operator does to a case: cancel (withdraw), resolve a discrepancy           |
 | `dispatch`  | `decide`, which hands each event to its handler                                     |
 """
 
@@ -132,6 +132,7 @@ from agents.domain.case.events import (
     MessageEvent,
     RejectionReceived,
     ReminderReceived,
+    ResolveRequested,
     Tick,
     event_for_message,
 )
@@ -142,6 +143,7 @@ from agents.domain.case.model import (
     CaseColumns,
     Discrepancy,
     ReceivedFunds,
+    Resolution,
     Role,
     State,
     case_columns,
@@ -179,6 +181,8 @@ __all__ = [
     "ReceivedFunds",
     "RejectionReceived",
     "ReminderReceived",
+    "Resolution",
+    "ResolveRequested",
     "Role",
     "State",
     "TerminateAndDebit",

@@ -15,10 +15,11 @@ from agents.domain.case.events import (
     LetterReceived,
     RejectionReceived,
     ReminderReceived,
+    ResolveRequested,
     Tick,
 )
 from agents.domain.case.model import Case, Role, State
-from agents.domain.case.operator import _on_cancel
+from agents.domain.case.operator import _on_cancel, _on_resolve
 from agents.domain.case.outgoing import _on_completion, _on_letter, _on_rejection_at_outgoing, _on_released
 from agents.domain.case.receiving import (
     _on_application,
@@ -50,6 +51,8 @@ def decide(case: Case | None, event: Event, ctx: Context) -> Decision:
         return _on_tick(case, event.today, ctx)
     if isinstance(event, CancelRequested):
         return _on_cancel(case, event, ctx)
+    if isinstance(event, ResolveRequested):
+        return _on_resolve(case, event, ctx)
     if isinstance(event, LedgerApplied | LedgerRefused):
         if case.state not in (State.RELEASING, State.CREDITING):
             return _ignore("case.stale_ledger_result", case, event)

@@ -28,6 +28,7 @@ __all__ = [
     "MessageEvent",
     "RejectionReceived",
     "ReminderReceived",
+    "ResolveRequested",
     "Tick",
     "event_for_message",
 ]
@@ -52,6 +53,16 @@ class CancelRequested:
     """At the receiving agency: an operator withdraws the application (``jiexu case cancel``).
     ``reason``: the operator's words, kept in the case and sent to the outgoing agency."""
 
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResolveRequested:
+    """An operator moves a case out of ``discrepancy`` (``jiexu case resolve``): ``decision``
+    ``credit_as_received`` (book what actually arrived) or ``return_funds`` (what arrived goes
+    back; nothing is booked). ``reason``: the operator's words, kept in the case."""
+
+    decision: str
     reason: str
 
 
@@ -138,7 +149,15 @@ class LedgerRefused:
 MessageEvent = (
     LetterReceived | FormReceived | FundsReceived | CompletionReceived | RejectionReceived | ReminderReceived
 )
-Event = ApplicationSubmitted | MessageEvent | Tick | LedgerApplied | LedgerRefused | CancelRequested
+Event = (
+    ApplicationSubmitted
+    | MessageEvent
+    | Tick
+    | LedgerApplied
+    | LedgerRefused
+    | CancelRequested
+    | ResolveRequested
+)
 
 
 def event_for_message(message: Message) -> MessageEvent | None:

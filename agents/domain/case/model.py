@@ -30,6 +30,7 @@ __all__ = [
     "CaseColumns",
     "Discrepancy",
     "ReceivedFunds",
+    "Resolution",
     "Role",
     "State",
     "case_columns",
@@ -89,6 +90,16 @@ class Discrepancy(_Frozen):
     received_fen: int | None = None
 
 
+class Resolution(_Frozen):
+    """How an operator moved the case out of ``discrepancy`` (``jiexu case resolve``)."""
+
+    decision: Literal["credit_as_received", "return_funds"]
+    reason: str
+    on: date
+    from_kind: str | None = None
+    """The discrepancy's kind when it was resolved."""
+
+
 class Case(_Frozen):
     """One transfer as one agency sees it. JSON round trip: `case_to_data` / `case_from_data`."""
 
@@ -134,6 +145,8 @@ class Case(_Frozen):
     """Message ids already handled (idempotency independent of the transport's inbox)."""
     note: str | None = None
     """The latest human-readable explanation (no PII)."""
+    resolution: Resolution | None = None
+    """Set when an operator resolved a discrepancy."""
 
     @property
     def is_open(self) -> bool:
