@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Queues, dead letters, cases, overdue steps and mismatches.",
     ),
     "dlq": ("agents.cli.dlq_cmd", "dlq_app", "List and replay an agency's dead letters."),
+    "directory": ("agents.cli.directory_cmd", "directory_app", "Make and read the agency directory file."),
     "topology": (
         "agents.cli.topology_cmd",
         "topology_app",

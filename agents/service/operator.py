@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from agents.domain.case import CancelRequested, Case, ResolveRequested, case_from_data, decide
 from agents.service.refusals import ApplicationRefused, CaseNotFound, OperationRefused
 from schemas.errors import ContractError
-from schemas.registry import negotiate_version
+from schemas.registry import known_versions, negotiate_version
 
 if TYPE_CHECKING:
     from agents.service.agency import AgencyService
@@ -40,14 +40,16 @@ def check_counterpart(service: AgencyService, from_region: str) -> None:
             f"the outgoing region {from_region} is not in the agency directory: check the code, "
             "or add the agency's entry to the directory file"
         )
-    versions = service._context(counterpart=from_region).counterpart_versions or {}
-    theirs = versions.get("contact_letter", (1,))
+    theirs = service.directory.get(from_region).supported_versions.get("contact_letter", (1,))
+    ours = known_versions("contact_letter")
+    if service.code in service.directory:
+        ours = service.directory.get(service.code).supported_versions.get("contact_letter", (1,))
     try:
-        negotiate_version("contact_letter", theirs)
+        negotiate_version("contact_letter", [v for v in theirs if v in ours])
     except ContractError:
         raise ApplicationRefused(
             f"agency {from_region} declares contact_letter versions {list(theirs)}, none of which "
-            "this agency can send: it must update its directory entry first"
+            f"this agency sends ({list(ours)}): one of the two directory entries must change first"
         ) from None
 
 
