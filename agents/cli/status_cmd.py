@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from agents.cli.errors import check_amqp_url
 from agents.domain.clock import SystemClock
 from agents.service.paths import DEFAULT_DATA_DIR, Paths
 from agents.tools.status import StatusSources, collect_status
@@ -22,7 +23,9 @@ __all__ = ["status_command"]
 
 
 def status_command(
-    vhost: str = typer.Option("/", help="the broker vhost the agencies use"),
+    vhost: str | None = typer.Option(
+        None, help="the broker vhost the agencies use [default: the vhost of JIEXU_AMQP_URL, else /]"
+    ),
     data_dir: Path = typer.Option(
         DEFAULT_DATA_DIR, envvar="JIEXU_DATA_DIR", help="the agencies' data directory"
     ),
@@ -32,13 +35,13 @@ def status_command(
     """Queue depth and consumers per agency, dead letters, unroutable messages, cases by state,
     overdue steps and the latest reconciliation mismatches. The broker is JIEXU_AMQP_URL (an
     administrator) with JIEXU_MANAGEMENT_URL; stores are read from the data directory or
-    JIEXU_DATABASE_URL."""
+    JIEXU_DATABASE_URL. Exits 1, saying so, when it finds no agency at all (no store in the data
+    directory, no agency queue in the vhost): usually a wrong --data-dir or vhost."""
     configure_logging(level="ERROR", json=True)
-    endpoint = BrokerEndpoint.from_url(
-        os.environ.get("JIEXU_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
-        os.environ.get("JIEXU_MANAGEMENT_URL"),
-        "JIEXU_AMQP_URL",
-    )
+    url = os.environ.get("JIEXU_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    check_amqp_url(url)
+    endpoint = BrokerEndpoint.from_url(url, os.environ.get("JIEXU_MANAGEMENT_URL"), "JIEXU_AMQP_URL")
+    vhost = vhost or endpoint.vhost
     api = endpoint.management()
     try:
         status = asyncio.run(
@@ -55,10 +58,18 @@ def status_command(
         )
     finally:
         api.close()
+    found = bool(status["cases"]) or bool(status["broker"].get("agencies"))
     if as_json:
         typer.echo(json.dumps(status, ensure_ascii=False))
-        return
-    _print(Console(), status)
+    else:
+        _print(Console(), status)
+    if not found:
+        typer.echo(
+            f"nothing found: no agency store in {data_dir} and no agency queue in vhost {vhost!r} "
+            "(check --data-dir / JIEXU_DATA_DIR, and the vhost in JIEXU_AMQP_URL or --vhost)",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 def _print(console: Console, status: dict[str, Any]) -> None:

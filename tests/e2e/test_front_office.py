@@ -328,3 +328,27 @@ async def test_a_discrepancy_is_resolved_once_by_crediting_what_arrived(
         completions = [s for s in world.sent(JIUJIANG, case_id) if s.type == "transfer_completed"]
         assert {s.recipient for s in completions} == {DONGGUAN, RECONCILER_CODE}
         assert all(s.envelope["payload"]["amount_credited"] == paid for s in completions)
+
+
+async def test_status_takes_its_vhost_from_the_url_and_says_when_it_finds_nothing(
+    rabbitmq_vhost: TestVhost, tmp_path: Path
+) -> None:
+    async with agent_world(
+        rabbitmq_vhost, tmp_path, [AgencyProfile(DONGGUAN), AgencyProfile(JIUJIANG)]
+    ) as world:
+        env = {
+            "JIEXU_AMQP_URL": rabbitmq_vhost.amqp_url,
+            "JIEXU_MANAGEMENT_URL": rabbitmq_vhost.endpoint.management_url,
+        }
+        shown = await _jiexu("status", "--data-dir", str(world.provisioned.data_dir), "--json", env=env)
+        assert shown.exit_code == 0, shown.output
+        status = json.loads(shown.stdout)
+        assert status["broker"]["vhost"] == rabbitmq_vhost.name
+        assert set(status["broker"]["agencies"]) >= {DONGGUAN, JIUJIANG}
+
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        elsewhere = {**env, "JIEXU_AMQP_URL": rabbitmq_vhost.endpoint.amqp_url(vhost="no-such-vhost")}
+        nothing = await _jiexu("status", "--data-dir", str(empty), env=elsewhere)
+        assert nothing.exit_code == 1
+        assert "nothing found" in nothing.output and "no-such-vhost" in nothing.output
