@@ -104,7 +104,7 @@ def _age(seconds: float | None) -> str:
 def _table(letters: list[DeadLetterInfo], now: datetime) -> str:
     if not letters:
         return "no dead letters"
-    rows = [("MESSAGE ID", "REASON", "TYPE", "CASE", "AGE", "DETAIL")]
+    rows = [("MESSAGE ID", "REASON", "TYPE", "CASE", "PUBLISHER", "AGE", "DETAIL")]
     for letter in letters:
         rows.append(
             (
@@ -112,6 +112,7 @@ def _table(letters: list[DeadLetterInfo], now: datetime) -> str:
                 letter.reason,
                 f"{letter.type or '-'} v{letter.version or '?'}",
                 letter.case_id or "-",
+                letter.publisher_user or "(no user_id)",
                 _age(letter.age_s(now)),
                 mask_value(letter.detail)[:80],
             )

@@ -352,3 +352,47 @@ async def test_status_takes_its_vhost_from_the_url_and_says_when_it_finds_nothin
         nothing = await _jiexu("status", "--data-dir", str(empty), env=elsewhere)
         assert nothing.exit_code == 1
         assert "nothing found" in nothing.output and "no-such-vhost" in nothing.output
+
+
+async def test_dlq_list_names_the_real_publisher_or_says_it_set_no_user_id(
+    rabbitmq_vhost: TestVhost, tmp_path: Path
+) -> None:
+    import aio_pika
+
+    from broker.names import EXCHANGE, routing_key
+
+    async with agent_world(
+        rabbitmq_vhost, tmp_path, [AgencyProfile(DONGGUAN), AgencyProfile(JIUJIANG)]
+    ) as world:
+        await world.start(JIUJIANG)
+        admin = await aio_pika.connect(rabbitmq_vhost.amqp_url)  # guest, sets no user_id
+        async with admin:
+            exchange = await (await admin.channel()).get_exchange(EXCHANGE)
+            await exchange.publish(
+                aio_pika.Message(b"{not json", message_id="from-admin"), routing_key(JIUJIANG, "junk")
+            )
+        dongguan_user = world.provisioned.credentials[DONGGUAN].username
+        dongguan = await world.connect_as(DONGGUAN)
+        async with dongguan:
+            channel = await dongguan.channel()
+            exchange = await channel.get_exchange(EXCHANGE, ensure=False)
+            await exchange.publish(
+                aio_pika.Message(b"{not json", message_id="from-dongguan", user_id=dongguan_user),
+                routing_key(JIUJIANG, "junk"),
+            )
+        await world.stop(JIUJIANG)
+        args = ["dlq", "list", "--agency", JIUJIANG, "--secrets-dir", str(world.provisioned.secrets_dir)]
+        by_id: dict[str, Any] = {}
+        for _ in range(100):
+            listed = await _jiexu(*args, "--json")
+            assert listed.exit_code == 0, listed.output
+            by_id = {d["message_id"]: d for d in json.loads(listed.stdout)["dead_letters"]}
+            if len(by_id) == 2:
+                break
+            await asyncio.sleep(0.1)
+        own_user = world.provisioned.credentials[JIUJIANG].username
+        assert by_id["from-dongguan"]["publisher_user"] == dongguan_user
+        assert by_id["from-admin"]["publisher_user"] is None
+        table = await _jiexu(*args)
+        assert "(no user_id)" in table.output and dongguan_user in table.output
+        assert own_user not in table.output
