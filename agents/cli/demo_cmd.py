@@ -43,13 +43,12 @@ def demo_command(
     show_progress = not as_json and sys.stderr.isatty()
     if not as_json:
         console.print(
-            f"jiexu demo: {agencies} agencies, {transfers} transfers, broker: "
-            f"{provided.endpoint.source}",
+            f"jiexu demo: {agencies} agencies, {transfers} transfers, broker: {provided.endpoint.source}",
             markup=False,
         )
     try:
         with Progress(
-            TextColumn("transfers"),
+            TextColumn("applications"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
@@ -57,10 +56,24 @@ def demo_command(
             disable=not show_progress,
             transient=False,
         ) as bar:
-            task = bar.add_task("transfers", total=transfers)
+            task = bar.add_task("applications", total=None)
 
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
+
+            def planned(applications: int, planned_transfers: int) -> None:
+                bar.update(task, total=applications)
+                if not as_json:
+                    twice = applications - planned_transfers
+                    bar.console.print(
+                        f"{applications} applications: {planned_transfers} transfers"
+                        + (
+                            f", {twice} of them applied for twice (the second is refused as a duplicate)"
+                            if twice
+                            else ""
+                        ),
+                        markup=False,
+                    )
 
             result = asyncio.run(
                 run_demo(
@@ -70,6 +83,7 @@ def demo_command(
                     transfers=transfers,
                     seed=seed,
                     progress=progress,
+                    on_planned=planned,
                 )
             )
     finally:
@@ -85,6 +99,7 @@ def demo_command(
         result.unfinished == 0
         and not result.unexpected
         and result.reconciled_mismatched == 0
+        and result.reconciliation_pending == 0
         and result.money_conserved
     )
     if not ok:
@@ -97,8 +112,8 @@ def _yuan(fen: int) -> str:
 
 def _print_summary(console: Console, result: DemoResult, summary: dict[str, Any]) -> None:
     table = Table(title="outcomes by branch", title_justify="left")
-    table.add_column("branch")
-    table.add_column("outcome")
+    table.add_column("branch", overflow="fold")
+    table.add_column("outcome", no_wrap=True)
     table.add_column("cases", justify="right")
     for branch, outcomes in summary["outcomes_by_branch"].items():
         for outcome, count in sorted(outcomes.items()):
@@ -113,7 +128,10 @@ def _print_summary(console: Console, result: DemoResult, summary: dict[str, Any]
             f"\n  {u['branch']}: expected {u['expected']}, got {u['outcome']}" for u in result.unexpected
         ),
         f"reconciliation {result.reconciled_matched} matched, {result.reconciled_mismatched} mismatched, "
-        f"{result.reconciliation_pending} pending",
+        f"{result.reconciliation_pending} pending, of the {result.reconciliation_expected} cases that "
+        f"reached an outgoing agency (the other {result.transfers - result.reconciliation_expected} "
+        "were refused at the receiving agency before any letter: nothing moved, nothing to compare)"
+        + "".join(f"\n  not reconciled: case {c}" for c in result.reconciliation_pending_cases or []),
         f"money          before {_yuan(result.money_before_fen)} = after {_yuan(result.money_after_fen)}"
         f" + paid out {_yuan(result.paid_out_fen)}: "
         + ("conserved" if result.money_conserved else "NOT CONSERVED"),

@@ -42,7 +42,7 @@ def _one_error_line(result: Any, *, logs: bool = False) -> str:
     errors = [line for line in lines if line.startswith("error: ")]
     assert len(errors) == 1 and "Traceback" not in result.output, result.output
     assert logs or len(lines) == 1, result.output
-    return errors[0]
+    return str(errors[0])
 
 
 async def test_cancel_before_release_reaches_a_v1_agency_and_the_person_applies_again(
