@@ -32,8 +32,10 @@ def demo_command(
     ),
 ) -> None:
     """Provision N agencies and the reconciler, run M transfers through every branch, sum up."""
-    configure_logging(level="WARNING", json=True)
+    # At a terminal, warnings (a calendar year chinesecalendar does not know, ...) are short
+    # console lines the progress bar prints above itself; otherwise JSON, as every jiexu process.
     console = Console(stderr=True)
+    configure_logging(level="WARNING", json=as_json or not sys.stderr.isatty())
     try:
         provided = acquire_broker()
     except BrokerUnavailable as exc:
@@ -112,16 +114,19 @@ def _yuan(fen: int) -> str:
 
 def _print_summary(console: Console, result: DemoResult, summary: dict[str, Any]) -> None:
     table = Table(title="outcomes by branch", title_justify="left")
-    table.add_column("branch", overflow="fold")
+    table.add_column("branch", no_wrap=True)
     table.add_column("outcome", no_wrap=True)
     table.add_column("cases", justify="right")
     for branch, outcomes in summary["outcomes_by_branch"].items():
         for outcome, count in sorted(outcomes.items()):
-            table.add_row(branch, outcome, str(count))
+            # "rejected:reason" on two lines, so that 80 columns hold the longest names whole
+            table.add_row(branch, outcome.replace(":", ":\n", 1), str(count))
     console.print(table)
     lat = summary["latency_ms"]
     lines = [
-        f"transfers      {result.transfers}: {result.completed} completed, {result.rejected} rejected, "
+        f"applications   {result.transfers} ({result.transfers_planned} transfers and "
+        f"{result.transfers - result.transfers_planned} duplicate applications): "
+        f"{result.completed} completed, {result.rejected} rejected, "
         f"{result.discrepancy} in discrepancy, {result.unfinished} unfinished",
         f"unexpected     {len(result.unexpected)}"
         + "".join(
