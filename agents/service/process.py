@@ -68,6 +68,7 @@ class AgentProcess:
         self._calendar = calendar
         self.parts: AgentParts | None = None
         self._deadlines: asyncio.Task[None] | None = None
+        self._commit_watch: asyncio.Task[None] | None = None
 
     @property
     def opened(self) -> OpenedService | None:
@@ -100,6 +101,11 @@ class AgentProcess:
             settings, clock=self.clock, store=self._store, ledger=self._ledger, calendar=self._calendar
         )
         parts.relay.start()
+        # Rows committed by another process (`jiexu apply`) wake the relay at once (a SQLite
+        # data_version check, PostgreSQL LISTEN/NOTIFY) instead of at its next poll.
+        watch = getattr(parts.opened.store, "watch_commits", None)
+        if watch is not None:
+            self._commit_watch = asyncio.create_task(watch(parts.relay.wake), name="commit-watch")
         await parts.service.recover()
         await parts.consumer.start()
         self._deadlines = asyncio.create_task(self._watch_deadlines(), name="deadlines")
@@ -123,6 +129,10 @@ class AgentProcess:
             self._deadlines.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._deadlines
+        if self._commit_watch is not None:
+            self._commit_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._commit_watch
         if self.relay is not None:
             await self.relay.stop()
         if self.publisher is not None:
