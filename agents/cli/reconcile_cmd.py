@@ -85,6 +85,9 @@ def store_path(data_dir: Path) -> Path:
 
 def _amqp_url(amqp_url: str | None, vhost: str | None, secrets_dir: Path) -> str:
     if amqp_url:
+        from agents.cli.errors import check_amqp_url
+
+        check_amqp_url(amqp_url, "--amqp-url")
         return amqp_url
     path = secret_path(secrets_dir, RECONCILER_CODE)
     if not path.exists():

@@ -204,6 +204,13 @@ async def test_expected_failures_are_one_line_exit_2_and_leave_nothing_behind(
             failed = await _jiexu("agent", "--agency", JIUJIANG, *common, env={"JIEXU_AMQP_URL": url})
             assert expected in _one_error_line(failed, logs=True)
 
+        for url, expected in (
+            (f"{host}:5672", "--amqp-url must start with amqp://"),
+            (f"amqp://guest:guest@{host}:1/", "cannot reach the broker"),
+        ):
+            failed = await _jiexu("dlq", "list", "--agency", JIUJIANG, "--amqp-url", url)
+            assert expected in _one_error_line(failed)
+
         secret = p.secrets_dir / f"{JIUJIANG}.broker.json"
         data = json.loads(secret.read_text())
         secret.write_text(json.dumps({**data, "password": "wrong"}))
