@@ -90,6 +90,14 @@ def _print(console: Console, status: dict[str, Any]) -> None:
             )
         console.print(table)
         console.print(f"unroutable messages: {broker['unroutable']}", markup=False)
+        for m in broker.get("unroutable_messages", []):
+            console.print(
+                f"  undeliverable: {m['type'] or 'a message'} from {m['sender'] or '?'} to "
+                f"{m['recipient'] or '?'}, case {m['case_id'] or '?'}: no queue is bound for "
+                f"{m['routing_key']} (is that agency provisioned? `jiexu topology apply`)",
+                markup=False,
+                soft_wrap=True,
+            )
     else:
         console.print(f"broker: unavailable ({broker.get('error')})", markup=False)
     cases = Table(title="cases", title_justify="left")

@@ -403,3 +403,42 @@ async def test_dlq_list_names_the_real_publisher_or_says_it_set_no_user_id(
         table = await _jiexu(*args)
         assert "(no user_id)" in table.output and dongguan_user in table.output
         assert own_user not in table.output
+
+
+async def test_status_names_each_undeliverable_message_with_its_case_and_recipient(
+    rabbitmq_vhost: TestVhost, tmp_path: Path
+) -> None:
+    from schemas.notices import RejectionReason, RejectionV2
+
+    async with agent_world(
+        rabbitmq_vhost, tmp_path, [AgencyProfile(DONGGUAN), AgencyProfile(JIUJIANG)]
+    ) as world:
+        case_id = uuid.uuid4()
+        async with world.impersonate(JIUJIANG) as jiujiang:  # to an agency no queue exists for
+            await jiujiang.send(
+                RejectionV2(reason_code=RejectionReason.WITHDRAWN, text="test"),
+                recipient="999999",
+                case_id=case_id,
+            )
+        env = {
+            "JIEXU_AMQP_URL": rabbitmq_vhost.amqp_url,
+            "JIEXU_MANAGEMENT_URL": rabbitmq_vhost.endpoint.management_url,
+        }
+        args = ["status", "--data-dir", str(world.provisioned.data_dir)]
+        status: dict[str, Any] = {}
+        for _ in range(100):  # the management API refreshes its figures every few seconds
+            shown = await _jiexu(*args, "--json", env=env)
+            assert shown.exit_code == 0, shown.output
+            status = json.loads(shown.stdout)
+            if status["broker"]["unroutable_messages"]:
+                break
+            await asyncio.sleep(0.1)
+        (found,) = status["broker"]["unroutable_messages"]
+        assert (found["case_id"], found["recipient"], found["sender"], found["type"]) == (
+            str(case_id),
+            "999999",
+            JIUJIANG,
+            "rejection",
+        )
+        human = await _jiexu(*args, env=env)
+        assert f"undeliverable: rejection from {JIUJIANG} to 999999, case {case_id}" in human.output
