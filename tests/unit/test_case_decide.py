@@ -99,7 +99,7 @@ def test_case_columns_build_a_store_record() -> None:
 
 def test_terminal_states() -> None:
     assert {state for state in State if is_terminal(state)} == set(TERMINAL_STATES)
-    assert {State.COMPLETED, State.REJECTED, State.DISCREPANCY} == TERMINAL_STATES
+    assert {State.COMPLETED, State.REJECTED, State.DISCREPANCY, State.CANCELLED} == TERMINAL_STATES
     assert is_terminal("completed") and not is_terminal("awaiting_form")
 
 
