@@ -15,6 +15,7 @@ import yaml
 
 from schemas import names
 from schemas.common import Document
+from schemas.directory import DirectoryFile
 from schemas.envelope import SIGNATURE_PATTERN, Envelope
 from schemas.examples import EXAMPLES, example_envelope
 from schemas.registry import MODELS
@@ -23,6 +24,7 @@ __all__ = [
     "CONTRACT_VERSION",
     "SCHEMA_DIALECT",
     "asyncapi_document",
+    "directory_schema",
     "envelope_schema",
     "message_schema",
     "render_contract",
@@ -68,6 +70,19 @@ def envelope_schema() -> dict[str, Any]:
         "title": "Signature",
     }
     return body
+
+
+def directory_schema() -> dict[str, Any]:
+    """The agency directory file (`schemas.directory.DirectoryFile`)."""
+    schema = DirectoryFile.model_json_schema()
+    return {
+        "$schema": SCHEMA_DIALECT,
+        "$id": f"{_ID_BASE}directory",
+        **schema,
+        "description": (DirectoryFile.__doc__ or "").strip()
+        + " Shared by every agency; it holds no secrets. public_key is base64 (standard "
+        "alphabet, padded) of the raw 32-byte Ed25519 public key.",
+    }
 
 
 def message_schema(message_type: str, version: int) -> dict[str, Any]:
@@ -331,7 +346,10 @@ def _json_text(value: Any) -> str:
 
 def render_contract() -> dict[str, str]:
     """Relative path → file content of every published file."""
-    files = {"json/envelope.json": _json_text(envelope_schema())}
+    files = {
+        "json/envelope.json": _json_text(envelope_schema()),
+        "json/directory.schema.json": _json_text(directory_schema()),
+    }
     for message_type, models in MODELS.items():
         for version in range(1, len(models) + 1):
             path = f"json/{schema_filename(message_type, version)}"
