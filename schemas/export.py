@@ -22,7 +22,9 @@ from schemas.registry import MODELS
 
 __all__ = [
     "CONTRACT_VERSION",
+    "INTEGER_RULE",
     "SCHEMA_DIALECT",
+    "SENT_AT_RULE",
     "asyncapi_document",
     "directory_schema",
     "envelope_schema",
@@ -40,9 +42,25 @@ _ID_BASE = "urn:jiexu:schema:"
 _BINDING_VERSION = "0.3.0"
 _PARAM_CODE = "{code}"
 
+INTEGER_RULE = (
+    "Integers (version, amounts in fen, months) are JSON numbers written without a fraction or "
+    "an exponent: 12, never 12.0 or 1.2e1 (JSON Schema 2020-12 would accept those as integers; "
+    "jiexu refuses them: invalid_envelope or invalid_payload). Every integer n in a message "
+    "satisfies |n| <= 2^53-1 (9007199254740991), so RFC 8785 writes it exactly; the models' own "
+    "bounds are tighter (amounts <= 10^15 fen, months <= 1200)."
+)
+"""How the contract reads integers; stated in the envelope schema and the AsyncAPI document."""
+
+SENT_AT_RULE = (
+    "sent_at is a string, never a number (a Unix time is refused): "
+    "YYYY-MM-DDTHH:MM:SS[.ffffff] then Z or +HH:MM, a 6-digit fraction or none (not .000000), Z "
+    "for UTC."
+)
+
 _CODE_ONLY_ENVELOPE = (
     "Checked in code only: sender differs from recipient; sent_at has no '.000000' fraction "
-    "and writes UTC as Z; the signature verifies against the sender's key."
+    "and writes UTC as Z; the signature verifies against the sender's key. "
+    + INTEGER_RULE
 )
 
 
@@ -61,6 +79,7 @@ def envelope_schema() -> dict[str, Any]:
     body["required"] = list(Envelope.model_fields)
     body["required"].remove("signature")
     body["$comment"] = _CODE_ONLY_ENVELOPE
+    body["description"] = f"{body.get('description', '')} {INTEGER_RULE} {SENT_AT_RULE}".strip()
     properties = body["properties"]
     properties["signature"] = {
         "anyOf": [{"type": "string", "pattern": SIGNATURE_PATTERN}, {"type": "null"}],
