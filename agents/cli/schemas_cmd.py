@@ -30,3 +30,14 @@ def export_command(
     """Write DIR/json/<type>.v<N>.json, DIR/json/envelope.json and DIR/asyncapi.yaml."""
     written = write_contract(directory)
     typer.echo(f"wrote {len(written)} files under {directory}", err=True)
+
+
+@schemas_app.command("vectors")
+def vectors_command(
+    directory: Path = typer.Argument(..., help="where to write the vectors (schemas/vectors)"),
+) -> None:
+    """Write the test vectors (valid and invalid messages, the test-only key) under DIR."""
+    from schemas.vectors import write_vectors
+
+    written = write_vectors(directory)
+    typer.echo(f"wrote {len(written)} files under {directory}", err=True)
