@@ -57,7 +57,7 @@ from broker.delivery import (
     republish_copy,
 )
 from broker.names import DLX, RETRY_EXCHANGE, agency_user, inbox_queue, retry_delay_key
-from broker.properties import check_properties
+from broker.properties import check_delivery_properties
 from broker.publisher import Publisher
 from broker.signing import Ed25519PublicKey, verify_envelope, verify_envelope_async
 from schemas.envelope import Envelope
@@ -389,13 +389,7 @@ class Consumer:
                 f"envelope sender {envelope.sender} must be published by {expected}, "
                 f"was published by {publisher or 'an unnamed user (no user_id)'}",
             )
-        check_properties(
-            envelope,
-            message_id=message.message_id,
-            correlation_id=message.correlation_id,
-            message_type=message.type,
-            headers=message.headers,
-        )
+        check_delivery_properties(envelope, message)
         # The signature covers the JSON object the sender wrote, which a client in another
         # language may spell differently from our model's dump (an omitted null, say): verify
         # what was received, as parsed once by decode_envelope_with_raw.

@@ -26,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from aio_pika.abc import AbstractIncomingMessage
+
 from broker.delivery import header_str
 from broker.publisher import HEADER_TYPE, HEADER_VERSION
 from schemas.envelope import Envelope
@@ -36,6 +38,7 @@ __all__ = [
     "HEADER_VERSION",
     "PROPERTY_MISMATCH",
     "PROPERTY_RULES",
+    "check_delivery_properties",
     "check_properties",
 ]
 
@@ -89,3 +92,14 @@ def check_properties(
         )
     if problems:
         raise ContractError(PROPERTY_MISMATCH, "; ".join(problems))
+
+
+def check_delivery_properties(envelope: Envelope, message: AbstractIncomingMessage) -> None:
+    """`check_properties` of a delivery."""
+    check_properties(
+        envelope,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        message_type=message.type,
+        headers=message.headers,
+    )
