@@ -41,3 +41,13 @@ def vectors_command(
 
     written = write_vectors(directory)
     typer.echo(f"wrote {len(written)} files under {directory}", err=True)
+
+
+@schemas_app.command("protocol")
+def protocol_command(
+    path: Path = typer.Argument(Path("docs/protocol.md"), help="the file to write"),
+) -> None:
+    """Write the protocol (roles, steps, causation, copies, limits) as Markdown."""
+    from schemas.protocol import write_protocol
+
+    typer.echo(f"wrote {write_protocol(path)}", err=True)
