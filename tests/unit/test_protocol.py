@@ -170,3 +170,19 @@ def test_the_cli_writes_the_protocol(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["schemas", "protocol", str(tmp_path / "protocol.md")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "protocol.md").read_text(encoding="utf-8") == render_protocol()
+
+
+def test_the_asyncapi_document_has_an_operation_per_role_step_and_describes_each_message() -> None:
+    import yaml
+
+    document = yaml.safe_load(
+        (DOC.parents[1] / "schemas" / "asyncapi.yaml").read_text(encoding="utf-8")
+    )
+    operations = document["operations"]
+    for step in STEPS:
+        operation = operations[f"{step.role}.{step.action}.{step.message_type}.{step.peer}"]
+        assert operation["action"] == step.action
+        for cause in step.causations:
+            assert (f"the {cause}'s message_id" if cause else "null") in operation["description"]
+    for key, message in document["components"]["messages"].items():
+        assert message["description"], key
