@@ -21,7 +21,9 @@ Every agency is named by its 6-digit region code; the reconciliation agent (the 
 the operator chooses a prefix and the users are `{prefixed_user}`; the prefix is not part of any
 message). The exchange's operator creates the users with `jiexu topology apply` and hands each
 agency its own credentials file (`CODE.broker.json`: username, password, vhost, URL) out of band;
-an agency never learns another's password. Each agency's public key and the versions it accepts
+an agency never learns another's password. Running it again never changes the password of a user
+that exists (another deployment's, say) unless the operator asks (`--rotate`); it says which users
+it created, kept or rotated. Each agency's public key and the versions it accepts
 are in the agency directory (`directory.schema.json`; the key is base64 of the raw 32-byte Ed25519
 public key), shared by all.
 
