@@ -164,4 +164,17 @@ steps above oblige. Whether receipts become an obligation is a later decision of
 {limits}
 
 - Message types: {example_types}.
+
+## 11. Checking an implementation
+
+- Signing and parsing: `schemas/vectors/` (section 2): sign each valid envelope with the test key
+  and compare the bytes; refuse each invalid one.
+- Behaviour: `jiexu conformance --agency CODE --as KIT --person ID:NAME:GENDER --unknown-id ID`
+  plays a receiving agency (`KIT`, listed in the directory with its own broker user and key) and
+  the reconciler against the agency's **outgoing** role and its reconciliation duties, and prints
+  pass or fail per step with what was expected: a letter answered with the form (and the funds),
+  their causation and version, the copies to the reconciler, a republished duplicate without
+  effect, a forged letter without answer, a letter for an unknown person rejected
+  `unknown_person`, ledger statements for a known and an unknown case. It does not yet drive the
+  **receiving** role (that starts from an application at the agency's own counter).
 """

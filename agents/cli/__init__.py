@@ -6,6 +6,7 @@ import typer
 
 from agents.cli.agent_cmd import agent_command, apply_command, case_app
 from agents.cli.bench_cmd import bench_command
+from agents.cli.conformance_cmd import conformance_command
 from agents.cli.demo_cmd import demo_command
 from agents.cli.dlq_cmd import dlq_app
 from agents.cli.keys_cmd import keys_app
@@ -43,6 +44,7 @@ app.command("agent")(agent_command)
 app.command("apply")(apply_command)
 app.add_typer(case_app, name="case")
 app.command("status")(status_command)
+app.command("conformance")(conformance_command)
 
 
 def main() -> None:
