@@ -170,11 +170,14 @@ steps above oblige. Whether receipts become an obligation is a later decision of
 - Signing and parsing: `schemas/vectors/` (section 2): sign each valid envelope with the test key
   and compare the bytes; refuse each invalid one.
 - Behaviour: `jiexu conformance --agency CODE --as KIT --person ID:NAME:GENDER --unknown-id ID`
-  plays a receiving agency (`KIT`, listed in the directory with its own broker user and key) and
-  the reconciler against the agency's **outgoing** role and its reconciliation duties, and prints
-  pass or fail per step with what was expected: a letter answered with the form (and the funds),
-  their causation and version, the copies to the reconciler, a republished duplicate without
-  effect, a forged letter without answer, a letter for an unknown person rejected
-  `unknown_person`, ledger statements for a known and an unknown case. It does not yet drive the
-  **receiving** role (that starts from an application at the agency's own counter).
+  plays the counterpart (`KIT`, listed in the directory with its own broker user and key) and
+  the reconciler against the agency, and prints pass or fail per step with what was expected.
+  `--role outgoing` (the default): a letter answered with the form (and the funds), their
+  causation and version, the copies to the reconciler, a republished duplicate without effect, a
+  forged letter without answer, a letter for an unknown person rejected `unknown_person`, ledger
+  statements for a known and an unknown case. `--role receiving`: the kit waits for the agency's
+  contact letter (apply at the agency's counter for a person moving from `KIT`'s region), answers
+  with a form and the funds, and checks the completion, its causation, its copy to the
+  reconciler and the ledger statement. Not yet covered: the receiving agency's own rejections,
+  reminders, and version fallback against an agency that declares older versions.
 """

@@ -28,6 +28,12 @@ _KEYS = typer.Option(None, "--keys-dir", help="CODE.ed25519.pem of both parties 
 _DIRECTORY = typer.Option(Path(".jiexu/directory.json"), "--directory", help="the agency directory")
 _TIMEOUT = typer.Option(60.0, "--timeout", help="seconds to wait for each answer")
 _JSON = typer.Option(False, "--json", help="print one JSON object on stdout")
+_ROLE = typer.Option(
+    ["outgoing"], "--role",
+    help="outgoing (the kit sends letters) and/or receiving (the kit waits for the agency's letter: "
+    "apply there for a person moving from --as); repeatable",
+)
+_LETTER = typer.Option(600.0, "--letter-timeout", help="seconds to wait for the agency's letter")
 
 
 def _fail(message: str) -> typer.Exit:
@@ -63,10 +69,14 @@ def conformance_command(
     keys_dir: Path | None = _KEYS,
     directory: Path = _DIRECTORY,
     timeout: float = _TIMEOUT,
+    role: list[str] = _ROLE,
+    letter_timeout: float = _LETTER,
     as_json: bool = _JSON,
 ) -> None:
-    """Play a receiving agency and the reconciler against AGENCY's outgoing role and its
+    """Play the counterpart (--as) and the reconciler against AGENCY in its roles and its
     reconciliation duties; print pass/fail per step with what was expected. Exit 1 on a failure."""
+    if not role or set(role) - {"outgoing", "receiving"}:
+        raise _fail("--role is outgoing or receiving")
     try:
         loaded = AgencyDirectory.load(directory)
     except DirectoryError as exc:
@@ -80,6 +90,8 @@ def conformance_command(
         persons=tuple(_person(p) for p in person),
         unknown_id_number=unknown_id,
         timeout_s=timeout,
+        roles=tuple(role),
+        letter_timeout_s=letter_timeout,
     )
     checks = asyncio.run(run_conformance(settings))
     passed = all(c.ok for c in checks)

@@ -34,7 +34,8 @@ from schemas.common import AgencyDetails, BankAccount, InsuranceType, Person, ge
 from schemas.contact import ContactLetterV2
 from schemas.envelope import Envelope
 from schemas.errors import ContractError
-from schemas.information import BalanceDisposition, InformationFormV2
+from schemas.funds import FundTransferV1, RemittanceMark
+from schemas.information import BalanceDisposition, ContributionPeriod, InformationFormV2
 from schemas.notices import RejectionReason, RejectionV1, TransferCompletedV1
 from schemas.reconciliation import LedgerStatementV1, Role, StatementRequestV1
 from schemas.registry import Message, envelope_for, negotiate_version, parse
@@ -73,6 +74,12 @@ class ConformanceSettings:
     timeout_s: float = 60.0
     quiet_s: float = 3.0
     """How long "no answer" is waited for."""
+    roles: tuple[str, ...] = ("outgoing",)
+    """The agency's roles to test. ``receiving``: the kit waits for a contact letter from the
+    agency (someone applies there for a person moving from the kit's region) and plays the
+    outgoing agency for it."""
+    letter_timeout_s: float = 600.0
+    """How long the receiving scenario waits for that letter."""
 
 
 @dataclass
@@ -277,14 +284,76 @@ class _Kit:
                    "nothing (dead-lettered by the agency)", answer and answer.envelope.type)
 
 
+    async def receiving_role(self) -> None:
+        kit = self.s.kit
+        letter = await self.inboxes[kit.code].take(
+            lambda m: m.envelope.type == "contact_letter" and m.envelope.sender == self.s.agency,
+            self.s.letter_timeout_s,
+        )
+        if not self.check("receiving: a contact letter from the agency", letter is not None,
+                          f"contact_letter to {kit.code} (apply at the agency for a person "
+                          f"moving from {kit.code})", None):
+            return
+        assert letter is not None
+        case_id, document = letter.envelope.case_id, letter.document
+        assert isinstance(document, ContactLetterV2)
+        self.check("letter: causation null, regions, the newest version both declare",
+                   letter.envelope.causation_id is None and document.from_region == kit.code
+                   and document.to_region == self.s.agency
+                   and letter.envelope.version == self._version(kit.code, "contact_letter"),
+                   f"null, {kit.code} -> {self.s.agency}, v{self._version(kit.code, 'contact_letter')}",
+                   (letter.envelope.causation_id, document.from_region, document.to_region,
+                    letter.envelope.version))
+        balance = 123_456
+        form = InformationFormV2(
+            person=document.person, insurance_type=InsuranceType.EMPLOYEE,
+            participation_start="2023-01", participation_end="2024-12", months_paid=24,
+            deemed_months=0, account_balance=balance, amount_transferred=balance,
+            balance_disposition=BalanceDisposition.TRANSFERRED,
+            contribution_periods=(ContributionPeriod(
+                from_month="2023-01", to_month="2024-12", region=kit.code,
+                insurance_type=InsuranceType.EMPLOYEE, months=24),),
+            seal_reference="CONFORMANCE-TEST-SEAL",
+        )
+        sent = await self.send(kit, form, case_id=case_id, causation_id=letter.envelope.message_id)
+        entry = self.s.directory.get(kit.code)
+        await self.send(kit, FundTransferV1(
+            amount=balance, payer_account=BankAccount(**entry.bank_account.model_dump()),
+            payee_account=document.receiving_agency.bank_account,
+            information_form_id=sent.message_id,
+            remittance_mark=RemittanceMark(name=document.person.name,
+                                           id_number=document.person.id_number),
+        ), case_id=case_id, causation_id=letter.envelope.message_id)
+        done = await self.expect(kit, "transfer_completed", case_id)
+        credited = done.document if done is not None else None
+        self.check("receiving: completion credits the form, causation = the form",
+                   isinstance(credited, TransferCompletedV1) and done is not None
+                   and done.envelope.causation_id == sent.message_id
+                   and (credited.months_credited, credited.amount_credited) == (24, balance),
+                   f"transfer_completed 24 months, {balance} fen", credited)
+        copy = await self.expect(self.s.reconciler, "transfer_completed", case_id)
+        self.check("receiving: copy of the completion to the reconciler",
+                   copy is not None and copy.envelope.causation_id == sent.message_id,
+                   "transfer_completed to 000000, causation = the form", copy and copy.document)
+        await self.statement(case_id, Role.RECEIVING, form)
+
+    def _version(self, recipient: str, message_type: str) -> int:
+        return negotiate_version(
+            message_type, self.s.directory.supported_versions(recipient, message_type) or (1,)
+        )
+
+
 async def run_conformance(settings: ConformanceSettings) -> list[Check]:
     """Every scenario, in order; a check per step, passed or not."""
     kit = _Kit(settings)
     await kit.open()
     try:
-        await kit.forged()
-        await kit.outgoing_role()
-        await kit.rejection()
+        if "outgoing" in settings.roles:
+            await kit.forged()
+            await kit.outgoing_role()
+            await kit.rejection()
+        if "receiving" in settings.roles:
+            await kit.receiving_role()
         await kit.statement(uuid.uuid4(), None, None)
     finally:
         await kit.close()

@@ -102,3 +102,26 @@ async def test_the_command_prints_pass_per_step(rabbitmq_vhost: TestVhost, tmp_p
         report = json.loads(result.stdout)
         assert report["passed"] is True
         assert all(check["ok"] for check in report["checks"])
+
+
+async def test_both_roles_against_jiexus_own_agent(rabbitmq_vhost: TestVhost, tmp_path: Path) -> None:
+    """The receiving scenario waits for the agency's letter: an application at its counter for a
+    person moving from the kit's region starts it."""
+    async with agent_world(
+        rabbitmq_vhost, tmp_path, [AgencyProfile(DONGGUAN), AgencyProfile(JIUJIANG)]
+    ) as world:
+        await world.start(DONGGUAN)
+        settings = await _settings(world)
+        arriving, _ = await world.mover(JIUJIANG, DONGGUAN, **EMPLOYEE)
+        run = asyncio.create_task(
+            run_conformance(
+                ConformanceSettings(
+                    **{**settings.__dict__, "roles": ("outgoing", "receiving"),
+                       "letter_timeout_s": 60.0}
+                )
+            )
+        )
+        await world.apply(DONGGUAN, JIUJIANG, arriving)
+        checks = await run
+        assert _failed(checks) == [], [c for c in checks if not c.ok]
+        assert any(c.step.startswith("receiving:") for c in checks)
