@@ -27,7 +27,8 @@ def export_command(
         ..., help="where to write json/*.json and asyncapi.yaml (created if missing)"
     ),
 ) -> None:
-    """Write DIR/json/<type>.v<N>.json, DIR/json/envelope.json and DIR/asyncapi.yaml."""
+    """Write DIR/json/<type>.v<N>.json, DIR/json/envelope.json, DIR/json/directory.schema.json
+    (the agency directory file) and DIR/asyncapi.yaml."""
     written = write_contract(directory)
     typer.echo(f"wrote {len(written)} files under {directory}", err=True)
 

@@ -71,3 +71,15 @@ def test_what_the_schema_refuses_the_loader_refuses(bad: dict[str, Any]) -> None
     assert list(validator().iter_errors(document))
     with pytest.raises(DirectoryError):
         AgencyDirectory.parse(json.dumps(document))
+
+
+def test_schemas_export_writes_the_directory_schema(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from agents.cli import app
+
+    result = CliRunner().invoke(app, ["schemas", "export", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "json" / "directory.schema.json").read_text(encoding="utf-8") == SCHEMA.read_text(
+        encoding="utf-8"
+    )
