@@ -13,8 +13,8 @@ without crashing.
 The points, in the order a case meets them:
 
 ``after_commit_before_publish``
-    `agents.service.agency.AgencyService`, right after a store transaction that added rows to the outbox
-    committed, before the relay is woken (a handled message, a ledger result, a deadline tick, a
+    `agents.service.agency.AgencyService`, right after a store transaction that added rows to the
+    outbox committed, before the relay is woken (a handled message, a ledger result, a deadline tick, a
     statement answer, an application). The rows are durable and unpublished; the delivery being
     handled, if any, is unacked. The relay may have an earlier batch in flight at that moment.
 ``before_publish``
@@ -35,6 +35,11 @@ The points, in the order a case meets them:
 ``after_handle_before_ack``
     The end of `agents.service.agency.AgencyService.handle` for a message that moves a case: its effect
     is committed (its outgoing messages may be published), the consumer has not acked it yet.
+
+The reconciler (`agents.reconcile.service.ReconcilerService`) meets the same names:
+``after_commit_before_publish`` after a unit of work that queued envelopes, and
+``after_handle_before_ack`` at the end of its ``handle``; ``before_publish`` and
+``after_publish_before_mark`` come from the same `OutboxRelay`, which publishes its outbox too.
 """
 
 from __future__ import annotations

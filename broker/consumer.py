@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import contextvars
 import signal
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ from broker.delivery import (
     publisher_user,
     republish_copy,
 )
+from broker.metrics import TransportMetrics
 from broker.names import DLX, RETRY_EXCHANGE, agency_user, inbox_queue, retry_delay_key
 from broker.properties import check_delivery_properties
 from broker.publisher import Publisher
@@ -156,6 +158,14 @@ class _Duplicate(Exception):
     """Internal: a broker redelivery of a message already handled (our ack got lost)."""
 
 
+@dataclass
+class _Tally:
+    """Internal: what one delivery tells the metrics (its type once decoded, the handler's time)."""
+
+    message_type: str | None = None
+    handler_s: float = 0.0
+
+
 # -- settings and helpers -------------------------------------------------------------------------
 
 
@@ -235,7 +245,9 @@ class Consumer:
         seen: SeenCheck | None = None,
         publisher: Publisher | None = None,
         queue_name: str | None = None,
+        metrics: TransportMetrics | None = None,
     ) -> None:
+        """``metrics``: counted per delivery (`broker.metrics.TransportMetrics`), if given."""
         self.agency = agency
         self.settings = settings or ConsumerSettings()
         self.queue_name = queue_name or inbox_queue(agency)
@@ -258,10 +270,21 @@ class Consumer:
         self._inflight: set[asyncio.Task[Any]] = set()
         self._in_progress: set[UUID] = set()
         self._stopping = False
+        self._metrics = metrics
 
     @property
     def own_user(self) -> str:
         return self._own_user
+
+    @property
+    def active(self) -> bool:
+        """Consuming now: started, not stopping, and its channel open (not while reconnecting)."""
+        return (
+            self._consumer_tag is not None
+            and not self._stopping
+            and self._channel is not None
+            and not self._channel.is_closed
+        )
 
     async def start(self) -> Consumer:
         if self._publisher is None:
@@ -342,8 +365,9 @@ class Consumer:
                 attempt = attempt_of(message, self._own_user)
                 error: Exception | None = None
                 disposition: Disposition
+                tally = _Tally()
                 try:
-                    await self._process(message, attempt)
+                    await self._process(message, attempt, tally)
                     disposition = Ack()
                 except _Duplicate:
                     disposition = Ack(duplicate=True)
@@ -355,20 +379,27 @@ class Consumer:
                         retry_delays_ms=self.settings.retry_delays_ms,
                         max_attempts=self.settings.attempts,
                     )
-                await self._execute(disposition, message, error)
+                if self._metrics is not None and tally.message_type is None:
+                    self._metrics.message_received(None)  # not decodable: counted as unknown
+                await self._execute(disposition, message, error, tally)
             finally:
                 _reset_context(tokens)
         finally:
             if task is not None:
                 self._inflight.discard(task)
 
-    async def _process(self, message: AbstractIncomingMessage, attempt: int) -> None:
+    async def _process(
+        self, message: AbstractIncomingMessage, attempt: int, tally: _Tally
+    ) -> None:
         size = len(message.body)
         if size > self.settings.max_body_bytes:
             raise ContractError(
                 "too_large", f"body is {size} bytes, the limit is {self.settings.max_body_bytes}"
             )
         envelope, received = decode_envelope_with_raw(message.body)
+        tally.message_type = envelope.type
+        if self._metrics is not None:
+            self._metrics.message_received(envelope.type)
         # The received strings are the ids' canonical text forms (the envelope model insists).
         bind_contextvars(
             message_id=received["message_id"],
@@ -414,6 +445,7 @@ class Consumer:
             # after a delay, when the replay check can tell whether the first was handled.
             raise TransientError(f"message {envelope.message_id} is being handled right now")
         self._in_progress.add(envelope.message_id)
+        started = time.perf_counter()
         try:
             await self._handler(
                 Message(envelope=envelope, document=document),
@@ -427,6 +459,7 @@ class Consumer:
             )
         finally:
             self._in_progress.discard(envelope.message_id)
+            tally.handler_s = time.perf_counter() - started
         if self._recent is not None:
             self._recent.remember(envelope.message_id)
 
@@ -442,9 +475,15 @@ class Consumer:
             ) from exc
 
     async def _execute(
-        self, disposition: Disposition, message: AbstractIncomingMessage, error: BaseException | None
+        self,
+        disposition: Disposition,
+        message: AbstractIncomingMessage,
+        error: BaseException | None,
+        tally: _Tally | None = None,
     ) -> None:
         assert self._publisher is not None
+        metrics = self._metrics
+        message_type = tally.message_type if tally is not None else None
         try:
             if isinstance(disposition, Retry):
                 copy = republish_copy(
@@ -462,6 +501,8 @@ class Consumer:
                     error=disposition.error,
                 )
                 self.stats.retried += 1
+                if metrics is not None:
+                    metrics.retried(message_type)
             elif isinstance(disposition, DeadLetter):
                 detail = disposition.detail[:DETAIL_MAX_CHARS]
                 copy = republish_copy(
@@ -490,11 +531,17 @@ class Consumer:
                 self.stats.dead_reasons[disposition.reason] = (
                     self.stats.dead_reasons.get(disposition.reason, 0) + 1
                 )
+                if metrics is not None:
+                    metrics.dead_lettered(message_type, disposition.reason)
             elif disposition.duplicate:
                 log.info("duplicate_redelivery_acked")
                 self.stats.duplicates += 1
+                if metrics is not None:
+                    metrics.duplicate(message_type)
             else:
                 self.stats.handled += 1
+                if metrics is not None and message_type is not None:
+                    metrics.message_handled(message_type, tally.handler_s if tally else 0.0)
         except Exception as exc:
             log.error("delivery_decision_failed", decision=repr(disposition), error=repr(exc))
             await self._requeue(message)
@@ -511,6 +558,8 @@ class Consumer:
         try:
             await message.nack(requeue=True)
             self.stats.requeued += 1
+            if self._metrics is not None:
+                self._metrics.requeued()
         except Exception as exc:
             log.warning("nack_failed", error=repr(exc))
 

@@ -28,6 +28,7 @@ __all__ = [
     "mask_pii",
     "mask_value",
     "message_context",
+    "relevel_reconnection_logs",
     "stderr_logger_factory",
 ]
 
@@ -127,6 +128,71 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         """Ignored: the stream is always the current ``sys.stderr``."""
 
 
+# -- the client library's lines about a dropped connection -----------------------------------------
+
+_RECONNECTION_LINES: tuple[tuple[str, str, int], ...] = (
+    # (logger, how its format string starts, the level it is logged at instead)
+    ("aiormq.connection", "Unexpected connection close from remote", logging.WARNING),
+    # The traceback of the close just logged: the same news again.
+    ("aiormq.connection", "Cancelling cause reader exited abnormally", logging.DEBUG),
+    ("aiormq.connection", "error when creating transport", logging.WARNING),
+    ("aio_pika.robust_connection", "Reconnect attempt failed", logging.WARNING),
+    # A robust channel's close callback finding its connection closed (see `_is_channel_noise`).
+    ("aio_pika.tools", "Callback %r error", logging.WARNING),
+)
+
+
+_CHANNEL_CLOSE_ERRORS = frozenset({"RuntimeError", "ChannelInvalidStateError"})
+"""What a robust channel's close callback raises when its connection or transport is already gone
+("... closed", "No active transport in channel"): aio-pika restores the channel on reconnection."""
+
+
+def _is_channel_noise(record: logging.LogRecord) -> bool:
+    args = record.args if isinstance(record.args, tuple) else ()
+    return (
+        len(args) >= 2
+        and "RobustChannel._on_close" in repr(args[0])
+        and args[1] in _CHANNEL_CLOSE_ERRORS
+    )
+
+
+class _ReconnectionLevels(logging.Filter):
+    """Re-levels aio-pika's and aiormq's lines about a connection the broker dropped.
+
+    The robust connection reconnects on its own (jiexu logs ``amqp_connection_lost`` and
+    ``amqp_connection_restored``, and ``jiexu_broker_connection_up`` shows the outage), so these are
+    warnings, not errors: an operator's error alerts stay for what needs a person. Lines are matched
+    by their logger and format string; any other line of these loggers passes unchanged.
+    """
+
+    _jiexu = True
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.msg if isinstance(record.msg, str) else ""
+        for name, prefix, level in _RECONNECTION_LINES:
+            if record.name != name or not message.startswith(prefix):
+                continue
+            if name == "aio_pika.tools" and not _is_channel_noise(record):
+                return True
+            if level < record.levelno:
+                record.levelno = level
+                record.levelname = logging.getLevelName(level)
+                return logging.getLogger(name).isEnabledFor(level)
+            return True
+        return True
+
+
+def relevel_reconnection_logs() -> None:
+    """Install `_ReconnectionLevels` on the client library's loggers (idempotent).
+
+    `configure_logging` calls it; a process that configures logging its own way may call it too.
+    """
+    for name in sorted({line[0] for line in _RECONNECTION_LINES}):
+        logger = logging.getLogger(name)
+        if not any(getattr(f, "_jiexu", False) for f in logger.filters):
+            logger.addFilter(_ReconnectionLevels())
+
+
 def configure_logging(level: str = "INFO", json: bool = True) -> None:
     """Configure structlog for a jiexu process; logs go to stderr so stdout stays for results.
 
@@ -174,3 +240,4 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
     root.addHandler(handler)
     # Libraries are chatty at INFO (aiormq logs every frame at DEBUG): keep them at WARNING+.
     root.setLevel(max(numeric_level, logging.WARNING))
+    relevel_reconnection_logs()

@@ -1,13 +1,44 @@
-"""Shared test configuration. The broker fixtures come from jiexu's own pytest plugin (pytest11)."""
+"""Shared test configuration. The broker fixtures come from jiexu's own pytest plugin (pytest11).
 
-from collections.abc import Iterator
+A test's tier is the folder it lives in: `pytest_collection_modifyitems` marks everything under
+tests/unit, tests/integration and tests/e2e as ``unit``, ``integration`` or ``e2e`` (so ``-m unit``
+runs the tier without I/O), and no module repeats it.
+"""
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
 
 from broker.logging import stderr_logger_factory
+from broker.pytest_plugin import TestVhost
+from broker.topology import TopologySpec, apply_topology, delete_agency_users
+from tests.integration.postgres_support import PostgresSchema, fresh_schema
+from tests.integration.transport_support import RETRY_DELAYS_MS, A, B, C
+
+# The contract suites are shipped in the package: pytest explains their failed asserts only if it
+# rewrites them, which it must be told before they are imported (an agency's conftest does the same).
+pytest.register_assert_rewrite("agents.testing")
 
 pytest_plugins = ["pytester"]
+
+TIERS = ("unit", "integration", "e2e")
+_TESTS = Path(__file__).resolve().parent
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, from its folder, before ``-m`` selects."""
+    for item in items:
+        try:
+            folder = item.path.resolve().relative_to(_TESTS).parts[0]
+        except ValueError:  # a test outside tests/ (pytester's own files)
+            continue
+        if folder in TIERS:
+            item.add_marker(folder)
 
 
 @pytest.fixture(autouse=True)
@@ -25,3 +56,26 @@ def _fresh_structlog() -> Iterator[None]:
     yield
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()
+
+
+@pytest.fixture
+def agencies_sync(rabbitmq_vhost: TestVhost) -> Iterator[tuple[TestVhost, TopologySpec, Any]]:
+    """A vhost provisioned for three agencies (A, B, C): (vhost, spec, credentials)."""
+    spec = TopologySpec(
+        agency_codes=(A, B, C),
+        retry_delays_ms=RETRY_DELAYS_MS,
+        user_prefix=f"t{uuid.uuid4().hex[:8]}-",
+    )
+    with rabbitmq_vhost.management() as api:
+        credentials = apply_topology(api, rabbitmq_vhost.name, spec)
+        try:
+            yield rabbitmq_vhost, spec, credentials
+        finally:
+            delete_agency_users(api, spec)
+
+
+@pytest.fixture
+async def postgres_schema() -> AsyncIterator[PostgresSchema]:
+    """A fresh schema on the test PostgreSQL for one test (skipped, or failed on CI, if none)."""
+    async for schema in fresh_schema():
+        yield schema

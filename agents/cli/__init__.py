@@ -9,6 +9,7 @@ from agents.cli.bench_cmd import bench_command
 from agents.cli.conformance_cmd import conformance_command
 from agents.cli.demo_cmd import demo_command
 from agents.cli.dlq_cmd import dlq_app
+from agents.cli.doctor_cmd import doctor_command
 from agents.cli.keys_cmd import keys_app
 from agents.cli.reconcile_cmd import reconcile_command
 from agents.cli.schemas_cmd import schemas_app
@@ -44,6 +45,7 @@ app.command("agent")(agent_command)
 app.command("apply")(apply_command)
 app.add_typer(case_app, name="case")
 app.command("status")(status_command)
+app.command("doctor")(doctor_command)
 app.command("conformance")(conformance_command)
 
 

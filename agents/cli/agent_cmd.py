@@ -10,8 +10,10 @@ from typing import Any
 
 import typer
 
+from agents.cli.log_level import LOG_LEVEL_INFO, LogLevel
 from agents.domain.case import ApplicationSubmitted, case_from_data
-from agents.service.process import open_service, run_agent
+from agents.service.bootstrap import open_service, open_store
+from agents.service.process import run_agent
 from agents.service.settings import AgentSettings
 from broker.logging import configure_logging, mask_name, mask_value
 from schemas.common import BankAccount, Gender, InsuranceType, Person
@@ -46,9 +48,12 @@ def agent_command(
         None, help="PostgreSQL DSN for the store [env JIEXU_DATABASE_URL]"
     ),
     prefetch: int | None = typer.Option(None, help="messages in flight [env JIEXU_PREFETCH]"),
+    log_level: LogLevel = LOG_LEVEL_INFO,
 ) -> None:
-    """Run one agency's agent until SIGTERM (which drains and exits cleanly)."""
-    configure_logging()
+    """Run one agency's agent until SIGTERM (which drains and exits cleanly).
+
+    With JIEXU_METRICS_PORT set it serves /metrics, /healthz and /readyz on that port."""
+    configure_logging(level=log_level.value)
     settings = _settings(
         agency,
         data_dir=data_dir,
@@ -174,8 +179,6 @@ def case_show_command(
     settings = _settings(agency, data_dir=data_dir)
 
     async def run() -> list[dict[str, Any]]:
-        from agents.service.process import open_store
-
         store = await open_store(settings)
         try:
             if case_id is not None:

@@ -9,8 +9,7 @@ from typing import Any
 
 import typer
 
-from agents.tools.bench import SECTIONS, BenchConfig, run_bench
-from agents.tools.bench_flow import FlowConfig, add_flow_ratios, flow_section
+from agents.tools.bench import SECTIONS, BenchConfig, FlowConfig, add_flow_ratios, flow_section, run_bench
 from broker.logging import configure_logging
 from broker.provider import BrokerUnavailable, acquire_broker
 

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from agents.cli.log_level import LOG_LEVEL_WARNING, LogLevel
 from agents.tools.demo import DemoResult, run_demo
 from broker.logging import configure_logging
 from broker.provider import BrokerUnavailable, acquire_broker
@@ -30,9 +31,10 @@ def demo_command(
     data_dir: Path | None = typer.Option(
         None, help="keep the agencies' files here (default: a temporary directory, removed)"
     ),
+    log_level: LogLevel = LOG_LEVEL_WARNING,
 ) -> None:
     """Provision N agencies and the reconciler, run M transfers through every branch, sum up."""
-    configure_logging(level="WARNING", json=True)
+    configure_logging(level=log_level.value, json=True)
     console = Console(stderr=True)
     try:
         provided = acquire_broker()

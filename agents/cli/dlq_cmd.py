@@ -16,6 +16,7 @@ from typing import Any
 
 import typer
 
+from agents.service.paths import CREDENTIALS_PATTERN, DEFAULT_SECRETS_DIR
 from broker.connection import connect
 from broker.dlq import DeadLetterInfo, list_dead_letters, replay_dead_letters, summarize
 from broker.logging import configure_logging, mask_value
@@ -24,7 +25,6 @@ from broker.topology import load_agency_secret, secret_path
 
 __all__ = ["dlq_app", "resolve_agency_url"]
 
-DEFAULT_SECRETS_DIR = Path(".jiexu/secrets")
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 dlq_app = typer.Typer(
@@ -43,7 +43,7 @@ _SECRETS = typer.Option(
     DEFAULT_SECRETS_DIR,
     "--secrets-dir",
     envvar="JIEXU_SECRETS_DIR",
-    help="where {code}.broker.json credentials live",
+    help=f"where {CREDENTIALS_PATTERN} credentials live",
 )
 _JSON = typer.Option(False, "--json", help="print one JSON object on stdout")
 _LIMIT = typer.Option(10_000, "--limit", help="look at no more than this many")

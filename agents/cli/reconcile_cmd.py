@@ -4,7 +4,8 @@ The agent connects as the reconciler's own broker user: from ``--amqp-url``
 (``JIEXU_RECONCILER_AMQP_URL``), else from ``{secrets-dir}/000000.broker.json`` (written by
 ``jiexu topology apply``) on the broker of ``JIEXU_AMQP_URL``. It signs with
 ``{keys-dir}/000000.ed25519.pem`` (``jiexu keys generate --agency 000000``), verifies senders with
-the agency directory, and keeps its store in ``{data-dir}/000000/reconcile.db``.
+the agency directory, and keeps its store where `agents.service.paths.Paths.report` says
+(``{data-dir}/000000/``). The options fill an `agents.reconcile.settings.ReconcilerSettings`.
 
 ``--report`` reads that store only (no broker): per-pair control totals per day, counts, the
 latest mismatches and the stuck cases.
@@ -14,27 +15,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from agents.calendars import CalendarFileError, open_calendar
+from agents.cli.log_level import LOG_LEVEL_INFO, LogLevel
 from agents.domain.deadlines import Regime
-from agents.reconcile.agent import ReconcilerSettings, run_reconciler
+from agents.reconcile.process import reconciler_amqp_url, run_reconciler
 from agents.reconcile.report import ReconciliationReport
+from agents.reconcile.settings import ReconcilerSettings
+from agents.service.paths import Paths
 from broker.consumer import ConsumerSettings
 from broker.directory import AgencyDirectory, DirectoryError
 from broker.logging import configure_logging
 from broker.names import RECONCILER_CODE
-from broker.provider import BrokerEndpoint
 from broker.signing import load_private_key, private_key_path
-from broker.topology import DEFAULT_RETRY_DELAYS_MS, load_agency_secret, secret_path
+from broker.topology import DEFAULT_RETRY_DELAYS_MS
 
 __all__ = ["reconcile_command", "store_path"]
-
-DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 _URL = typer.Option(
     None,
@@ -80,35 +80,7 @@ def _fail(message: str) -> typer.Exit:
 
 def store_path(data_dir: Path) -> Path:
     """Where the reconciler keeps its store under a data directory."""
-    return data_dir / RECONCILER_CODE / "reconcile.db"
-
-
-def _amqp_url(amqp_url: str | None, vhost: str | None, secrets_dir: Path) -> str:
-    if amqp_url:
-        return amqp_url
-    path = secret_path(secrets_dir, RECONCILER_CODE)
-    if not path.exists():
-        raise _fail(
-            f"no broker login for the reconciler: pass --amqp-url or --secrets-dir holding {path.name} "
-            "(written by `jiexu topology apply`)"
-        )
-    try:
-        secret = load_agency_secret(path)
-    except ValueError as exc:
-        raise _fail(str(exc)) from exc
-    if secret.get("amqp_url") and vhost is None:
-        return secret["amqp_url"]
-    try:
-        endpoint = BrokerEndpoint.from_url(
-            os.environ.get("JIEXU_AMQP_URL") or DEFAULT_AMQP_URL, None, "JIEXU_AMQP_URL"
-        )
-    except ValueError as exc:
-        raise _fail(f"JIEXU_AMQP_URL: {exc}") from exc
-    return endpoint.amqp_url(
-        vhost=vhost or secret.get("vhost", endpoint.vhost),
-        username=secret["username"],
-        password=secret["password"],
-    )
+    return Paths(data_dir=data_dir).report(RECONCILER_CODE)
 
 
 def _human_report(summary: dict[str, Any]) -> str:
@@ -181,6 +153,7 @@ def reconcile_command(
     report: bool = _REPORT,
     limit: int = _LIMIT,
     as_json: bool = _JSON,
+    log_level: LogLevel = LOG_LEVEL_INFO,
 ) -> None:
     """Run the reconciliation agent: compare both ends' books of every ended case, report every
     difference, total each pair of agencies per day (SIGTERM drains and exits)."""
@@ -192,18 +165,29 @@ def reconcile_command(
         summary = asyncio.run(_report(path, limit))
         typer.echo(json.dumps(summary, ensure_ascii=False) if as_json else _human_report(summary))
         return
-    configure_logging(level="INFO", json=True)
+    configure_logging(level=log_level.value, json=True)
     try:
-        settings = ReconcilerSettings(regime=Regime.parse(regime))
-        calendar = open_calendar(directory=calendar_dir) if calendar_dir else open_calendar()
-        delays_ms = tuple(int(part) for part in retry_delays.split(",") if part.strip())
+        settings = ReconcilerSettings(
+            regime=Regime.parse(regime),
+            data_dir=data_dir,
+            secrets_dir=secrets_dir,
+            keys_dir=keys_dir,
+            directory=directory,
+            reconciler_amqp_url=amqp_url,
+            vhost=vhost,
+            calendar_dir=calendar_dir,
+            user_prefix=user_prefix,
+            retry_delays_ms=tuple(int(part) for part in retry_delays.split(",") if part.strip()),
+            sweep_interval_s=sweep_interval,
+        )
+        calendar = open_calendar(directory=settings.calendar_dir)
     except (ValueError, CalendarFileError) as exc:
         raise _fail(str(exc)) from exc
     try:
-        agency_directory = AgencyDirectory.load(directory)
+        agency_directory = AgencyDirectory.load(settings.directory)
     except DirectoryError as exc:
         raise _fail(str(exc)) from exc
-    key_file = private_key_path(keys_dir or secrets_dir, RECONCILER_CODE)
+    key_file = private_key_path(settings.key_dir, settings.code)
     try:
         private_key = load_private_key(key_file)
     except (OSError, ValueError) as exc:
@@ -211,18 +195,23 @@ def reconcile_command(
             f"cannot load the reconciler's signing key {key_file}: {exc} "
             "(create it with `jiexu keys generate --agency 000000`)"
         ) from exc
-    url = _amqp_url(amqp_url, vhost, secrets_dir)
+    try:
+        url = reconciler_amqp_url(settings)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
     outcome = asyncio.run(
         run_reconciler(
             amqp_url=url,
             directory=agency_directory,
             private_key=private_key,
-            store_path=path,
+            store_path=settings.report_path,
             settings=settings,
-            consumer_settings=ConsumerSettings(retry_delays_ms=delays_ms, user_prefix=user_prefix),
+            consumer_settings=ConsumerSettings(
+                retry_delays_ms=settings.retry_delays_ms, user_prefix=settings.user_prefix
+            ),
             calendar=calendar,
             once=once,
-            sweep_interval_s=sweep_interval,
+            sweep_interval_s=settings.sweep_interval_s,
         )
     )
     if once and outcome is not None:

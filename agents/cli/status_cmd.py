@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agents.domain.clock import SystemClock
+from agents.service.paths import DEFAULT_DATA_DIR, Paths
 from agents.tools.status import StatusSources, collect_status
 from broker.logging import configure_logging
 from broker.provider import BrokerEndpoint
@@ -23,7 +24,7 @@ __all__ = ["status_command"]
 def status_command(
     vhost: str = typer.Option("/", help="the broker vhost the agencies use"),
     data_dir: Path = typer.Option(
-        Path(".jiexu/data"), envvar="JIEXU_DATA_DIR", help="the agencies' data directory"
+        DEFAULT_DATA_DIR, envvar="JIEXU_DATA_DIR", help="the agencies' data directory"
     ),
     agency: list[str] = typer.Option([], "--agency", help="only these agencies (repeatable)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
@@ -45,7 +46,7 @@ def status_command(
                 StatusSources(
                     api=api,
                     vhost=vhost,
-                    data_dir=data_dir,
+                    paths=Paths(data_dir=data_dir),
                     database_url=os.environ.get("JIEXU_DATABASE_URL"),
                     agencies=tuple(agency),
                 ),

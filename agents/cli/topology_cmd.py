@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from agents.service.paths import CREDENTIALS_PATTERN, DEFAULT_SECRETS_DIR
 from broker.directory import AgencyDirectory, DirectoryError
 from broker.logging import configure_logging
 from broker.management import ManagementError
@@ -28,7 +29,6 @@ from broker.topology import (
 __all__ = ["topology_app"]
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
-DEFAULT_SECRETS_DIR = Path(".jiexu/secrets")
 
 topology_app = typer.Typer(
     help="Provision the exchange, queues, users and permissions, or export them as definitions.",
@@ -39,7 +39,7 @@ _DIRECTORY = typer.Option(None, "--directory", help="agency directory JSON: prov
 _AGENCY = typer.Option(None, "--agency", help="an agency code (repeatable)")
 _VHOST = typer.Option(None, "--vhost", help="vhost (default: the one in JIEXU_AMQP_URL, else /)")
 _SECRETS = typer.Option(
-    DEFAULT_SECRETS_DIR, "--secrets-dir", help="where {code}.broker.json credentials live (0600)"
+    DEFAULT_SECRETS_DIR, "--secrets-dir", help=f"where {CREDENTIALS_PATTERN} credentials live (0600)"
 )
 _LIMIT = typer.Option(DEFAULT_DELIVERY_LIMIT, "--delivery-limit", help="deliveries before the DLQ")
 _DELAYS = typer.Option(
@@ -168,7 +168,7 @@ def apply_command(
             if unknown
             else ""
         )
-        + f"credentials: {secrets_dir}/{{code}}.broker.json",
+        + f"credentials: {secrets_dir}/{CREDENTIALS_PATTERN}",
     )
 
 

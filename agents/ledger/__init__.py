@@ -1,6 +1,8 @@
 """The ledger port: an agency's books of people, months and money.
 
-Adapters live beside it (`agents.ledger.sqlite`); importing the port loads no driver.
+Adapters live beside it (`agents.ledger.sqlite`, `agents.ledger.postgres`); which one a process
+opens is `open_ledger`'s choice (``JIEXU_LEDGER``, `agents.ledger.choice`). Importing the port
+loads no driver.
 """
 
 from agents.ledger.base import (
@@ -18,9 +20,12 @@ from agents.ledger.base import (
     StatementRole,
     period_months,
 )
+from agents.ledger.choice import LedgerConfigError, LedgerContext, open_ledger
 
 __all__ = [
     "InsufficientBalance",
+    "LedgerConfigError",
+    "LedgerContext",
     "LedgerEntry",
     "LedgerOperation",
     "LedgerPeriod",
@@ -32,5 +37,6 @@ __all__ = [
     "RelationshipEnded",
     "SeedableLedger",
     "StatementRole",
+    "open_ledger",
     "period_months",
 ]

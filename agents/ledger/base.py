@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 from uuid import UUID
 
 from agents.domain.books import (
@@ -131,8 +131,15 @@ def statement_from_entries(case_id: UUID, entries: Sequence[LedgerEntry]) -> Led
     )
 
 
+@runtime_checkable
 class LedgerPort(Protocol):
-    """An agency's books. Adapters: `SqliteLedger`, `InMemoryLedger` (tests)."""
+    """An agency's books, as the agent uses them: look a person up, the three idempotent
+    changes, the statement the reconciler asks for, and close.
+
+    Adapters: `SqliteLedger` (default), `PostgresLedger` (production, several replicas),
+    `InMemoryLedger` (tests), or an agency's own (``JIEXU_LEDGER=module:factory``, see
+    `agents.ledger.choice`); prove one with the shipped `LedgerContract` suite.
+    """
 
     async def lookup(self, id_number: str) -> PersonAccount | None: ...
 
@@ -177,7 +184,23 @@ class LedgerPort(Protocol):
         the payout. Raises `PersonNotFound`, `InsufficientBalance`."""
         ...
 
-    async def statement(self, case_id: UUID) -> LedgerStatement: ...
+    async def statement(self, case_id: UUID) -> LedgerStatement:
+        """What the books hold for one case (role ``none`` if untouched): answers the
+        reconciler's statement request."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class SeedableLedger(LedgerPort, Protocol):
+    """Optional: what the demo, the bench, the importer and the contract suite use besides the
+    agent's port: filling the books directly, listing every case, and totals for conservation
+    checks. An agency's own adapter need not offer it (the agent never calls these)."""
+
+    async def put_account(self, account: PersonAccount) -> None:
+        """Insert or replace an account (not idempotency-tracked: for seeding only)."""
+        ...
 
     async def statements(self) -> list[LedgerStatement]:
         """Every case the ledger has touched, ordered by case id."""
@@ -193,14 +216,4 @@ class LedgerPort(Protocol):
 
     async def total_credited_fen(self) -> int:
         """Sum of every fund transfer received (credit amounts)."""
-        ...
-
-    async def close(self) -> None: ...
-
-
-class SeedableLedger(LedgerPort, Protocol):
-    """A ledger that test and demo tooling may fill directly."""
-
-    async def put_account(self, account: PersonAccount) -> None:
-        """Insert or replace an account (not idempotency-tracked: for seeding only)."""
         ...

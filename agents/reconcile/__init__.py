@@ -1,19 +1,20 @@
 """The reconciliation agent: both ends' books of each case compared, and totalled per pair of agencies.
 
-`compare` and `statement_document` are pure; `ReconciliationReport` is the reconciler's store;
-`Reconciler` handles its inbox and sweeps; `run_reconciler` is its composition root.
+In the agency's shape:
+
+* pure: `compare` (the two books and the form), `statement_document` (an agency's answer) and
+  `reconcile_step` (`plan`: a `ReconciledCase` and one event in, the next record and the envelopes
+  to queue out);
+* `ReconciliationReport` (`report`): the reconciler's store, one SQLite file;
+* `ReconcilerService` (`service`): one unit of work per message (inbox row, case record, outbox
+  rows), and the sweep;
+* `ReconcilerProcess` / `run_reconciler` / `run_reconciler_with` (`process`): the composition
+  root; `agents.service.relay.OutboxRelay` publishes the report's outbox (`ReportOutbox`);
+* `ReconcilerSettings` (`settings`): ``JIEXU_*`` variables or ``jiexu reconcile`` options.
 """
 
 from __future__ import annotations
 
-from agents.reconcile.agent import (
-    Reconciler,
-    ReconcilerSettings,
-    Sweeper,
-    SweepOutcome,
-    Transport,
-    run_reconciler,
-)
 from agents.reconcile.compare import (
     CaseFigures,
     PairDayTotals,
@@ -21,22 +22,49 @@ from agents.reconcile.compare import (
     control_totals,
     expected_from_form,
 )
-from agents.reconcile.report import CaseRecord, ReconciliationReport
-from agents.reconcile.statements import statement_document
+from agents.reconcile.outbox import ReportOutbox
+from agents.reconcile.plan import (
+    ID_NAMESPACE,
+    FormCopy,
+    Plan,
+    Rules,
+    StatementCopy,
+    SweepTick,
+    TerminalCopy,
+    reconcile_step,
+)
+from agents.reconcile.process import ReconcilerProcess, Sweeper, run_reconciler, run_reconciler_with
+from agents.reconcile.records import ReconciledCase, RequestRow, StoredStatement
+from agents.reconcile.report import ReconciliationReport
+from agents.reconcile.service import ReconcilerService, SweepOutcome
+from agents.reconcile.settings import ReconcilerSettings
+from agents.service.statements import statement_document
 
 __all__ = [
+    "ID_NAMESPACE",
     "CaseFigures",
-    "CaseRecord",
+    "FormCopy",
     "PairDayTotals",
-    "Reconciler",
+    "Plan",
+    "ReconciledCase",
+    "ReconcilerProcess",
+    "ReconcilerService",
     "ReconcilerSettings",
     "ReconciliationReport",
+    "ReportOutbox",
+    "RequestRow",
+    "Rules",
+    "StatementCopy",
+    "StoredStatement",
     "SweepOutcome",
+    "SweepTick",
     "Sweeper",
-    "Transport",
+    "TerminalCopy",
     "compare",
     "control_totals",
     "expected_from_form",
+    "reconcile_step",
     "run_reconciler",
+    "run_reconciler_with",
     "statement_document",
 ]

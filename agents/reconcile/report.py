@@ -1,10 +1,11 @@
 """The reconciler's own store: one SQLite file of cases, statement requests, outbox and inbox.
 
-Each case is one row: a few columns to query on and the whole `CaseRecord` as JSON. A handled
+Each case is one row: a few columns to query on and the whole `ReconciledCase` as JSON. A handled
 message, the case it changed, the requests it issued and the envelopes it queued commit in one
 transaction (`ReconciliationReport.transaction`, a unit of work of `agents.db.sqlite.SqliteDb`:
-group commit, one savepoint per unit); the agent publishes queued envelopes afterwards and marks
-them sent, so a crash in between re-sends them with the same message ids.
+group commit, one savepoint per unit); `agents.service.relay.OutboxRelay` publishes queued
+envelopes afterwards (through `agents.reconcile.outbox.ReportOutbox`) and marks them sent, so a
+crash in between re-sends them with the same message ids, marked as re-sends.
 
 The queries serve ``jiexu reconcile --report`` and a later ``jiexu status``: counts per outcome,
 latest mismatches, pending and stuck cases, control totals per pair of agencies per day.
@@ -18,33 +19,35 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from agents.db.codec import ts
+from agents.db.codec import parse_ts, ts
 from agents.db.sqlite import SqliteDb
-from agents.reconcile.compare import CaseFigures, PairDayTotals, control_totals, figures_of
+from agents.reconcile.compare import PairDayTotals, control_totals
+from agents.reconcile.records import (
+    CaseStatus,
+    Purpose,
+    ReconciledCase,
+    RequestRow,
+    StoredStatement,
+    Terminal,
+)
 from schemas.envelope import Envelope
-from schemas.information import InformationFormV2
-from schemas.reconciliation import LedgerStatementV1, ReconciliationOutcome, ReconciliationResultV1
+from schemas.reconciliation import ReconciliationResultV1
 from schemas.registry import encode_envelope
 
 __all__ = [
-    "CaseRecord",
     "CaseStatus",
     "Purpose",
+    "QueuedEnvelope",
+    "ReconciledCase",
     "ReconciliationReport",
     "ReportTransaction",
     "RequestRow",
     "StoredStatement",
     "Terminal",
 ]
-
-Terminal = Literal["transfer_completed", "rejection"]
-Purpose = Literal["final", "probe"]
-CaseStatus = Literal["open", "matched", "mismatched"]
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS cases (
@@ -88,85 +91,13 @@ _SCHEMA = (
 _SCHEMA_VERSION = 1
 
 
-class StoredStatement(BaseModel):
-    """A ledger statement as received; ``final`` when it answers a request made after the case
-    ended (only those are compared for the published result)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    statement: LedgerStatementV1
-    final: bool
-    message_id: UUID
-    received_at: datetime
-
-
-class CaseRecord(BaseModel):
-    """Everything the reconciler knows about one case."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=False)
-
-    case_id: UUID
-    first_seen: datetime
-    outgoing: str | None = None
-    receiving: str | None = None
-    parties: list[str] = Field(default_factory=list, description="Every agency known in the case.")
-    form: InformationFormV2 | None = None
-    form_sent_on: date | None = None
-    terminal: Terminal | None = None
-    terminal_by: str | None = None
-    terminal_on: date | None = None
-    rejection_reason: str | None = None
-    statements: dict[str, StoredStatement] = Field(default_factory=dict)
-    final_round: int = 0
-    final_asked: list[str] = Field(default_factory=list)
-    probe_round: int = 0
-    probe_asked: list[str] = Field(default_factory=list)
-    last_request_on: date | None = None
-    form_wait_over: bool = False
-    result: ReconciliationResultV1 | None = None
-    checked_at: datetime | None = None
-    day: date | None = None
-    probe_result: ReconciliationResultV1 | None = None
-    overdue_since: date | None = None
-
-    @property
-    def status(self) -> CaseStatus:
-        if self.result is None:
-            return "open"
-        return "matched" if self.result.outcome is ReconciliationOutcome.MATCHED else "mismatched"
-
-    @property
-    def stuck(self) -> bool:
-        """Past its due date with no terminal notice (money in flight), or with no result yet."""
-        return self.overdue_since is not None and self.result is None
-
-    def statement_of(self, agency: str | None, *, final: bool = True) -> LedgerStatementV1 | None:
-        if agency is None:
-            return None
-        stored = self.statements.get(agency)
-        if stored is None or (final and not stored.final):
-            return None
-        return stored.statement
-
-    def figures(self) -> CaseFigures | None:
-        if self.result is None or self.day is None:
-            return None
-        return figures_of(
-            self.case_id,
-            self.day,
-            self.result,
-            self.statement_of(self.result.outgoing),
-            self.statement_of(self.result.receiving),
-        )
-
-
 @dataclass(frozen=True)
-class RequestRow:
-    message_id: UUID
-    case_id: UUID
-    recipient: str
-    purpose: Purpose
-    round: int
+class QueuedEnvelope:
+    """An outbox row not yet sent: its position, the envelope (unsigned) and when it was queued."""
+
+    seq: int
+    envelope: Envelope
+    created_at: datetime
 
 
 class ReportTransaction:
@@ -187,11 +118,11 @@ class ReportTransaction:
             (str(envelope.message_id), str(envelope.case_id), envelope.type, envelope.sender, ts(at)),
         )
 
-    async def load(self, case_id: UUID) -> CaseRecord | None:
+    async def load(self, case_id: UUID) -> ReconciledCase | None:
         rows = self._all("SELECT record FROM cases WHERE case_id = ?", (str(case_id),))
-        return CaseRecord.model_validate_json(rows[0][0]) if rows else None
+        return ReconciledCase.model_validate_json(rows[0][0]) if rows else None
 
-    async def save(self, record: CaseRecord, at: datetime) -> None:
+    async def save(self, record: ReconciledCase, at: datetime) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO cases "
             "(case_id, outgoing, receiving, status, stuck, day, checked_at, updated_at, record) "
@@ -288,6 +219,27 @@ class ReconciliationReport:
         )
         return [Envelope.model_validate_json(row[0]) for row in rows]
 
+    async def queued(self, limit: int) -> list[QueuedEnvelope]:
+        """The oldest unsent envelopes with their outbox position and the time they were queued."""
+        rows = await self._all(
+            "SELECT seq, envelope, created_at FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT ?",
+            (limit,),
+        )
+        return [
+            QueuedEnvelope(int(row[0]), Envelope.model_validate_json(row[1]), parse_ts(row[2]))
+            for row in rows
+        ]
+
+    async def mark_sent_seqs(self, seqs: Sequence[int], at: datetime) -> None:
+        """Stamp queued envelopes as sent by outbox position (idempotent), in one unit of work."""
+        if not seqs:
+            return
+        async with self._db.transaction() as conn:
+            conn.executemany(
+                "UPDATE outbox SET sent_at = ? WHERE seq = ? AND sent_at IS NULL",
+                [(ts(at), seq) for seq in seqs],
+            )
+
     async def mark_sent(self, message_id: UUID, at: datetime) -> None:
         await self.mark_sent_many([message_id], at)
 
@@ -312,11 +264,11 @@ class ReconciliationReport:
         return [(Envelope.model_validate_json(row[0]), row[1] is not None) for row in rows]
 
     # -- queries ----------------------------------------------------------------------------------
-    async def case(self, case_id: UUID) -> CaseRecord | None:
+    async def case(self, case_id: UUID) -> ReconciledCase | None:
         rows = await self._all("SELECT record FROM cases WHERE case_id = ?", (str(case_id),))
-        return CaseRecord.model_validate_json(rows[0][0]) if rows else None
+        return ReconciledCase.model_validate_json(rows[0][0]) if rows else None
 
-    async def cases(self, status: CaseStatus | None = None) -> list[CaseRecord]:
+    async def cases(self, status: CaseStatus | None = None) -> list[ReconciledCase]:
         """Cases (with ``status``), ordered by case id."""
         if status is None:
             rows = await self._all("SELECT record FROM cases ORDER BY case_id")
@@ -324,15 +276,15 @@ class ReconciliationReport:
             rows = await self._all(
                 "SELECT record FROM cases WHERE status = ? ORDER BY case_id", (status,)
             )
-        return [CaseRecord.model_validate_json(row[0]) for row in rows]
+        return [ReconciledCase.model_validate_json(row[0]) for row in rows]
 
-    async def open_cases(self) -> list[CaseRecord]:
+    async def open_cases(self) -> list[ReconciledCase]:
         """Cases without a published result: waiting for a terminal notice, statements or a form."""
         return await self.cases("open")
 
     async def open_cases_started_before(
         self, day: date, *, after: UUID | None = None, limit: int = 500
-    ) -> list[CaseRecord]:
+    ) -> list[ReconciledCase]:
         """One page (by case id, after ``after``) of the open cases whose clock started before
         ``day``: the form sent, or the case ended. What a sweep has to look at; the others cannot
         be overdue yet, and are neither read nor parsed."""
@@ -342,26 +294,26 @@ class ReconciliationReport:
             "ORDER BY case_id LIMIT ?",
             (str(after) if after is not None else "", day.isoformat(), limit),
         )
-        return [CaseRecord.model_validate_json(row[0]) for row in rows]
+        return [ReconciledCase.model_validate_json(row[0]) for row in rows]
 
-    async def pending_cases(self) -> list[CaseRecord]:
+    async def pending_cases(self) -> list[ReconciledCase]:
         """Open cases that are not (yet) past their due date."""
         return [case for case in await self.open_cases() if not case.stuck]
 
-    async def stuck_cases(self) -> list[CaseRecord]:
+    async def stuck_cases(self) -> list[ReconciledCase]:
         """Open cases past their due date (money in flight with no terminal notice, or a terminal
         notice with no result), oldest overdue first."""
         rows = await self._all("SELECT record FROM cases WHERE stuck = 1 ORDER BY case_id")
-        records = [CaseRecord.model_validate_json(row[0]) for row in rows]
+        records = [ReconciledCase.model_validate_json(row[0]) for row in rows]
         return sorted(records, key=lambda case: (case.overdue_since or date.min, str(case.case_id)))
 
-    async def latest_mismatches(self, limit: int = 20) -> list[CaseRecord]:
+    async def latest_mismatches(self, limit: int = 20) -> list[ReconciledCase]:
         rows = await self._all(
             "SELECT record FROM cases WHERE status = 'mismatched' "
             "ORDER BY checked_at DESC, case_id LIMIT ?",
             (limit,),
         )
-        return [CaseRecord.model_validate_json(row[0]) for row in rows]
+        return [ReconciledCase.model_validate_json(row[0]) for row in rows]
 
     async def counts(self) -> dict[str, int]:
         """Cases per status (``open``, ``matched``, ``mismatched``) and ``stuck`` (open, overdue)."""
@@ -384,7 +336,7 @@ class ReconciliationReport:
         rows = await self._all(sql, params)
         figures = []
         for row in rows:
-            item = CaseRecord.model_validate_json(row[0]).figures()
+            item = ReconciledCase.model_validate_json(row[0]).figures()
             if item is not None:
                 figures.append(item)
         return control_totals(figures)

@@ -49,7 +49,8 @@ from agents.domain.clock import Clock
 from agents.domain.workdays import WorkdayCalendar
 from agents.faults import crash_point
 from agents.ledger.base import LedgerEntry, LedgerPeriod, LedgerPort, PersonAccount
-from agents.reconcile.statements import statement_document
+from agents.service.metrics import AgentMetrics
+from agents.service.statements import statement_document
 from agents.store.base import (
     CaseRecord,
     ConcurrentCaseUpdate,
@@ -105,7 +106,9 @@ class AgencyService:
         private_key: Ed25519PrivateKey,
         reconciler: str | None = None,
         on_commit: Callable[[], None] | None = None,
+        metrics: AgentMetrics | None = None,
     ) -> None:
+        """``metrics``: ledger command latency, months certified and credited, reminders."""
         self.agency = agency
         self.code = agency.code
         self.store = store
@@ -116,6 +119,7 @@ class AgencyService:
         self.private_key = private_key
         self.reconciler = reconciler
         self._on_commit = on_commit or (lambda: None)
+        self.metrics = metrics
         self.stats = ServiceStats()
 
     # -- inputs ---------------------------------------------------------------------------------
@@ -206,7 +210,10 @@ class AgencyService:
                     continue
                 decision = decide(case_from_data(current.data), Tick(today=today), self._context())
                 saved = await self._commit(tx, current, decision)
-            self.stats.reminders += sum(1 for m in decision.messages if m.document.MESSAGE_TYPE == "reminder")
+            reminders = sum(1 for m in decision.messages if m.document.MESSAGE_TYPE == "reminder")
+            self.stats.reminders += reminders
+            if self.metrics is not None:
+                self.metrics.reminders_sent(reminders)
             self._committed(decision)
             if saved is not None and saved.pending_commands:
                 await self._drive_commands_safely(saved.case_id)
@@ -279,7 +286,11 @@ class AgencyService:
             if index:
                 crash_point("mid_ledger_change")
             try:
-                entry = await self._run_command(command)
+                entry = await (
+                    self._run_command(command) if self.metrics is None else
+                    self.metrics.ledger_call(command.operation, case.counterpart_code,
+                                             self._run_command(command))
+                )
             except DomainRuleViolation as exc:
                 log.warning(
                     "ledger_refused", operation=command.operation, reason=exc.reason_code

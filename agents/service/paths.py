@@ -17,6 +17,7 @@ from broker.signing import private_key_path, public_key_path
 from broker.topology import secret_path
 
 __all__ = [
+    "CREDENTIALS_PATTERN",
     "DEFAULT_DATA_DIR",
     "DEFAULT_DIRECTORY",
     "DEFAULT_SECRETS_DIR",
@@ -33,6 +34,9 @@ DEFAULT_DIRECTORY = Path(".jiexu/directory.json")
 STORE_FILE = "store.db"
 LEDGER_FILE = "ledger.db"
 REPORT_FILE = "reconcile.db"
+CREDENTIALS_PATTERN = "{code}" + secret_path(Path(), RECONCILER_CODE).name.removeprefix(RECONCILER_CODE)
+"""How a credentials file is named, for messages: ``{code}.broker.json`` (`broker.topology` names
+the files)."""
 
 
 @dataclass(frozen=True)

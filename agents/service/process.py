@@ -1,178 +1,167 @@
-"""The agency agent process: the composition root that wires store, ledger, service and transport.
+"""The agency agent process: starts what `agents.service.bootstrap` wires, and stops it in order.
 
 ``jiexu agent --agency CODE`` runs `run_agent`: it consumes the agency's inbox, hands each message
 to `AgencyService.handle`, relays the outbox with confirms, watches deadlines, answers statement
 requests, and on SIGTERM drains (stop consuming, finish in-flight work, publish what is committed,
 close).
+
+With ``JIEXU_METRICS_PORT`` set it also serves ``/metrics``, ``/healthz`` and ``/readyz``
+(`agents.service.health`): the server starts first (a probe sees the process alive, and not ready,
+while it connects), the readiness checks are registered once their parts run (``broker``,
+``consumer``, ``store``, ``ledger``), and the store gauges are read in the background by a
+`FiguresRefresher`. On stop the process turns unready first and closes the server last.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import quote
+import uuid
 
 import structlog
-from yarl import URL
 
-from agents.calendars import open_calendar
-from agents.domain.case import Agency
 from agents.domain.clock import Clock, SystemClock
-from agents.domain.workdays import WorkingCalendar
-from agents.ledger.sqlite import SqliteLedger
+from agents.domain.workdays import WorkdayCalendar
+from agents.ledger.base import LedgerPort
 from agents.service.agency import AgencyService
+from agents.service.bootstrap import (
+    AgentParts,
+    OpenedService,
+    agency_amqp_url,
+    agency_config,
+    bootstrap_agent,
+    open_service,
+    open_store,
+)
+from agents.service.figures import FiguresRefresher
+from agents.service.health import HealthServer, Readiness, broker_check, start_health_server
+from agents.service.metrics import AgentMetrics, StoreFigures
 from agents.service.relay import OutboxRelay
 from agents.service.settings import AgentSettings
 from agents.store.base import Store
-from agents.store.postgres import PostgresStore
 from agents.store.sqlite import SqliteStore
-from broker.connection import BrokerConnection, connect
-from broker.consumer import Consumer, ConsumerSettings, run_until_signal
-from broker.directory import AgencyDirectory
+from broker.connection import BrokerConnection
+from broker.consumer import Consumer, run_until_signal
+from broker.metrics import watch_connection
 from broker.publisher import Publisher
-from broker.signing import load_private_key, private_key_path
-from broker.topology import load_agency_secret, secret_path
-from schemas.common import AgencyDetails, BankAccount
 
-__all__ = ["AgentProcess", "agency_amqp_url", "agency_config", "open_service", "open_store", "run_agent"]
+__all__ = [
+    "AgentProcess",
+    "OpenedService",
+    "agency_amqp_url",
+    "agency_config",
+    "open_service",
+    "open_store",
+    "run_agent",
+]
 
 log = structlog.get_logger("jiexu.agents.service.process")
-
-
-def agency_config(settings: AgentSettings, directory: AgencyDirectory) -> Agency:
-    """This agency as the domain sees it, from the directory entry and the settings."""
-    entry = directory.get(settings.agency)
-    return Agency(
-        code=entry.code,
-        details=AgencyDetails(
-            name=entry.name,
-            address=entry.address or "(not stated)",
-            phone=entry.phone or "00000000",
-            bank_account=BankAccount(**entry.bank_account.model_dump()),
-        ),
-        regime=settings.regime,
-        accepts_funds=settings.accepts_funds,
-        seal_reference=f"seal:{entry.code}",
-    )
-
-
-def agency_amqp_url(settings: AgentSettings) -> str:
-    """The URL the agent connects with: always as its own agency user, never as guest.
-
-    The secrets file written by ``jiexu topology apply`` holds user, password and vhost (and the
-    URL when known); ``JIEXU_AMQP_URL`` (host and port) overrides where the broker is.
-    """
-    secret = load_agency_secret(secret_path(settings.secrets_dir, settings.agency))
-    base = settings.amqp_url or secret.get("amqp_url")
-    if not base:
-        raise ValueError(
-            f"no broker URL for agency {settings.agency}: set JIEXU_AMQP_URL or run "
-            "`jiexu topology apply` with it set"
-        )
-    url = URL(base)
-    vhost = secret.get("vhost", "/")
-    return (
-        f"{url.scheme}://{quote(secret['username'], safe='')}:{quote(secret['password'], safe='')}"
-        f"@{url.host}:{url.port}/{quote(vhost, safe='')}"
-    )
-
-
-async def open_store(settings: AgentSettings, clock: Clock | None = None) -> Store:
-    if settings.database_url:
-        return await PostgresStore.open(
-            settings.database_url, schema=f"agency_{settings.agency}", clock=clock
-        )
-    return await SqliteStore.open(settings.store_path, clock=clock)
-
-
-def _calendar(settings: AgentSettings) -> WorkingCalendar:
-    if settings.calendar_dir is not None:
-        return open_calendar(directory=settings.calendar_dir)
-    return open_calendar()
-
-
-@dataclass
-class OpenedService:
-    service: AgencyService
-    store: Store
-    ledger: SqliteLedger
-    directory: AgencyDirectory
-
-    async def close(self) -> None:
-        await self.store.close()
-        await self.ledger.close()
-
-
-async def open_service(settings: AgentSettings, clock: Clock | None = None) -> OpenedService:
-    """The service with its store and ledger, without any broker (``jiexu apply`` uses this)."""
-    clock = clock or SystemClock()
-    directory = AgencyDirectory.load(settings.directory)
-    private_key = load_private_key(Path(private_key_path(settings.secrets_dir, settings.agency)))
-    store = await open_store(settings, clock)
-    ledger = await SqliteLedger.open(settings.ledger_path, settings.agency, clock=clock)
-    service = AgencyService(
-        agency=agency_config(settings, directory),
-        store=store,
-        ledger=ledger,
-        directory=directory,
-        calendar=_calendar(settings),
-        clock=clock,
-        private_key=private_key,
-        reconciler=settings.reconciler,
-    )
-    return OpenedService(service, store, ledger, directory)
 
 
 class AgentProcess:
     """Everything one agency agent runs, started and stopped in order."""
 
-    def __init__(self, settings: AgentSettings, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        clock: Clock | None = None,
+        *,
+        store: Store | None = None,
+        ledger: LedgerPort | None = None,
+        calendar: WorkdayCalendar | None = None,
+    ) -> None:
+        """``store``, ``ledger`` and ``calendar`` replace what the settings would open (see
+        `agents.service.bootstrap`); the process closes them when it stops."""
         self.settings = settings
         self.clock = clock or SystemClock()
-        self.opened: OpenedService | None = None
-        self.connection: BrokerConnection | None = None
-        self.publisher: Publisher | None = None
-        self.relay: OutboxRelay | None = None
-        self.consumer: Consumer | None = None
+        self._store = store
+        self._ledger = ledger
+        self._calendar = calendar
+        self.parts: AgentParts | None = None
         self._deadlines: asyncio.Task[None] | None = None
+        self.metrics = AgentMetrics(settings.agency)
+        self.readiness = Readiness()
+        self.health: HealthServer | None = None
+        """The metrics and health server (None when ``JIEXU_METRICS_PORT`` is unset)."""
+        self.figures: FiguresRefresher[StoreFigures] | None = None
+        """Reads the store gauges in the background while the server runs."""
+
+    @property
+    def opened(self) -> OpenedService | None:
+        return self.parts.opened if self.parts is not None else None
+
+    @property
+    def connection(self) -> BrokerConnection | None:
+        return self.parts.connection if self.parts is not None else None
+
+    @property
+    def publisher(self) -> Publisher | None:
+        return self.parts.publisher if self.parts is not None else None
+
+    @property
+    def relay(self) -> OutboxRelay | None:
+        return self.parts.relay if self.parts is not None else None
+
+    @property
+    def consumer(self) -> Consumer | None:
+        return self.parts.consumer if self.parts is not None else None
 
     @property
     def service(self) -> AgencyService:
-        assert self.opened is not None, "start() first"
-        return self.opened.service
+        assert self.parts is not None, "start() first"
+        return self.parts.service
 
     async def start(self) -> AgentProcess:
         settings = self.settings
-        self.opened = await open_service(settings, self.clock)
-        service = self.opened.service
-        self.connection = await connect(
-            agency_amqp_url(settings), name=f"jiexu-agent-{settings.agency}"
+        self.health = await start_health_server(
+            self.metrics.registry, self.readiness, settings.metrics
         )
-        self.publisher = await Publisher(
-            self.connection, agency=settings.agency, private_key=service.private_key
-        ).start()
-        self.relay = OutboxRelay(self.opened.store, self.publisher, clock=self.clock).start()
-        service._on_commit = self.relay.wake
-        await service.recover()
-        self.consumer = await Consumer(
-            self.connection,
-            agency=settings.agency,
-            handler=service.handle,
-            directory=self.opened.directory,
-            settings=ConsumerSettings(
-                prefetch=settings.prefetch,
-                retry_delays_ms=settings.retry_delays_ms,
-                user_prefix=settings.user_prefix,
-                verify_in_thread=settings.verify_in_thread,
-            ),
-            seen=service.seen,
-            publisher=self.publisher,
-        ).start()
+        try:
+            self.parts = parts = await bootstrap_agent(
+                settings,
+                clock=self.clock,
+                store=self._store,
+                ledger=self._ledger,
+                calendar=self._calendar,
+                metrics=self.metrics,
+            )
+        except BaseException:
+            if self.health is not None:
+                await self.health.stop()
+            raise
+        watch_connection(parts.connection.raw, self.metrics.transport)
+        parts.relay.start()
+        await parts.service.recover()
+        await parts.consumer.start()
         self._deadlines = asyncio.create_task(self._watch_deadlines(), name="deadlines")
+        if self.health is not None:
+            self.figures = FiguresRefresher.for_store(
+                parts.opened.store, self.clock, on_failure=self.metrics.figures_refresh_failed
+            ).start()
+            self.metrics.watch_store(self.figures.latest)
+        self._register_checks(parts)
+        if self.health is not None:
+            log.info(
+                "metrics_serving",
+                agency=settings.agency,
+                url=self.health.url,
+                host=self.health.host,
+                port=self.health.port,
+                paths=["/metrics", "/healthz", "/readyz"],
+            )
         log.info("agent_started", regime=settings.regime.value)
         return self
+
+    def _register_checks(self, parts: AgentParts) -> None:
+        """``broker``: the connection is open; ``consumer``: the inbox consumer runs; ``store``,
+        ``ledger``: a small read answered in time (the applied schema migrations; the statement of
+        the nil case id, which no case has)."""
+        store, ledger, consumer = parts.opened.store, parts.opened.ledger, parts.consumer
+        nil_case = uuid.UUID(int=0)
+        self.readiness.add("broker", broker_check(parts.connection))
+        self.readiness.add("consumer", lambda: consumer.active)
+        self.readiness.add("store", store.schema_versions)
+        self.readiness.add("ledger", lambda: ledger.statement(nil_case))
 
     async def _watch_deadlines(self) -> None:
         while True:
@@ -184,7 +173,11 @@ class AgentProcess:
             await asyncio.sleep(self.settings.deadline_interval_s)
 
     async def stop(self) -> None:
-        """Drain: stop consuming and finish in-flight work, publish what is committed, close."""
+        """Drain: stop consuming and finish in-flight work, publish what is committed, close.
+
+        Unready first (probes stop routing to this replica), the figures' reads stopped before the
+        store closes, the metrics server closed last."""
+        self.readiness.add("stopping", lambda: False)
         if self.consumer is not None:
             await self.consumer.stop()
         if self._deadlines is not None:
@@ -197,12 +190,18 @@ class AgentProcess:
             await self.publisher.close()
         if self.connection is not None:
             await self.connection.close()
+        if self.figures is not None:
+            await self.figures.stop()
+            self.figures = None
         stats: dict[str, int] = {}
         if self.opened is not None:
             if isinstance(self.opened.store, SqliteStore):
                 # How well units of work shared commits (group commit): units per fsync.
                 stats["store_commits"], stats["store_units"] = self.opened.store.commits
             await self.opened.close()
+        if self.health is not None:
+            await self.health.stop()
+            self.health = None
         log.info("agent_stopped", **stats)
 
 

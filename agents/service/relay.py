@@ -6,25 +6,51 @@ again on restart: the recipient's inbox of handled message ids makes that harmle
 committed before this relay started, or one whose publish failed without a confirm) goes out with
 the ``x-jiexu-republished`` header, so the recipient acks a copy it has handled instead of
 dead-lettering it as a replay.
+
+The relay needs only an `Outbox` (an agency's `agents.store.base.Store` is one; the reconciler's
+report is one through `agents.reconcile.outbox.ReportOutbox`) and a `BodyPublisher`
+(`broker.publisher.Publisher`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
+from typing import Protocol
 
 import structlog
 
 from agents.domain.clock import Clock, SystemClock
 from agents.faults import crash_point
-from agents.store.base import OutboxMessage, Store
+from agents.service.metrics import AgentMetrics
+from agents.store.base import OutboxMessage
 from broker.delivery import HEADER_REPUBLISHED
 from broker.names import EXCHANGE
-from broker.publisher import Publisher, body_properties
+from broker.publisher import BasicProperties, body_properties
 
-__all__ = ["OutboxRelay"]
+__all__ = ["BodyPublisher", "Outbox", "OutboxRelay"]
 
 log = structlog.get_logger("jiexu.agents.service.relay")
+
+
+class Outbox(Protocol):
+    """Where committed outgoing messages wait: the part of a store the relay uses."""
+
+    async def fetch_unpublished(self, limit: int = 100) -> Sequence[OutboxMessage]: ...
+
+    async def mark_published(self, ids: Sequence[int]) -> None: ...
+
+
+class BodyPublisher(Protocol):
+    """Publishes an encoded envelope with confirms (`broker.publisher.Publisher`)."""
+
+    @property
+    def user_id(self) -> str: ...
+
+    async def publish_body(
+        self, exchange: str, routing_key: str, body: bytes, properties: BasicProperties
+    ) -> None: ...
 
 
 class OutboxRelay:
@@ -32,15 +58,17 @@ class OutboxRelay:
 
     def __init__(
         self,
-        store: Store,
-        publisher: Publisher,
+        store: Outbox,
+        publisher: BodyPublisher,
         *,
         batch_size: int = 200,
         poll_interval_s: float = 0.5,
         failure_pause_s: float = 1.0,
         clock: Clock | None = None,
+        metrics: AgentMetrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics
         self._publisher = publisher
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
@@ -99,6 +127,8 @@ class OutboxRelay:
                 if not isinstance(result, Exception):
                     raise result
                 failed += 1
+                if self._metrics is not None:
+                    self._metrics.publish_failed()
                 self._attempted.add(row.id)
                 log.warning(
                     "outbox_publish_failed",
@@ -114,6 +144,10 @@ class OutboxRelay:
             await self._store.mark_published(done)
             self._attempted.difference_update(done)
             self.published += len(done)
+            if self._metrics is not None:
+                for row, result in zip(rows, results, strict=True):
+                    if not isinstance(result, BaseException):
+                        self._metrics.published(row.message_type)
         return len(done), failed
 
     async def _publish(self, row: OutboxMessage) -> None:

@@ -8,6 +8,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents.domain.deadlines import Regime
+from agents.service.health import ALL_INTERFACES, MetricsSettings
+from agents.service.paths import DEFAULT_DATA_DIR, DEFAULT_DIRECTORY, DEFAULT_SECRETS_DIR, Paths
 
 __all__ = ["AgentSettings"]
 
@@ -18,9 +20,9 @@ class AgentSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="JIEXU_", extra="ignore")
 
     agency: str = Field(pattern=r"^[0-9]{6}$", description="This agency's 6-digit region code")
-    data_dir: Path = Field(Path(".jiexu/data"), description="SQLite store and ledger, per agency")
-    secrets_dir: Path = Field(Path(".jiexu/secrets"), description="broker credentials and keys")
-    directory: Path = Field(Path(".jiexu/directory.json"), description="the agency directory")
+    data_dir: Path = Field(DEFAULT_DATA_DIR, description="SQLite store and ledger, per agency")
+    secrets_dir: Path = Field(DEFAULT_SECRETS_DIR, description="broker credentials and keys")
+    directory: Path = Field(DEFAULT_DIRECTORY, description="the agency directory")
     amqp_url: str | None = Field(
         None, description="broker URL; the agent connects as its own agency user from secrets_dir"
     )
@@ -43,14 +45,33 @@ class AgentSettings(BaseSettings):
         "hand-off per message where the cores are all busy)",
     )
 
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535,
+        description="serve /metrics, /healthz, /readyz on this port (off when unset; 0: a free port)",
+    )
+    metrics_host: str = Field(
+        ALL_INTERFACES, description="bind address of the metrics port; 127.0.0.1 for local scrapes"
+    )
+
+    @property
+    def metrics(self) -> MetricsSettings:
+        """``JIEXU_METRICS_PORT`` / ``JIEXU_METRICS_HOST`` as `agents.service.health` reads them."""
+        return MetricsSettings(port=self.metrics_port, host=self.metrics_host)
+
+    @property
+    def paths(self) -> Paths:
+        """Every file of this deployment (a property, so ``model_dump`` and the environment made
+        from it carry only the three directories)."""
+        return Paths(data_dir=self.data_dir, secrets_dir=self.secrets_dir, directory=self.directory)
+
     @property
     def agency_dir(self) -> Path:
-        return self.data_dir / self.agency
+        return self.paths.agency_dir(self.agency)
 
     @property
     def store_path(self) -> Path:
-        return self.agency_dir / "store.db"
+        return self.paths.store(self.agency)
 
     @property
     def ledger_path(self) -> Path:
-        return self.agency_dir / "ledger.db"
+        return self.paths.ledger(self.agency)

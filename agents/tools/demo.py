@@ -10,133 +10,45 @@ from __future__ import annotations
 
 import asyncio
 import random
-import statistics
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from agents.domain.case import ApplicationSubmitted, State
-from agents.domain.deadlines import Regime
-from agents.ledger.base import PersonAccount
-from agents.ledger.sqlite import SqliteLedger
-from agents.reconcile.agent import ReconcilerSettings, run_reconciler
+from agents.domain.case import State
+from agents.ledger.base import SeedableLedger
+from agents.reconcile import ReconcilerSettings, run_reconciler
 from agents.reconcile.report import ReconciliationReport
 from agents.service.process import AgentProcess
 from agents.store.base import CaseRecord
-from agents.tools.provision import AgencyProfile, Provisioned, provision
-from agents.tools.seed import make_mover
+from agents.tools.figures import latency_summary
+from agents.tools.provision import Provisioned, provision
+from agents.tools.scenarios import (
+    Branch,
+    Planned,
+    applications_for,
+    choose_agencies,
+    expected_outcome,
+    plan_transfers,
+)
+from agents.tools.seed import seed_accounts
 from broker.consumer import ConsumerSettings
 from broker.directory import AgencyDirectory
 from broker.names import RECONCILER_CODE
 from broker.provider import BrokerEndpoint
-from broker.signing import load_private_key, private_key_path
-from schemas.common import BankAccount, InsuranceType, Person
-from schemas.contact import PayoutReason
+from broker.signing import load_private_key
+from broker.topology import load_agency_secret
 
-__all__ = [
-    "AGENCY_ORDER",
-    "BRANCHES",
-    "Branch",
-    "DemoResult",
-    "Planned",
-    "applications_for",
-    "choose_agencies",
-    "expected_outcome",
-    "percentile",
-    "plan_transfers",
-    "run_demo",
-]
+__all__ = ["DemoResult", "run_demo"]
 
 log = structlog.get_logger("jiexu.agents.tools.demo")
 
-AGENCY_ORDER = (
-    "441900",  # 东莞 (Guangdong)
-    "360400",  # 九江
-    "440300",  # 深圳 (Guangdong)
-    "110000",  # 北京
-    "540100",  # 拉萨: still on version 1 of every message
-    "410100",  # 郑州
-    "320100",  # 南京
-    "310000",  # 上海
-    "510100",  # 成都
-    "440100",  # 广州 (Guangdong)
-)
-V1_AGENCY = "540100"
-
 TERMINAL = frozenset({State.COMPLETED.value, State.REJECTED.value, State.DISCREPANCY.value})
-
-
-@dataclass(frozen=True)
-class Branch:
-    """One path through domain.md: how to seed the person and what the case should end in."""
-
-    name: str
-    expected: str
-    """Terminal state at the receiving agency (``rejected:<reason>`` for a rejection)."""
-    outgoing_options: dict[str, Any] = field(default_factory=dict)
-    receiving_type: InsuranceType | None = None
-    receiving_enrolled: bool = True
-    seed_outgoing: bool = True
-    payout: PayoutReason | None = None
-    guangdong: bool = False
-    v1_side: bool = False
-    duplicate: bool = False
-
-
-_EMPLOYEE = {"insurance_type": InsuranceType.EMPLOYEE, "retiree": False, "arrears": False}
-
-BRANCHES: tuple[Branch, ...] = (
-    Branch("normal", "completed", {**_EMPLOYEE, "zero_balance": False}),
-    Branch("zero_balance", "completed", {**_EMPLOYEE, "zero_balance": True}),
-    Branch("guangdong_in_province", "completed", {**_EMPLOYEE, "zero_balance": False}, guangdong=True),
-    Branch(
-        "payout_retiree_resettled",
-        "completed",
-        {**_EMPLOYEE, "retiree": True, "zero_balance": False},
-        payout=PayoutReason.RETIREE_RESETTLED,
-    ),
-    Branch(
-        "resident",
-        "completed",
-        {"insurance_type": InsuranceType.RESIDENT, "retiree": False, "arrears": False},
-        receiving_type=InsuranceType.RESIDENT,
-    ),
-    Branch(
-        "switch_employee_to_resident",
-        "completed",
-        {**_EMPLOYEE, "zero_balance": False},
-        receiving_type=InsuranceType.RESIDENT,
-        payout=PayoutReason.SCHEME_SWITCH,
-    ),
-    Branch(
-        "switch_resident_to_employee",
-        "completed",
-        {"insurance_type": InsuranceType.RESIDENT, "retiree": False, "arrears": False},
-        receiving_type=InsuranceType.EMPLOYEE,
-    ),
-    Branch("mixed_versions_v1_agency", "completed", {**_EMPLOYEE, "zero_balance": False}, v1_side=True),
-    Branch("rejected_arrears", "rejected:arrears", {**_EMPLOYEE, "arrears": True}),
-    Branch(
-        "rejected_participation_not_stopped",
-        "rejected:participation_not_stopped",
-        {**_EMPLOYEE, "participation": "active"},
-    ),
-    Branch(
-        "rejected_not_enrolled_here",
-        "rejected:not_enrolled_at_receiving_place",
-        _EMPLOYEE,
-        receiving_enrolled=False,
-    ),
-    Branch("rejected_unknown_person", "rejected:unknown_person", _EMPLOYEE, seed_outgoing=False),
-    Branch("rejected_retiree", "rejected:retiree", {**_EMPLOYEE, "retiree": True}),
-    Branch("rejected_duplicate_application", "rejected:duplicate_case", _EMPLOYEE, duplicate=True),
-)
 
 
 @dataclass
@@ -198,59 +110,8 @@ class DemoResult:
             "elapsed_s": round(self.elapsed_s, 3),
             "transfers_per_s": round(self.transfers / self.elapsed_s, 2) if self.elapsed_s else 0.0,
             "messages_published": self.messages_published,
-            "latency_ms": {
-                "p50": round(percentile(lat, 50), 1),
-                "p99": round(percentile(lat, 99), 1),
-                "max": round(lat[-1], 1) if lat else 0.0,
-            },
+            "latency_ms": latency_summary(lat),
         }
-
-
-def percentile(sorted_values: Sequence[float], pct: float) -> float:
-    if not sorted_values:
-        return 0.0
-    if len(sorted_values) == 1:
-        return sorted_values[0]
-    return statistics.quantiles(sorted_values, n=100, method="inclusive")[int(pct) - 1]
-
-
-def choose_agencies(n: int) -> list[AgencyProfile]:
-    if not 3 <= n <= len(AGENCY_ORDER):
-        raise ValueError(f"--agencies must be between 3 and {len(AGENCY_ORDER)}")
-    profiles = []
-    for i, code in enumerate(AGENCY_ORDER[:n]):
-        regime = Regime.R2021 if i % 2 == 0 else Regime.R2016
-        if code == V1_AGENCY:
-            profiles.append(AgencyProfile.v1_only(code, regime))
-        else:
-            profiles.append(AgencyProfile(code, regime))
-    return profiles
-
-
-def _pair(branch: Branch, codes: Sequence[str], rng: random.Random) -> tuple[str, str]:
-    guangdong = [c for c in codes if c.startswith("44")]
-    if branch.guangdong:
-        out, into = rng.sample(guangdong, 2)
-        return out, into
-    if branch.v1_side and V1_AGENCY in codes:
-        other = rng.choice([c for c in codes if c != V1_AGENCY])
-        return (V1_AGENCY, other) if rng.random() < 0.5 else (other, V1_AGENCY)
-    candidates = [
-        (a, b) for a in codes for b in codes if a != b and not (a in guangdong and b in guangdong)
-    ]
-    # A payout letter is a contact letter v2: a v1-only agency cannot receive one.
-    candidates = [(a, b) for a, b in candidates if V1_AGENCY not in (a, b) or branch.payout is None]
-    return rng.choice(candidates)
-
-
-def _bank_account(person: PersonAccount) -> BankAccount:
-    digits = "".join(ch for ch in person.id_number if ch.isdigit())
-    return BankAccount(
-        bank_name="中国建设银行",
-        bank_code="105100000017",
-        account_name=person.name,
-        account_number=f"6217{digits[-12:]}",
-    )
 
 
 async def run_demo(
@@ -281,9 +142,12 @@ async def run_demo(
     reconciler_task: asyncio.Task[Any] | None = None
     try:
         for code in codes:
-            agents[code] = await AgentProcess(
-                provisioned.settings(code, deadline_interval_s=5.0, prefetch=200)
-            ).start()
+            settings = provisioned.settings(code, deadline_interval_s=5.0, prefetch=200)
+            if settings.metrics_port is not None:
+                # JIEXU_METRICS_PORT is set: one port cannot serve every agent of this process;
+                # each takes a free one (logged as metrics_serving).
+                settings = settings.model_copy(update={"metrics_port": 0})
+            agents[code] = await AgentProcess(settings).start()
         reconciler_task = asyncio.create_task(
             _run_reconciler(provisioned, stop_reconciler), name="reconciler"
         )
@@ -341,14 +205,13 @@ async def run_demo(
 
 
 async def _run_reconciler(provisioned: Provisioned, stop: asyncio.Event) -> None:
-    from broker.topology import load_agency_secret, secret_path
-
-    secret = load_agency_secret(secret_path(provisioned.secrets_dir, RECONCILER_CODE))
+    paths = provisioned.paths
+    secret = load_agency_secret(paths.credentials(RECONCILER_CODE))
     await run_reconciler(
         amqp_url=secret["amqp_url"],
-        directory=AgencyDirectory.load(provisioned.directory_path),
-        private_key=load_private_key(private_key_path(provisioned.secrets_dir, RECONCILER_CODE)),
-        store_path=provisioned.data_dir / RECONCILER_CODE / "reconcile.db",
+        directory=AgencyDirectory.load(paths.directory),
+        private_key=load_private_key(paths.private_key(RECONCILER_CODE)),
+        store_path=paths.report(),
         settings=ReconcilerSettings(),
         consumer_settings=ConsumerSettings(
             user_prefix=provisioned.user_prefix, retry_delays_ms=provisioned.retry_delays_ms
@@ -359,73 +222,6 @@ async def _run_reconciler(provisioned: Provisioned, stop: asyncio.Event) -> None
     )
 
 
-@dataclass
-class Planned:
-    """One planned transfer: its branch, both agencies, and the person as the outgoing books hold them."""
-
-    branch: Branch
-    outgoing: str
-    receiving: str
-    account: PersonAccount
-
-
-def plan_transfers(
-    codes: Sequence[str], transfers: int, rng: random.Random
-) -> tuple[list[Planned], dict[str, list[PersonAccount]]]:
-    """``transfers`` transfers cycling through every branch, and the accounts to seed per agency."""
-    planned: list[Planned] = []
-    per_agency: dict[str, list[PersonAccount]] = {code: [] for code in codes}
-    used: set[str] = set()
-    for i in range(transfers):
-        branch = BRANCHES[i % len(BRANCHES)]
-        out, into = _pair(branch, codes, rng)
-        options = dict(branch.outgoing_options)
-        # An ID number is region, birthday and a sequence number: with many thousands of people
-        # two can meet. One person in two transfers would be a duplicate application (a branch of
-        # its own), not what this transfer's branch says: draw another birthday.
-        while True:
-            account_out, account_in = make_mover(rng, out, into, (i + 1) % 1000, **options)
-            if account_out.id_number not in used:
-                used.add(account_out.id_number)
-                break
-        if branch.receiving_type is not None:
-            account_in = replace(account_in, insurance_type=branch.receiving_type)
-        if not branch.receiving_enrolled:
-            account_in = replace(account_in, enrolled=False, participation="stopped")
-        if branch.seed_outgoing:
-            per_agency[out].append(account_out)
-        per_agency[into].append(account_in)
-        planned.append(Planned(branch, out, into, account_out))
-    return planned, per_agency
-
-
-def applications_for(item: Planned) -> list[ApplicationSubmitted]:
-    """The application(s) of one planned transfer, in order: a duplicate branch applies twice (the
-    same person again while the first case is open, refused as a duplicate)."""
-    account = item.account
-    case_id = uuid.uuid4()
-    payout = _bank_account(account) if item.branch.payout is not None else None
-    application = ApplicationSubmitted(
-        case_id=case_id,
-        person=Person(name=account.name, gender=account.gender, id_number=account.id_number),
-        insurance_type=account.insurance_type,
-        from_region=item.outgoing,
-        letter_number=f"LX{item.receiving}{case_id.hex[:10].upper()}",
-        payout_account=payout,
-        payout_reason=item.branch.payout if payout is not None else None,
-    )
-    if not item.branch.duplicate:
-        return [application]
-    second = replace(application, case_id=uuid.uuid4(), letter_number=application.letter_number + "B")
-    return [application, second]
-
-
-def expected_outcome(branch: Branch, duplicate: bool) -> str:
-    """What the case should end in: a duplicate branch's first application completes, its second
-    is refused."""
-    return branch.expected if duplicate or not branch.duplicate else "completed"
-
-
 async def _seed(
     agents: dict[str, AgentProcess],
     codes: Sequence[str],
@@ -434,9 +230,7 @@ async def _seed(
 ) -> list[Planned]:
     planned, per_agency = plan_transfers(codes, transfers, rng)
     for code, accounts in per_agency.items():
-        ledger = agents[code].service.ledger
-        assert isinstance(ledger, SqliteLedger)
-        await ledger.put_accounts(accounts)
+        await seed_accounts(agents[code].service.ledger, accounts)
     return planned
 
 
@@ -514,7 +308,7 @@ async def _wait_reconciled(
     """Wait until every case that reached the outgoing agency has a reconciliation result."""
     cases = await _cases(agents)
     expected = sum(1 for t in submitted if t.case_id in cases[t.outgoing])
-    report = await ReconciliationReport.open(provisioned.data_dir / RECONCILER_CODE / "reconcile.db")
+    report = await ReconciliationReport.open(provisioned.paths.report())
     try:
         deadline = time.monotonic() + timeout_s
         while True:
@@ -526,13 +320,20 @@ async def _wait_reconciled(
         await report.close()
 
 
+
+def _books(agent: AgentProcess) -> SeedableLedger:
+    """The demo counts money through the optional totals, which its own ledgers offer."""
+    ledger = agent.service.ledger
+    assert isinstance(ledger, SeedableLedger)
+    return ledger
+
 async def _money(agents: dict[str, AgentProcess]) -> int:
-    return sum([await a.service.ledger.total_balance_fen() for a in agents.values()])
+    return sum([await _books(a).total_balance_fen() for a in agents.values()])
 
 
 async def _money_after(agents: dict[str, AgentProcess]) -> tuple[int, int]:
     balance = await _money(agents)
-    paid = sum([await a.service.ledger.total_paid_out_fen() for a in agents.values()])
+    paid = sum([await _books(a).total_paid_out_fen() for a in agents.values()])
     return balance, paid
 
 

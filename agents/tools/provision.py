@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from agents.domain.deadlines import Regime
+from agents.service.paths import Paths
 from agents.service.settings import AgentSettings
 from broker.directory import AgencyDirectory, AgencyEntry, DirectoryBankAccount
 from broker.names import RECONCILER_CODE
 from broker.provider import BrokerEndpoint
 from broker.signing import (
     generate_private_key,
-    private_key_path,
     public_key_to_raw_b64,
     save_private_key,
 )
@@ -31,7 +31,7 @@ from broker.topology import (
 )
 from schemas.registry import MODELS
 
-__all__ = ["REGION_NAMES", "AgencyProfile", "Provisioned", "provision"]
+__all__ = ["REGION_NAMES", "AgencyProfile", "Provisioned", "provision", "world_paths"]
 
 REGION_NAMES: Mapping[str, str] = {
     "110000": "北京市",
@@ -82,6 +82,16 @@ def _bank_account(code: str, name: str) -> DirectoryBankAccount:
     )
 
 
+def world_paths(base_dir: Path) -> Paths:
+    """Where a provisioned world keeps its files: ``data/``, ``secrets/`` and ``directory.json``
+    under ``base_dir``."""
+    return Paths(
+        data_dir=base_dir / "data",
+        secrets_dir=base_dir / "secrets",
+        directory=base_dir / "directory.json",
+    )
+
+
 @dataclass
 class Provisioned:
     """What `provision` made, and how to configure each agent against it."""
@@ -96,16 +106,21 @@ class Provisioned:
     spec: TopologySpec
 
     @property
+    def paths(self) -> Paths:
+        """Every file of this world (stores, ledgers, the report, credentials, keys)."""
+        return world_paths(self.base_dir)
+
+    @property
     def directory_path(self) -> Path:
-        return self.base_dir / "directory.json"
+        return self.paths.directory
 
     @property
     def secrets_dir(self) -> Path:
-        return self.base_dir / "secrets"
+        return self.paths.secrets_dir
 
     @property
     def data_dir(self) -> Path:
-        return self.base_dir / "data"
+        return self.paths.data_dir
 
     def profile(self, code: str) -> AgencyProfile:
         return next(p for p in self.profiles if p.code == code)
@@ -146,13 +161,14 @@ def provision(
     """Keys for every agency and the reconciler, the directory, the topology with one broker user
     per agency, and the secrets files the agents read."""
     base_dir.mkdir(parents=True, exist_ok=True)
-    secrets = base_dir / "secrets"
+    paths = world_paths(base_dir)
+    secrets = paths.secrets_dir
     secrets.mkdir(parents=True, exist_ok=True, mode=0o700)
     entries: list[AgencyEntry] = []
     codes = [p.code for p in profiles]
     for profile in [*profiles, AgencyProfile(RECONCILER_CODE)]:
         key = generate_private_key()
-        save_private_key(key, private_key_path(secrets, profile.code))
+        save_private_key(key, paths.private_key(profile.code))
         name = profile.name if profile.code != RECONCILER_CODE else "医保关系转移接续对账中心"
         entries.append(
             AgencyEntry(
@@ -165,7 +181,7 @@ def provision(
                 phone="12393",
             )
         )
-    AgencyDirectory(entries).save(base_dir / "directory.json")
+    AgencyDirectory(entries).save(paths.directory)
     spec = TopologySpec(
         agency_codes=tuple(codes),
         retry_delays_ms=retry_delays_ms,

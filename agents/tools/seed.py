@@ -12,10 +12,11 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import date
-from typing import TypedDict, Unpack
+from typing import Protocol, TypedDict, Unpack, runtime_checkable
 
 from agents.ledger.base import (
     LedgerPeriod,
+    LedgerPort,
     PersonAccount,
     SeedableLedger,
     period_months,
@@ -30,6 +31,7 @@ __all__ = [
     "make_id_number",
     "make_mover",
     "random_name",
+    "seed_accounts",
     "seed_ledger",
     "total_balance",
 ]
@@ -227,13 +229,34 @@ def is_guangdong_internal(outgoing_region: str, receiving_region: str) -> bool:
     )
 
 
-async def seed_ledger(ledger: SeedableLedger, accounts: Iterable[PersonAccount]) -> int:
+@runtime_checkable
+class _Seedable(Protocol):
+    async def put_account(self, account: PersonAccount) -> None: ...
+
+
+async def seed_ledger(ledger: SeedableLedger | _Seedable, accounts: Iterable[PersonAccount]) -> int:
     """Load accounts into a ledger; returns how many. Replaces accounts with the same ID."""
     count = 0
     for account in accounts:
         await ledger.put_account(account)
         count += 1
     return count
+
+
+@runtime_checkable
+class _BulkSeedable(Protocol):
+    async def put_accounts(self, accounts: Sequence[PersonAccount]) -> None: ...
+
+
+async def seed_accounts(ledger: LedgerPort, accounts: Sequence[PersonAccount]) -> None:
+    """Load accounts into a ledger the tools can fill: in one transaction where the ledger can
+    (`SqliteLedger.put_accounts`), else one by one (`SeedableLedger.put_account`)."""
+    if isinstance(ledger, _BulkSeedable):
+        await ledger.put_accounts(accounts)
+    elif isinstance(ledger, _Seedable):
+        await seed_ledger(ledger, accounts)
+    else:
+        raise TypeError(f"{type(ledger).__name__} cannot be seeded by the tools")
 
 
 def total_balance(accounts: Sequence[PersonAccount]) -> int:

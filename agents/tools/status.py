@@ -8,13 +8,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 from agents.reconcile.report import ReconciliationReport
+from agents.service.bootstrap import open_agency_store
+from agents.service.paths import Paths
 from agents.store.base import Store
-from agents.store.postgres import PostgresStore
-from agents.store.sqlite import SqliteStore
 from broker.management import ManagementClient, ManagementError
 from broker.names import RECONCILER_CODE, UNROUTABLE_QUEUE, dlq_queue, inbox_queue
 
@@ -25,14 +24,14 @@ OVERDUE_LISTED = 20
 
 @dataclass(frozen=True)
 class StatusSources:
-    """Where to look: the management API and vhost, the data directory, an optional PostgreSQL."""
+    """Where to look: the management API and vhost, the deployment's files, an optional PostgreSQL."""
 
     api: ManagementClient | None
     vhost: str
-    data_dir: Path
+    paths: Paths
     database_url: str | None = None
     agencies: Sequence[str] = ()
-    """Agency codes to report on; empty: every agency with a store in `data_dir` or a queue."""
+    """Agency codes to report on; empty: every agency with a data directory or a queue."""
 
 
 def _queue_figures(queue: dict[str, Any] | None) -> dict[str, Any]:
@@ -76,12 +75,10 @@ def _broker_status(sources: StatusSources) -> tuple[dict[str, Any], list[str]]:
 
 
 async def _open_store(sources: StatusSources, code: str) -> Store | None:
-    if sources.database_url:
-        return await PostgresStore.open(sources.database_url, schema=f"agency_{code}")
-    path = sources.data_dir / code / "store.db"
-    if not path.exists():
+    """The agency's store, or None for an SQLite store that does not exist (not created here)."""
+    if not sources.database_url and not sources.paths.store(code).exists():
         return None
-    return await SqliteStore.open(path)
+    return await open_agency_store(sources.paths, code, database_url=sources.database_url)
 
 
 async def _cases_status(sources: StatusSources, codes: Sequence[str], today: date) -> dict[str, Any]:
@@ -116,7 +113,7 @@ async def _cases_status(sources: StatusSources, codes: Sequence[str], today: dat
 
 
 async def _reconciliation_status(sources: StatusSources) -> dict[str, Any]:
-    path = sources.data_dir / RECONCILER_CODE / "reconcile.db"
+    path = sources.paths.report()
     if not path.exists():
         return {"available": False}
     report = await ReconciliationReport.open(path)
@@ -145,9 +142,7 @@ async def _reconciliation_status(sources: StatusSources) -> dict[str, Any]:
 async def collect_status(sources: StatusSources, today: date) -> dict[str, Any]:
     """Everything `jiexu status` shows, as JSON-ready values."""
     broker, queue_codes = _broker_status(sources)
-    local = sorted(
-        p.name for p in sources.data_dir.glob("*") if p.is_dir() and p.name.isdigit()
-    ) if sources.data_dir.exists() else []
+    local = sources.paths.agency_codes()
     codes = list(sources.agencies) or sorted(set(queue_codes) | set(local))
     return {
         "today": today.isoformat(),

@@ -10,8 +10,6 @@ from typer.testing import CliRunner
 
 from agents.cli import app
 
-pytestmark = pytest.mark.e2e
-
 KEYS = (
     "raw_publish_msgs_per_s",
     "raw_hop_msgs_per_s",

@@ -9,10 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-pytestmark = pytest.mark.e2e
-
 JIEXU = str(Path(sys.executable).with_name("jiexu"))
 
 TOP_KEYS = (

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agents.tools.demo import BRANCHES
+from agents.tools.scenarios import BRANCHES
 
 JIEXU = str(Path(sys.executable).with_name("jiexu"))
 

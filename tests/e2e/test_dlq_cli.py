@@ -8,7 +8,6 @@ import uuid
 from typing import Any
 
 import aio_pika
-import pytest
 import structlog
 from typer.testing import CliRunner, Result
 
@@ -18,10 +17,7 @@ from broker.delivery import HEADER_DEAD_AT, HEADER_DEAD_DETAIL, HEADER_DEAD_REAS
 from broker.names import DLX, dlq_queue
 from broker.pytest_plugin import TestVhost
 from broker.topology import AgencyCredentials, TopologySpec
-from tests.integration.transport_support import A, B, agencies_sync
-
-pytestmark = pytest.mark.e2e
-__all__ = ["agencies_sync"]
+from tests.integration.transport_support import A, B
 
 ID_NUMBER = "11010519491231002X"
 

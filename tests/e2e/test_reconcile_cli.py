@@ -8,7 +8,6 @@ import uuid
 from datetime import date
 from pathlib import Path
 
-import pytest
 import structlog
 from typer.testing import CliRunner, Result
 
@@ -24,10 +23,7 @@ from schemas.common import Gender, InsuranceType, Person, make_citizen_id
 from schemas.information import BalanceDisposition, InformationFormV2
 from schemas.notices import TransferCompletedV1
 from schemas.registry import envelope_for
-from tests.integration.transport_support import A, B, agencies_sync, directory_entry
-
-pytestmark = pytest.mark.e2e
-__all__ = ["agencies_sync"]
+from tests.integration.transport_support import A, B, directory_entry
 
 
 async def _send_copies(

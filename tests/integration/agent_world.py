@@ -26,7 +26,7 @@ from broker.directory import AgencyDirectory
 from broker.names import inbox_queue
 from broker.publisher import Publisher
 from broker.pytest_plugin import TestVhost
-from broker.signing import Ed25519PrivateKey, load_private_key, private_key_path, sign_envelope
+from broker.signing import Ed25519PrivateKey, load_private_key, sign_envelope
 from schemas.common import AgencyDetails, BankAccount, Document, Person
 from schemas.envelope import Envelope
 from schemas.registry import Message, envelope_for, parse
@@ -129,14 +129,14 @@ class World:
     def ledger(self, code: str) -> SqliteLedger:
         """The running agent's own books."""
         opened = self.agents[code].opened
-        assert opened is not None
+        assert opened is not None and isinstance(opened.ledger, SqliteLedger)
         return opened.ledger
 
     async def put_account(self, code: str, account: PersonAccount) -> None:
         if code in self.agents:
             await self.ledger(code).put_account(account)
             return
-        ledger = await SqliteLedger.open(self.provisioned.settings(code).ledger_path, code)
+        ledger = await SqliteLedger.open(self.provisioned.paths.ledger(code), code)
         try:
             await ledger.put_account(account)
         finally:
@@ -167,7 +167,7 @@ class World:
     @asynccontextmanager
     async def impersonate(self, code: str) -> AsyncIterator[Impersonator]:
         """Speak as `code` with its credentials and key: for orders a real agent never sends."""
-        key = load_private_key(Path(private_key_path(self.provisioned.secrets_dir, code)))
+        key = load_private_key(self.provisioned.paths.private_key(code))
         connection = await self.connect_as(code)
         async with connection:
             publisher = await Publisher(connection, agency=code).start()
@@ -205,7 +205,7 @@ class World:
 
     def sent(self, code: str, case_id: uuid.UUID | None = None) -> list[Sent]:
         """Everything `code` committed to its outbox (SQLite store), oldest first."""
-        path = self.provisioned.settings(code).store_path
+        path = self.provisioned.paths.store(code)
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
             rows = db.execute(
                 "SELECT recipient, message_type, body, published_at FROM outbox ORDER BY id"

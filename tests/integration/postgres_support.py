@@ -2,8 +2,8 @@
 
 ``JIEXU_TEST_POSTGRES_URL`` names the server (default ``postgresql://postgres@127.0.0.1:5432/test``).
 When it cannot be reached the test is skipped with the reason, unless ``CI`` is set: then it fails,
-because CI must prove the PostgreSQL adapters. Use the `postgres_schema` fixture by importing it
-into a test module (``from tests.integration.postgres_support import postgres_schema``).
+because CI must prove the PostgreSQL adapters. The `postgres_schema` fixture
+(tests/integration/conftest.py) gives each test its schema.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import asyncpg
 import pytest
 
-__all__ = ["PostgresSchema", "postgres_schema", "postgres_url"]
+__all__ = ["PostgresSchema", "fresh_schema", "postgres_url"]
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -42,8 +42,8 @@ async def _reachable(url: str) -> str | None:
     return None
 
 
-@pytest.fixture
-async def postgres_schema() -> AsyncIterator[PostgresSchema]:
+async def fresh_schema() -> AsyncIterator[PostgresSchema]:
+    """A fresh schema on the test server, dropped afterwards; skips (fails on CI) if unreachable."""
     url = postgres_url()
     problem = await _reachable(url)
     if problem is not None:

@@ -11,8 +11,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from agents.domain.case import Booked, Case, State
 from agents.ledger.base import LedgerStatement, PersonAccount
 from agents.tools.provision import AgencyProfile
@@ -25,8 +23,6 @@ from schemas.information import BalanceDisposition, ContributionPeriod, Informat
 from schemas.notices import RejectionReason, RejectionV1, TransferCompletedV1
 from schemas.registry import Message
 from tests.integration.agent_world import World, agent_world
-
-pytestmark = pytest.mark.integration
 
 DONGGUAN, SHENZHEN, JIUJIANG, ZHENGZHOU = "441900", "440300", "360400", "410100"
 EMPLOYEE: dict[str, Any] = {

@@ -48,8 +48,6 @@ from tests.integration.agent_processes import REPO, AgentRun, start_agent
 from tests.integration.agent_world import TERMINAL
 from tests.integration.transport_support import eventually
 
-pytestmark = pytest.mark.integration
-
 JIUJIANG, ZHENGZHOU = "360400", "410100"
 VICTIM = JIUJIANG
 WAIT_S = 90.0  # a bound on waiting for an outcome, never asserted as a duration

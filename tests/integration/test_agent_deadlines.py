@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 import structlog
 from typer.testing import CliRunner
 
@@ -28,8 +27,6 @@ from schemas.contact import ContactLetterV2
 from schemas.notices import OverdueStep, ReminderV1
 from schemas.registry import Message
 from tests.integration.agent_world import World, agent_world
-
-pytestmark = pytest.mark.integration
 
 DONGGUAN, JIUJIANG = "441900", "360400"
 EMPLOYEE: dict[str, Any] = {

@@ -23,8 +23,6 @@ from broker.pytest_plugin import TestVhost
 from tests.integration.agent_world import agent_world
 from tests.integration.postgres_support import postgres_url
 
-pytestmark = pytest.mark.integration
-
 DONGGUAN, JIUJIANG = "441900", "360400"
 EMPLOYEE: dict[str, Any] = {
     "insurance_type": "310",

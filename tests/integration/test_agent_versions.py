@@ -10,8 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from agents.domain.case import State
 from agents.tools.provision import AgencyProfile
 from broker.names import RECONCILER_CODE
@@ -20,8 +18,6 @@ from schemas.common import BankAccount
 from schemas.contact import PayoutReason
 from schemas.notices import RejectionReason
 from tests.integration.agent_world import agent_world
-
-pytestmark = pytest.mark.integration
 
 DONGGUAN, JIUJIANG, ZHENGZHOU = "441900", "360400", "410100"
 EMPLOYEE: dict[str, Any] = {

@@ -33,8 +33,6 @@ from tests.integration.transport_support import (
     B,
     C,
     Recorder,
-    agencies,
-    agencies_sync,
     drain_queue,
     encoded,
     eventually,
@@ -42,9 +40,6 @@ from tests.integration.transport_support import (
     queue_counts,
     receipt,
 )
-
-pytestmark = pytest.mark.integration
-__all__ = ["agencies", "agencies_sync"]
 
 
 @pytest.fixture

@@ -16,17 +16,12 @@ from tests.integration.transport_support import (
     B,
     C,
     Recorder,
-    agencies,
-    agencies_sync,
     encoded,
     eventually,
     publish_raw,
     queue_counts,
     receipt,
 )
-
-pytestmark = pytest.mark.integration
-__all__ = ["agencies", "agencies_sync"]
 
 
 async def _dlq_depth(admin: BrokerConnection, expected: int) -> bool:

@@ -30,8 +30,6 @@ from broker.topology import (
     delete_agency_users,
 )
 
-pytestmark = pytest.mark.integration
-
 A, B = "110000", "110001"
 WAIT_S = 30.0  # upper bound for a message to arrive; never asserted as a duration
 

@@ -15,16 +15,11 @@ from tests.integration.transport_support import (
     A,
     Agencies,
     B,
-    agencies,
-    agencies_sync,
     drain_queue,
     eventually,
     queue_counts,
     receipt,
 )
-
-pytestmark = pytest.mark.integration
-__all__ = ["agencies", "agencies_sync"]
 
 
 async def test_a_published_envelope_arrives_confirmed_with_its_ids_in_the_properties(

@@ -2,7 +2,8 @@
 
 Two small agency responders (a `Consumer` each) answer the reconciler's statement requests with
 `statement_document` built from a real `SqliteLedger`, and record the results they receive. The
-reconciler is the real process (`run_reconciler`) or the real `Reconciler` behind a real consumer.
+reconciler is the real process (`run_reconciler`) or the real `ReconcilerService` behind a real
+consumer, its outbox published by the real `OutboxRelay`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,15 @@ from agents.domain.clock import CHINA_TZ, ManualClock
 from agents.domain.workdays import WorkingCalendar
 from agents.ledger import PersonAccount
 from agents.ledger.sqlite import SqliteLedger
-from agents.reconcile import Reconciler, ReconciliationReport, run_reconciler, statement_document
+from agents.reconcile import (
+    ReconcilerService,
+    ReconciliationReport,
+    ReportOutbox,
+    Rules,
+    run_reconciler,
+    statement_document,
+)
+from agents.service.relay import OutboxRelay
 from broker.consumer import Consumer, DeliveryInfo
 from broker.names import RECONCILER_CODE
 from broker.publisher import Publisher
@@ -42,14 +51,9 @@ from tests.integration.transport_support import (
     A,
     Agencies,
     B,
-    agencies,
-    agencies_sync,
     directory_entry,
     eventually,
 )
-
-pytestmark = pytest.mark.integration
-__all__ = ["agencies", "agencies_sync"]
 
 OUT, IN = A, B
 BALANCE = 1_234_567
@@ -264,7 +268,7 @@ async def test_an_extra_credit_is_reported_mismatched_to_both_agencies_with_both
 
 @dataclass
 class DirectReconciler:
-    reconciler: Reconciler
+    reconciler: ReconcilerService
     report: ReconciliationReport
     consumer: Consumer
     clock: ManualClock
@@ -272,12 +276,18 @@ class DirectReconciler:
 
 @pytest.fixture
 async def direct(world: World) -> AsyncIterator[DirectReconciler]:
-    """The real `Reconciler` behind a real consumer, with a clock the test moves."""
+    """The real `ReconcilerService` behind a real consumer, with a clock the test moves; the
+    relay publishes what it queues."""
     report = await ReconciliationReport.open(world.store_path)
     publisher = await world.agencies.publisher(RECONCILER_CODE)
     clock = ManualClock(datetime(2026, 3, 2, 10, 0, tzinfo=CHINA_TZ))
-    reconciler = Reconciler(
-        report, publisher, clock=clock, calendar=WorkingCalendar(package_years=range(2004, 2027))
+    key = world.agencies.keys[RECONCILER_CODE]
+    relay = OutboxRelay(ReportOutbox(report, key, clock), publisher, clock=clock).start()
+    reconciler = ReconcilerService(
+        report,
+        Rules(code=RECONCILER_CODE, calendar=WorkingCalendar(package_years=range(2004, 2027))),
+        clock=clock,
+        on_commit=relay.wake,
     )
     connection = await world.agencies.connect(RECONCILER_CODE, name="reconciler")
     consumer = await Consumer(
@@ -286,13 +296,14 @@ async def direct(world: World) -> AsyncIterator[DirectReconciler]:
         handler=reconciler.handle,
         directory=world.agencies.directory,
         settings=world.agencies.settings(),
-        seen=report.handled,
+        seen=reconciler.seen,
         publisher=publisher,
     ).start()
     try:
         yield DirectReconciler(reconciler, report, consumer, clock)
     finally:
         await consumer.stop()
+        await relay.stop()
         await report.close()
 
 
@@ -328,6 +339,11 @@ async def test_duplicate_notices_and_statements_change_nothing(
 
     record = await direct.report.case(case_id)
     assert record is not None and record.result == first_result
+
+    async def all_sent() -> bool:  # the relay marks a row sent right after its confirm
+        return all(sent for _, sent in await direct.report.outbox(case_id))
+
+    await eventually(all_sent, "every queued envelope marked sent")
     outbox = await direct.report.outbox(case_id)
     assert sorted(envelope.type for envelope, _ in outbox) == [
         "reconciliation_result",

@@ -1,8 +1,9 @@
-"""The reconciler's decisions on a real SQLite store, with a recording transport instead of a broker.
+"""The reconciler's service on a real SQLite store, its outbox read back instead of a broker.
 
 The broker path is proven in test_reconcile_agent.py; these cover the orderings and failures that
 are awkward to provoke there: documents out of order, a form copy that never comes, a late probe
-answer, a publish interrupted before a crash.
+answer, a publish interrupted before a crash (the same `OutboxRelay` as the agents', with a
+recording publisher).
 """
 
 from __future__ import annotations
@@ -11,14 +12,19 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
+import orjson
 import pytest
 
 from agents.domain.clock import CHINA_TZ, ManualClock
 from agents.domain.workdays import WorkingCalendar
-from agents.reconcile import Reconciler, ReconciliationReport
-from broker.publisher import PublishInterrupted
+from agents.reconcile import ReconcilerService, ReconciliationReport, ReportOutbox, Rules
+from agents.service.relay import OutboxRelay
+from broker.delivery import HEADER_REPUBLISHED
+from broker.publisher import BasicProperties, PublishInterrupted
+from broker.signing import generate_private_key
 from schemas.common import Document, Gender, InsuranceType, Person, make_citizen_id
 from schemas.envelope import Envelope
 from schemas.information import BalanceDisposition, InformationFormV2
@@ -26,26 +32,25 @@ from schemas.notices import TransferCompletedV1
 from schemas.reconciliation import LedgerStatementV1, ReconciliationOutcome, Role
 from schemas.registry import Message, envelope_for
 
-pytestmark = pytest.mark.integration
-
 OUT, IN, RECONCILER = "360400", "440300", "000000"
 BALANCE, MONTHS = 50_000, 36
 
 
 @dataclass
-class RecordingTransport:
-    sent: list[Envelope] = field(default_factory=list)
+class RecordingPublisher:
+    """A `BodyPublisher` that records what it is given; ``fail_next`` publishes fail unconfirmed."""
+
+    user_id: str = RECONCILER
+    sent: list[tuple[UUID, dict[str, Any]]] = field(default_factory=list)
     fail_next: int = 0
 
-    async def publish(self, envelope: Envelope) -> Envelope:
+    async def publish_body(
+        self, exchange: str, routing_key: str, body: bytes, properties: BasicProperties
+    ) -> None:
         if self.fail_next:
             self.fail_next -= 1
             raise PublishInterrupted("connection lost before the confirm")
-        self.sent.append(envelope)
-        return envelope
-
-    def of_type(self, message_type: str) -> list[Envelope]:
-        return [e for e in self.sent if e.type == message_type]
+        self.sent.append((UUID(orjson.loads(body)["message_id"]), dict(properties.headers or {})))
 
 
 FORM = InformationFormV2(
@@ -97,26 +102,28 @@ def message(sender: str, document: Document, causation_id: UUID | None = None) -
 
 @dataclass
 class Setup:
-    reconciler: Reconciler
+    reconciler: ReconcilerService
     report: ReconciliationReport
-    transport: RecordingTransport
     clock: ManualClock
     path: Path
 
-    def request_to(self, code: str) -> UUID:
-        return [e for e in self.transport.of_type("statement_request") if e.recipient == code][-1].message_id
+    async def of_type(self, message_type: str) -> list[Envelope]:
+        """What the reconciler queued to send, oldest first."""
+        return [e for e, _ in await self.report.outbox() if e.type == message_type]
+
+    async def request_to(self, code: str) -> UUID:
+        return [e for e in await self.of_type("statement_request") if e.recipient == code][-1].message_id
 
 
 @pytest.fixture
 async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     path = tmp_path / "reconcile.db"
     report = await ReconciliationReport.open(path)
-    transport = RecordingTransport()
     clock = ManualClock(datetime(2026, 3, 2, 10, 0, tzinfo=CHINA_TZ))
     calendar = WorkingCalendar(package_years=range(2004, 2027))
     try:
-        reconciler = Reconciler(report, transport, clock=clock, calendar=calendar)
-        yield Setup(reconciler, report, transport, clock, path)
+        reconciler = ReconcilerService(report, Rules(code=RECONCILER, calendar=calendar), clock=clock)
+        yield Setup(reconciler, report, clock, path)
     finally:
         await report.close()
 
@@ -124,24 +131,24 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
 async def test_a_completion_before_the_form_copy_waits_for_the_form_then_matches(setup: Setup) -> None:
     r = setup.reconciler
     await r.handle(message(IN, DONE))
-    assert [e.recipient for e in setup.transport.of_type("statement_request")] == [IN]
-    await r.handle(message(IN, statement(Role.RECEIVING), setup.request_to(IN)))
+    assert [e.recipient for e in await setup.of_type("statement_request")] == [IN]
+    await r.handle(message(IN, statement(Role.RECEIVING), await setup.request_to(IN)))
     # The receiving end named its counterpart, who is asked next.
-    await r.handle(message(OUT, statement(Role.OUTGOING), setup.request_to(OUT)))
+    await r.handle(message(OUT, statement(Role.OUTGOING), await setup.request_to(OUT)))
     record = await setup.report.case(CASE)
     assert record is not None and record.result is None  # the outgoing books hold a form's worth
     await r.handle(message(OUT, FORM))
     record = await setup.report.case(CASE)
     assert record is not None and record.result is not None
     assert record.result.outcome is ReconciliationOutcome.MATCHED
-    assert sorted(e.recipient for e in setup.transport.of_type("reconciliation_result")) == [OUT, IN]
+    assert sorted(e.recipient for e in await setup.of_type("reconciliation_result")) == [OUT, IN]
 
 
 async def test_a_form_copy_that_never_comes_is_reported_once_the_case_is_overdue(setup: Setup) -> None:
     r = setup.reconciler
     await r.handle(message(IN, DONE))
-    await r.handle(message(IN, statement(Role.RECEIVING), setup.request_to(IN)))
-    await r.handle(message(OUT, statement(Role.OUTGOING), setup.request_to(OUT)))
+    await r.handle(message(IN, statement(Role.RECEIVING), await setup.request_to(IN)))
+    await r.handle(message(OUT, statement(Role.OUTGOING), await setup.request_to(OUT)))
     setup.clock.set_date(date(2026, 3, 10))
     outcome = await r.sweep()
     assert outcome.compared == 1
@@ -156,12 +163,12 @@ async def test_a_late_answer_to_a_probe_never_replaces_the_final_statement(setup
     await r.handle(message(OUT, FORM))
     setup.clock.set_date(date(2026, 3, 10))
     await r.sweep()  # overdue: probe round to the outgoing end
-    probe_to_out = setup.request_to(OUT)
+    probe_to_out = await setup.request_to(OUT)
     await r.handle(message(IN, DONE))  # the case ends: a final round
-    final_to_out = setup.request_to(OUT)
+    final_to_out = await setup.request_to(OUT)
     assert probe_to_out != final_to_out
     await r.handle(message(OUT, statement(Role.OUTGOING), final_to_out))
-    await r.handle(message(IN, statement(Role.RECEIVING), setup.request_to(IN)))
+    await r.handle(message(IN, statement(Role.RECEIVING), await setup.request_to(IN)))
     record = await setup.report.case(CASE)
     assert record is not None and record.status == "matched"
     await r.handle(message(OUT, statement(Role.OUTGOING, amount=1), probe_to_out))
@@ -176,37 +183,58 @@ async def test_a_changed_final_statement_publishes_a_new_result_and_a_repeat_pub
     r = setup.reconciler
     await r.handle(message(OUT, FORM))
     await r.handle(message(IN, DONE))
-    await r.handle(message(OUT, statement(Role.OUTGOING), setup.request_to(OUT)))
-    await r.handle(message(IN, statement(Role.RECEIVING), setup.request_to(IN)))
-    assert len(setup.transport.of_type("reconciliation_result")) == 2
-    await r.handle(message(IN, statement(Role.RECEIVING), setup.request_to(IN)))
-    assert len(setup.transport.of_type("reconciliation_result")) == 2
-    await r.handle(message(IN, statement(Role.RECEIVING, amount=BALANCE * 2), setup.request_to(IN)))
-    results = setup.transport.of_type("reconciliation_result")
+    await r.handle(message(OUT, statement(Role.OUTGOING), await setup.request_to(OUT)))
+    await r.handle(message(IN, statement(Role.RECEIVING), await setup.request_to(IN)))
+    assert len(await setup.of_type("reconciliation_result")) == 2
+    await r.handle(message(IN, statement(Role.RECEIVING), await setup.request_to(IN)))
+    assert len(await setup.of_type("reconciliation_result")) == 2
+    await r.handle(message(IN, statement(Role.RECEIVING, amount=BALANCE * 2), await setup.request_to(IN)))
+    results = await setup.of_type("reconciliation_result")
     assert len(results) == 4
     assert results[-1].payload["outcome"] == "mismatched"
 
 
 async def test_envelopes_queued_before_a_crash_are_sent_after_restart_with_the_same_ids(setup: Setup) -> None:
-    # The flush publishes its batch concurrently: both requests are in flight when the connection
+    # The relay publishes its batch concurrently: both requests are in flight when the connection
     # goes, and both fail.
-    setup.transport.fail_next = 2
+    key = generate_private_key()
+    publisher = RecordingPublisher(fail_next=2)
     await setup.reconciler.handle(message(OUT, FORM))
-    await setup.reconciler.handle(message(IN, DONE))  # its requests are queued; the publishes fail
-    assert setup.transport.sent == []
+    await setup.reconciler.handle(message(IN, DONE))  # its requests are queued
+    relay = OutboxRelay(ReportOutbox(setup.report, key, setup.clock), publisher, clock=setup.clock)
+    assert await relay.flush() == 0  # the publishes fail
+    assert publisher.sent == []
     queued = [e.message_id for e, sent in await setup.report.outbox(CASE) if not sent]
     assert len(queued) == 2
 
-    restarted = Reconciler(setup.report, setup.transport, clock=setup.clock)
+    setup.clock.advance(seconds=1)
+    restarted = OutboxRelay(ReportOutbox(setup.report, key, setup.clock), publisher, clock=setup.clock)
     assert await restarted.flush() == 2
-    assert [e.message_id for e in setup.transport.sent] == queued
+    assert [message_id for message_id, _ in publisher.sent] == queued
+    # Queued before this relay started: possibly sent by the last run, so marked as a re-send.
+    assert all(headers.get(HEADER_REPUBLISHED) is True for _, headers in publisher.sent)
     assert await restarted.flush() == 0
+
+
+async def test_a_publish_that_failed_is_marked_as_a_re_send_when_it_is_tried_again(setup: Setup) -> None:
+    key = generate_private_key()
+    publisher = RecordingPublisher()
+    relay = OutboxRelay(ReportOutbox(setup.report, key, setup.clock), publisher, clock=setup.clock)
+    setup.clock.advance(seconds=1)
+    await setup.reconciler.handle(message(OUT, FORM))
+    await setup.reconciler.handle(message(IN, DONE))
+    publisher.fail_next = 1
+    assert await relay.flush() == 1
+    assert await relay.flush() == 1
+    first, second = publisher.sent
+    assert HEADER_REPUBLISHED not in first[1]  # queued after the relay started, tried once
+    assert second[1].get(HEADER_REPUBLISHED) is True  # its confirm was lost: may have arrived
 
 
 async def test_the_same_message_twice_is_handled_once(setup: Setup) -> None:
     done = message(IN, DONE)
     await setup.reconciler.handle(done)
     await setup.reconciler.handle(done)
-    assert len(setup.transport.of_type("statement_request")) == 1
+    assert len(await setup.of_type("statement_request")) == 1
     assert await setup.report.handled(done.envelope.message_id)
 

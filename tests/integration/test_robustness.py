@@ -10,8 +10,6 @@ import sys
 from pathlib import Path
 from uuid import UUID
 
-import pytest
-
 from broker.names import dlq_queue, inbox_queue
 from broker.publisher import Publisher, PublishInterrupted
 from schemas.envelope import Envelope
@@ -21,16 +19,11 @@ from tests.integration.transport_support import (
     Agencies,
     B,
     Recorder,
-    agencies,
-    agencies_sync,
     drain_queue,
     eventually,
     queue_counts,
     receipt,
 )
-
-pytestmark = pytest.mark.integration
-__all__ = ["agencies", "agencies_sync"]
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -45,8 +45,6 @@ from broker.topology import (
     load_agency_secret,
 )
 
-pytestmark = pytest.mark.integration
-
 A, B = "110000", "320100"
 WAIT_S = 30.0  # upper bound for a message to arrive; never asserted as a duration
 

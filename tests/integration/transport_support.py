@@ -1,14 +1,14 @@
 """Shared set-up for the transport tests: a provisioned vhost, agency keys and logins, helpers.
 
-Import the fixtures by name in a test module (``from tests.integration.transport_support import
-agencies``) so pytest finds them.
+The fixtures built from it live in conftest.py files: `agencies_sync` in tests/conftest.py (the
+e2e tests use it too), `agencies` in tests/integration/conftest.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -24,16 +24,16 @@ from broker.publisher import Publisher, envelope_message
 from broker.pytest_plugin import TestVhost
 from broker.signing import (
     Ed25519PrivateKey,
-    generate_private_key,
     public_key_to_raw_b64,
     sign_envelope,
 )
-from broker.topology import AgencyCredentials, TopologySpec, apply_topology, delete_agency_users
+from broker.topology import AgencyCredentials, TopologySpec
 from schemas.envelope import Envelope
 from schemas.notices import ReceiptV1
 from schemas.registry import Message, encode_envelope, envelope_for
 
 __all__ = [
+    "RETRY_DELAYS_MS",
     "WAIT_S",
     "A",
     "Agencies",
@@ -41,8 +41,7 @@ __all__ = [
     "C",
     "MutableDirectory",
     "Recorder",
-    "agencies",
-    "agencies_sync",
+    "directory_entry",
     "drain_queue",
     "encoded",
     "eventually",
@@ -146,35 +145,6 @@ class Agencies:
             if not connection.is_closed:
                 await connection.close()
         self._connections.clear()
-
-
-@pytest.fixture
-def agencies_sync(rabbitmq_vhost: TestVhost) -> Iterator[tuple[TestVhost, TopologySpec, Any]]:
-    spec = TopologySpec(
-        agency_codes=(A, B, C),
-        retry_delays_ms=RETRY_DELAYS_MS,
-        user_prefix=f"t{uuid.uuid4().hex[:8]}-",
-    )
-    with rabbitmq_vhost.management() as api:
-        credentials = apply_topology(api, rabbitmq_vhost.name, spec)
-        try:
-            yield rabbitmq_vhost, spec, credentials
-        finally:
-            delete_agency_users(api, spec)
-
-
-@pytest.fixture
-async def agencies(
-    agencies_sync: tuple[TestVhost, TopologySpec, AgencyCredentials],
-) -> AsyncIterator[Agencies]:
-    vhost, spec, credentials = agencies_sync
-    keys = {code: generate_private_key() for code in spec.codes}
-    directory = AgencyDirectory([directory_entry(code, keys[code]) for code in (A, B, C)])
-    result = Agencies(vhost, spec, credentials, keys, MutableDirectory(directory))
-    try:
-        yield result
-    finally:
-        await result.close()
 
 
 def receipt(sender: str, recipient: str, **fields: Any) -> Envelope:

@@ -1,337 +1,267 @@
-"""A tiny in-memory world for the case state machine: two agencies, their books, the wire.
+"""The service's unit tier: the real `AgencyService` of each agency, in memory, and the wire between.
 
-Each `Agent` keeps its cases (round-tripped through `case_to_data`/`case_from_data` on every save,
-as the store would), a synchronous fake ledger built on the ledger's own pure bookkeeping rules,
-and an outbox. `World.pump` carries every outbox message across the real codec (envelope, JSON,
-version negotiation, upcasting) to the recipient's `decide`, optionally delivering each message
-twice and asserting that the second delivery changes nothing.
+Each `Agent` is an `agents.service.agency.AgencyService` over `InMemoryStore`, `InMemoryLedger`
+(its `Books`) and a `ManualClock`, with a directory built from what the test says each agency
+speaks. What an agent sends is what its service committed to the outbox: after every call the
+agent takes the unpublished rows (the relay's half of the work, without a broker) into `outbox`.
+`World.pump` delivers each one to the recipient's `AgencyService.handle` as signed bytes through
+the real codec (parse, signature check, upcasting), optionally twice, asserting that the second
+delivery changes nothing.
+
+The fakes never wait, so each call into the service runs to completion at once (`settle`) and the
+tests stay plain functions. What a call changed is returned as an `Outcome`, read from outside
+the service: the case it saved, the messages it queued, the ledger operations it ran and the
+notes (``case.*`` log events) it logged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+from structlog.testing import capture_logs
+
+from agents.domain.case import Agency as AgencyConfig
 from agents.domain.case import (
-    Agency,
     ApplicationSubmitted,
     Case,
     Context,
-    Credit,
-    Decision,
     Event,
     LedgerApplied,
     LedgerRefused,
     LetterReceived,
     Note,
     OutboundMessage,
-    PayOut,
-    TerminateAndDebit,
     Tick,
-    TransitionRecord,
     case_from_data,
-    case_to_data,
-    decide,
     event_for_message,
+    person_key,
 )
-from agents.domain.deadlines import Regime
-from agents.ledger.base import LedgerEntry, LedgerPeriod, PersonAccount
-from agents.ledger.books import apply_credit, apply_pay_out, apply_terminate
-from schemas.common import AgencyDetails, BankAccount, Gender, InsuranceType, Person, make_citizen_id
+from agents.domain.clock import CHINA_TZ, ManualClock
+from agents.domain.workdays import WorkdayCalendar
+from agents.service.agency import AgencyService
+from agents.testing.fakes import InMemoryStore
+from broker.delivery import DeliveryInfo
+from broker.directory import AgencyDirectory, AgencyEntry, DirectoryBankAccount
+from broker.names import routing_key
+from broker.signing import public_key_to_raw_b64, sign_envelope, verify_envelope
+from schemas.common import BankAccount, InsuranceType, Person
 from schemas.contact import PayoutReason
-from schemas.errors import DomainRuleViolation
-from schemas.registry import encode_envelope, envelope_for, parse
+from schemas.registry import Message, encode_envelope, envelope_for, known_versions, message_types, parse
+from tests.unit.case_books import (
+    Books,
+    LedgerOffline,
+    WeekdayCalendar,
+    WorldLedger,
+    agency,
+    bank_account,
+    outgoing_account,
+    person,
+    receiving_account,
+    settle,
+    signing_key,
+)
 
 __all__ = [
+    "EVERY_VERSION",
     "Agent",
     "Books",
+    "LedgerOffline",
+    "Outcome",
+    "Sent",
     "WeekdayCalendar",
     "World",
+    "WorldLedger",
     "agency",
     "bank_account",
     "note_events",
     "outgoing_account",
     "person",
     "receiving_account",
+    "settle",
+    "signing_key",
     "types_sent",
 ]
 
-
-class WeekdayCalendar:
-    """Monday to Friday, no holidays: for tests whose dates are easy to count by hand."""
-
-    def is_working_day(self, day: date) -> bool:
-        return day.weekday() < 5
-
-    def add_working_days(self, start: date, n: int) -> date:
-        step = 1 if n >= 0 else -1
-        day, remaining = start, abs(n)
-        while remaining:
-            day += timedelta(days=step)
-            if self.is_working_day(day):
-                remaining -= 1
-        return day
-
-    def working_days_between(self, a: date, b: date) -> int:
-        if b < a:
-            return -self.working_days_between(b, a)
-        count, day = 0, a
-        while day < b:
-            day += timedelta(days=1)
-            count += self.is_working_day(day)
-        return count
-
-
-def bank_account(code: str, owner: str = "医疗保障事业管理中心") -> BankAccount:
-    return BankAccount(
-        bank_name="中国工商银行",
-        bank_code=f"102{code}000",
-        account_name=owner,
-        account_number=f"62{code}0000001",
-    )
-
-
-def agency(
-    code: str, regime: Regime = Regime.R2021, *, accepts_funds: bool = True, seal: str | None = None
-) -> Agency:
-    return Agency(
-        code=code,
-        details=AgencyDetails(
-            name=f"医保经办机构{code}",
-            address="人民路1号",
-            phone="010-12393",
-            bank_account=bank_account(code),
-        ),
-        regime=regime,
-        accepts_funds=accepts_funds,
-        seal_reference=seal,
-    )
-
-
-def person(sequence: int = 135, region: str = "360402") -> Person:
-    id_number = make_citizen_id(region, date(1988, 7, 21), sequence)
-    gender = Gender.MALE if sequence % 2 else Gender.FEMALE
-    return Person(name="张伟", gender=gender, id_number=id_number)
-
-
-def _month(index: int) -> str:
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
-
-
-def outgoing_account(
-    who: Person,
-    region: str,
-    *,
-    months: int = 120,
-    deemed: int = 0,
-    balance: int = 1_234_567,
-    insurance_type: InsuranceType = InsuranceType.EMPLOYEE,
-    participation: str = "stopped",
-    arrears: int = 0,
-    retiree: bool = False,
-    enrolled: bool = True,
-    itemised: bool = True,
-) -> PersonAccount:
-    """An account at the outgoing place whose periods add up to ``months`` (ending 2025-12)."""
-    end = 2025 * 12 + 11
-    periods: tuple[LedgerPeriod, ...] = ()
-    if months and itemised:
-        periods = (
-            LedgerPeriod(
-                from_month=_month(end - months + 1),
-                to_month=_month(end),
-                region=region,
-                insurance_type=insurance_type,
-                months=months,
-            ),
-        )
-    return PersonAccount(
-        id_number=who.id_number,
-        name=who.name,
-        gender=who.gender,
-        insurance_type=insurance_type,
-        enrolled=enrolled,
-        participation="stopped" if participation == "stopped" else "active",
-        region=region,
-        arrears_fen=arrears,
-        retiree=retiree,
-        months_paid=months,
-        deemed_months=deemed,
-        balance_fen=balance if insurance_type is InsuranceType.EMPLOYEE else 0,
-        periods=periods,
-    )
-
-
-def receiving_account(
-    who: Person, region: str, insurance_type: InsuranceType = InsuranceType.EMPLOYEE
-) -> PersonAccount:
-    return PersonAccount(
-        id_number=who.id_number,
-        name=who.name,
-        gender=who.gender,
-        insurance_type=insurance_type,
-        enrolled=True,
-        participation="active",
-        region=region,
-    )
-
-
-@dataclass
-class Books:
-    """A synchronous ledger with the real bookkeeping rules and per-(case, operation) idempotency."""
-
-    region: str
-    accounts: dict[str, PersonAccount] = field(default_factory=dict)
-    ops: dict[tuple[UUID, str], LedgerEntry] = field(default_factory=dict)
-    calls: int = 0
-    payouts: dict[UUID, tuple[int, BankAccount]] = field(default_factory=dict)
-
-    def put(self, account: PersonAccount) -> None:
-        self.accounts[account.id_number] = account
-
-    def lookup(self, id_number: str) -> PersonAccount | None:
-        return self.accounts.get(id_number)
-
-    def run(self, command: TerminateAndDebit | PayOut | Credit) -> LedgerEntry:
-        self.calls += 1
-        key = (command.case_id, command.operation)
-        if key in self.ops:
-            return LedgerEntry.from_json(self.ops[key].to_json(), replayed=True)
-        current = self.accounts.get(command.id_number)
-        if isinstance(command, TerminateAndDebit):
-            account, entry = apply_terminate(current, command.case_id, command.amount_fen, command.retain)
-        elif isinstance(command, PayOut):
-            account, entry = apply_pay_out(current, command.case_id, command.amount_fen)
-            self.payouts[command.case_id] = (command.amount_fen, command.bank_account)
-        else:
-            account, entry = apply_credit(
-                current,
-                command.case_id,
-                command.id_number,
-                command.months,
-                command.deemed_months,
-                command.amount_fen,
-                [LedgerPeriod(**p.model_dump()) for p in command.periods],
-                command.insurance_type,
-                region=self.region,
-                name=command.name,
-                gender=command.gender,
-            )
-        self.accounts[account.id_number] = account
-        self.ops[key] = entry
-        return entry
-
-    def entry(self, case_id: UUID, operation: str) -> LedgerEntry | None:
-        return self.ops.get((case_id, operation))
+EVERY_VERSION: dict[str, tuple[int, ...]] = {t: known_versions(t) for t in message_types()}
 
 
 @dataclass
 class Sent:
+    """One message an agent's service committed to send; ``body`` is the signed bytes it wrote
+    (``None`` for a message a test made or changed: the world signs it as the sender)."""
+
     sender: str
     case_id: UUID
     message: OutboundMessage
+    body: bytes | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
+class Outcome:
+    """What one call into the service changed, like the `Decision` it was made from."""
+
+    case: Case | None = None
+    """The case as stored after the call, if the call saved it."""
+    messages: tuple[OutboundMessage, ...] = ()
+    commands: tuple[str, ...] = ()
+    """The ledger operations the call ran."""
+    notes: tuple[Note, ...] = ()
+
+
+def _directory_entry(code: str, versions: Mapping[str, Sequence[int]]) -> AgencyEntry:
+    return AgencyEntry(
+        code=code,
+        name=f"医保经办机构{code}",
+        supported_versions={t: tuple(v) for t, v in versions.items()},
+        public_key=public_key_to_raw_b64(signing_key(code)),
+        bank_account=DirectoryBankAccount(**bank_account(code).model_dump()),
+    )
+
+
 class Agent:
-    agency: Agency
-    books: Books
-    calendar: Any
-    versions: Mapping[str, Mapping[str, Sequence[int]]] | None = None
-    """The directory: counterpart code → supported versions (None: every known version)."""
-    cases: dict[UUID, Case] = field(default_factory=dict)
-    history: list[tuple[UUID, TransitionRecord]] = field(default_factory=list)
-    notes: list[Note] = field(default_factory=list)
-    outbox: list[Sent] = field(default_factory=list)
-    run_commands: bool = True
-    """False simulates a crash between saving a decision and running its ledger commands."""
+    """One agency: its real `AgencyService` over in-memory store, books and clock."""
 
+    def __init__(
+        self,
+        agency: AgencyConfig,
+        books: Books,
+        calendar: WorkdayCalendar,
+        versions: Mapping[str, Mapping[str, Sequence[int]]] | None = None,
+        *,
+        run_commands: bool = True,
+        own_versions: Mapping[str, Sequence[int]] | None = None,
+    ) -> None:
+        self.books = books
+        self.clock = ManualClock(datetime(2025, 3, 3, 9, tzinfo=CHINA_TZ))
+        self.store = InMemoryStore(clock=self.clock)
+        self.outbox: list[Sent] = []
+        self.notes: list[Note] = []
+        self.logs: list[dict[str, Any]] = []
+        self.service = AgencyService(
+            agency=agency,
+            store=self.store,
+            ledger=books.ledger,
+            directory=AgencyDirectory([]),
+            calendar=calendar,
+            clock=self.clock,
+            private_key=signing_key(agency.code),
+        )
+        self._versions = versions
+        self._own_versions = own_versions
+        self._rebuild_directory()
+        self.run_commands = run_commands
+
+    # -- what the test configures ---------------------------------------------------------------
     @property
     def code(self) -> str:
-        return self.agency.code
+        return self.service.code
 
-    def _context(self, case: Case | None, event: Event, today: date) -> Context:
-        account, other_open, counterpart = None, False, None
-        who: Person | None = None
-        case_id: UUID | None = None
-        if isinstance(event, ApplicationSubmitted):
-            who, counterpart, case_id = event.person, event.from_region, event.case_id
-        elif isinstance(event, LetterReceived):
-            who, counterpart, case_id = event.letter.person, event.sender, event.case_id
-        if who is not None:
-            account = self.books.lookup(who.id_number)
-            other_open = any(
-                c.is_open and c.person.id_number == who.id_number and c.case_id != case_id
-                for c in self.cases.values()
-            )
-        supported = None
-        if self.versions is not None and counterpart is not None:
-            supported = self.versions.get(counterpart)
-        return Context(
-            agency=self.agency,
-            today=today,
-            calendar=self.calendar,
-            account=account,
-            other_open_case=other_open,
-            counterpart_versions=supported,
+    @property
+    def agency(self) -> AgencyConfig:
+        return self.service.agency
+
+    @agency.setter
+    def agency(self, value: AgencyConfig) -> None:
+        self.service.agency = value
+
+    @property
+    def versions(self) -> Mapping[str, Mapping[str, Sequence[int]]] | None:
+        """The directory: counterpart code → the versions it declares (None: it is not listed, so
+        this agency sends the newest of everything)."""
+        return self._versions
+
+    @versions.setter
+    def versions(self, value: Mapping[str, Mapping[str, Sequence[int]]] | None) -> None:
+        self._versions = value
+        self._rebuild_directory()
+
+    @property
+    def own_versions(self) -> Mapping[str, Sequence[int]] | None:
+        """What this agency itself declares in the directory (None: every known version)."""
+        return self._own_versions
+
+    @own_versions.setter
+    def own_versions(self, value: Mapping[str, Sequence[int]] | None) -> None:
+        self._own_versions = value
+        self._rebuild_directory()
+
+    def _rebuild_directory(self) -> None:
+        entries = [_directory_entry(code, v) for code, v in (self._versions or {}).items()]
+        if self.code not in (self._versions or {}):
+            entries.append(_directory_entry(self.code, self._own_versions or EVERY_VERSION))
+        self.service.directory = AgencyDirectory(entries)
+
+    @property
+    def run_commands(self) -> bool:
+        """False: the books are unreachable, so ledger commands stay pending (a crash between
+        saving a decision and running its commands looks the same)."""
+        return not self.books.ledger.offline
+
+    @run_commands.setter
+    def run_commands(self, value: bool) -> None:
+        self.books.ledger.offline = not value
+
+    # -- reading the store ----------------------------------------------------------------------
+    def case(self, case_id: UUID) -> Case:
+        record = settle(self.store.get_case(case_id))
+        if record is None:
+            raise KeyError(case_id)
+        return case_from_data(record.data)
+
+    @property
+    def cases(self) -> dict[UUID, Case]:
+        return {r.case_id: case_from_data(r.data) for r in settle(self.store.list_cases())}
+
+    # -- driving the service --------------------------------------------------------------------
+    def _at(self, today: date) -> None:
+        if self.clock.today() == today:
+            self.clock.advance(seconds=1)  # time moves on within the day
+        else:
+            self.clock.set_date(today)
+
+    def _call(self, case_id: UUID | None, work: Coroutine[Any, Any, object]) -> Outcome:
+        before = settle(self.store.get_case(case_id)) if case_id is not None else None
+        runs = len(self.books.ledger.runs)
+        with capture_logs() as logs:
+            settle(work)
+        sent = self._relay()
+        notes = tuple(
+            Note(entry["event"], {k: v for k, v in entry.items() if k not in ("event", "log_level")})
+            for entry in logs
+            if str(entry["event"]).startswith("case.")
+        )
+        self.logs.extend(logs)
+        self.notes.extend(notes)
+        after = settle(self.store.get_case(case_id)) if case_id is not None else None
+        changed = after is not None and (before is None or after.version != before.version)
+        return Outcome(
+            case=case_from_data(after.data) if changed and after is not None else None,
+            messages=tuple(s.message for s in sent),
+            commands=tuple(self.books.ledger.runs[runs:]),
+            notes=notes,
         )
 
-    def case_for(self, event: Event) -> Case | None:
-        case_id = getattr(event, "case_id", None)
-        return self.cases.get(case_id) if case_id is not None else None
-
-    def handle(self, event: Event, today: date, case: Case | None = None) -> Decision:
-        if case is None:
-            case = self.case_for(event)
-        decision = decide(case, event, self._context(case, event, today))
-        self._apply(decision, today)
-        return decision
-
-    def tick(self, today: date) -> list[Decision]:
-        return [self.handle(Tick(today=today), today, case) for case in list(self.cases.values())]
-
-    def _apply(self, decision: Decision, today: date) -> None:
-        self.notes.extend(decision.notes)
-        case = decision.case
-        if case is None:
-            if decision.commands:
-                self._run(decision.commands, self._case_of(decision), today)
-            return
-        # Every save goes through the store's JSON snapshot.
-        stored = case_from_data(case_to_data(case))
-        assert stored == case
-        self.cases[case.case_id] = stored
-        if decision.transition is not None:
-            self.history.append((case.case_id, decision.transition))
-        self.outbox.extend(Sent(self.code, case.case_id, message) for message in decision.messages)
-        if decision.commands:
-            assert not decision.messages, "a decision with ledger commands never sends messages"
-            self._run(decision.commands, stored, today)
-
-    def _case_of(self, decision: Decision) -> Case:
-        case_id = decision.commands[0].case_id
-        return self.cases[case_id]
-
-    def _run(self, commands: Sequence[TerminateAndDebit | PayOut | Credit], case: Case, today: date) -> None:
-        if not self.run_commands:
-            return
-        applied: list[LedgerEntry] = []
-        for command in commands:
-            try:
-                applied.append(self.books.run(command))
-            except DomainRuleViolation as refusal:
-                event: Event = LedgerRefused(
-                    operation=command.operation,
-                    reason_code=refusal.reason_code,
-                    text=refusal.text,
-                    applied=tuple(applied),
-                )
-                self.handle(event, today, self.cases[case.case_id])
-                return
-        self.handle(LedgerApplied(entries=tuple(applied)), today, self.cases[case.case_id])
+    def _relay(self) -> list[Sent]:
+        rows = settle(self.store.fetch_unpublished(limit=1_000_000))
+        sent: list[Sent] = []
+        for row in rows:
+            message = parse(row.body)
+            envelope = message.envelope
+            outbound = OutboundMessage(
+                recipient=envelope.recipient,
+                document=message.document,
+                message_id=envelope.message_id,
+                causation_id=envelope.causation_id,
+                version=envelope.version,
+            )
+            sent.append(Sent(self.code, envelope.case_id, outbound, row.body))
+        settle(self.store.mark_published([row.id for row in rows]))
+        self.outbox.extend(sent)
+        return sent
 
     def apply_for(
         self,
@@ -345,22 +275,101 @@ class Agent:
         case_id: UUID | None = None,
     ) -> UUID:
         case_id = case_id or uuid4()
-        self.handle(
-            ApplicationSubmitted(
-                case_id=case_id,
-                person=who,
-                insurance_type=insurance_type,
-                from_region=from_region,
-                letter_number=f"L-{str(case_id)[:8]}",
-                payout_account=payout_account,
-                payout_reason=payout_reason,
-            ),
-            today,
+        application = ApplicationSubmitted(
+            case_id=case_id,
+            person=who,
+            insurance_type=insurance_type,
+            from_region=from_region,
+            letter_number=f"L-{str(case_id)[:8]}",
+            payout_account=payout_account,
+            payout_reason=payout_reason,
         )
+        self._at(today)
+        self._call(case_id, self.service.apply(application))
         return case_id
 
-    def case(self, case_id: UUID) -> Case:
-        return self.cases[case_id]
+    def receive(self, message: Message, today: date) -> Outcome:
+        """The consumer's call: `AgencyService.handle` for one verified, parsed message."""
+        envelope = message.envelope
+        delivery = DeliveryInfo(
+            agency=self.code,
+            routing_key=routing_key(self.code, envelope.type),
+            redelivered=False,
+            attempt=1,
+            publisher_user=envelope.sender,
+        )
+        self._at(today)
+        return self._call(envelope.case_id, self.service.handle(message, delivery))
+
+    def handle(self, event: Event, today: date, case: Case | None = None) -> Outcome:
+        """Feed one event to the service the way it arrives in production: a message from another
+        agency as a signed envelope; a ledger result by running the case's pending commands (a
+        `LedgerRefused` makes the books refuse that operation); a `Tick` as a deadline round."""
+        if isinstance(event, ApplicationSubmitted):
+            self._at(today)
+            return self._call(event.case_id, self.service.apply(event))
+        if isinstance(event, Tick):
+            return self.tick(today)
+        if isinstance(event, LedgerApplied | LedgerRefused):
+            if case is None:
+                raise ValueError("a ledger result needs the case whose commands it answers")
+            self._at(today)
+            offline = self.books.ledger.offline
+            self.books.ledger.offline = False
+            self.books.ledger.refusal = event if isinstance(event, LedgerRefused) else None
+            try:
+                return self._call(case.case_id, self.service.recover())
+            finally:
+                self.books.ledger.offline, self.books.ledger.refusal = offline, None
+        document = _document_of(event)
+        envelope = envelope_for(
+            document,
+            sender=event.sender,
+            recipient=self.code,
+            case_id=event.case_id,
+            message_id=event.message_id,
+            version=document.VERSION,
+            sent_at=datetime(today.year, today.month, today.day, 9, tzinfo=UTC),
+        )
+        body = encode_envelope(sign_envelope(envelope, signing_key(event.sender)))
+        return self.receive(parse(body), today)
+
+    def tick(self, today: date) -> Outcome:
+        """The agent process's deadline round on `today`: `tick`, then `recover`."""
+        self._at(today)
+
+        async def deadline_round() -> None:
+            await self.service.tick()
+            await self.service.recover()
+
+        return self._call(None, deadline_round())
+
+    def _context(self, case: Case | None, event: Event, today: date) -> Context:
+        """The `Context` the service gives `decide` for this event on `today`."""
+        self._at(today)
+        account, other_open, counterpart = None, False, getattr(event, "sender", None)
+        who: Person | None = None
+        if isinstance(event, ApplicationSubmitted):
+            who, counterpart = event.person, event.from_region
+        elif isinstance(event, LetterReceived):
+            who = event.letter.person
+        if who is not None:
+            account = self.books.lookup(who.id_number)
+            other = settle(self._find_open(person_key(who)))
+            other_open = other is not None and other != getattr(event, "case_id", None)
+        return self.service._context(account, other_open, counterpart)
+
+    async def _find_open(self, key: str) -> UUID | None:
+        async with self.store.transaction() as tx:
+            record = await tx.find_open_case(key)
+        return record.case_id if record is not None else None
+
+
+def _document_of(event: Event) -> Any:
+    for name in ("letter", "form", "transfer", "completion", "rejection", "reminder"):
+        if hasattr(event, name):
+            return getattr(event, name)
+    raise TypeError(f"{type(event).__name__} is not a message from another agency")
 
 
 Tamper = Callable[[Sent], Sent | None]
@@ -380,6 +389,9 @@ class World:
         return cls({agent.code: agent for agent in agents}, today=today)
 
     def wire(self, sent: Sent) -> bytes:
+        """The bytes on the wire: what the sender's service wrote, or `sent` signed as the sender."""
+        if sent.body is not None:
+            return sent.body
         message = sent.message
         envelope = envelope_for(
             message.document,
@@ -391,20 +403,20 @@ class World:
             version=message.version,
             sent_at=datetime(self.today.year, self.today.month, self.today.day, 9, tzinfo=UTC),
         )
-        return encode_envelope(envelope)
+        return encode_envelope(sign_envelope(envelope, signing_key(sent.sender)))
 
-    def deliver(self, sent: Sent, *, twice: bool = False) -> Decision:
-        body = self.wire(sent)
-        parsed = parse(body)
-        self.delivered.append((sent.message.recipient, parsed.envelope.type, parsed.envelope.version))
-        event = event_for_message(parsed)
-        assert event is not None
-        recipient = self.agents[sent.message.recipient]
-        first = recipient.handle(event, self.today)
+    def deliver(self, sent: Sent, *, twice: bool = False) -> Outcome:
+        message = parse(self.wire(sent))
+        envelope = message.envelope
+        verify_envelope(envelope, signing_key(envelope.sender).public_key())
+        self.delivered.append((envelope.recipient, envelope.type, envelope.version))
+        assert event_for_message(message) is not None
+        recipient = self.agents[envelope.recipient]
+        first = recipient.receive(message, self.today)
         if twice:
-            before = dict(recipient.cases)
+            before = recipient.cases
             outbox, calls = len(recipient.outbox), recipient.books.calls
-            again = recipient.handle(event, self.today)
+            again = recipient.receive(message, self.today)
             assert again.case is None and not again.messages and not again.commands, again
             assert recipient.cases == before
             assert len(recipient.outbox) == outbox and recipient.books.calls == calls

@@ -12,7 +12,7 @@ import pytest
 
 from agents.ledger import LedgerStatement, PersonAccount
 from agents.reconcile.compare import CaseFigures, compare, control_totals, figures_of
-from agents.reconcile.statements import statement_document
+from agents.service.statements import statement_document
 from agents.testing.fakes import InMemoryLedger
 from schemas.common import Gender, InsuranceType, Person, make_citizen_id
 from schemas.information import BalanceDisposition, InformationFormV2

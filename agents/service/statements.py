@@ -1,4 +1,7 @@
-"""The ledger statement an agency sends in answer to the reconciler's statement request: pure."""
+"""The ledger statement an agency sends in answer to the reconciler's statement request: pure.
+
+The agency side of reconciliation (`AgencyService` answers statement requests with it); the
+reconciler re-exports it for tests that play an agency."""
 
 from __future__ import annotations
 

@@ -1,0 +1,322 @@
+"""The reconciler process: the composition root that wires report, service, relay and transport.
+
+``jiexu reconcile`` runs `run_reconciler_with` on a `ReconcilerSettings`; tests and the demo call
+`run_reconciler` with the pieces already loaded. Either way `ReconcilerProcess` starts, in order:
+the report (`ReconciliationReport`), the connection and a confirming `Publisher`, the
+`agents.service.relay.OutboxRelay` over the report's outbox (`ReportOutbox`: what an earlier run
+queued and did not send goes out first, marked as possible re-sends), the `ReconcilerService`
+behind a `Consumer`, and the `Sweeper`. It stops in the reverse order: stop consuming, stop the
+sweeper, publish what is committed, close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from agents.calendars import open_calendar
+from agents.domain.clock import Clock, SystemClock
+from agents.domain.workdays import WorkdayCalendar
+from agents.reconcile.outbox import ReportOutbox
+from agents.reconcile.plan import Rules
+from agents.reconcile.report import ReconciliationReport
+from agents.reconcile.service import ReconcilerService, SweepOutcome
+from agents.reconcile.settings import ReconcilerSettings
+from agents.service.relay import OutboxRelay
+from broker.connection import BrokerConnection, connect
+from broker.consumer import Consumer, ConsumerSettings, KeyDirectory, run_until_signal
+from broker.directory import AgencyDirectory
+from broker.names import inbox_queue
+from broker.provider import BrokerEndpoint
+from broker.publisher import Publisher
+from broker.signing import Ed25519PrivateKey, load_private_key, private_key_path
+from broker.topology import load_agency_secret
+
+__all__ = [
+    "DEFAULT_AMQP_URL",
+    "ReconcilerProcess",
+    "Sweeper",
+    "reconciler_amqp_url",
+    "run_reconciler",
+    "run_reconciler_with",
+]
+
+log = structlog.get_logger("jiexu.reconcile")
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+class Sweeper:
+    """Runs `ReconcilerService.sweep` every ``interval_s`` seconds until stopped."""
+
+    def __init__(self, service: ReconcilerService, interval_s: float) -> None:
+        self._service = service
+        self._interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    def start(self) -> Sweeper:
+        self._task = asyncio.create_task(self._loop(), name="reconcile-sweeper")
+        return self
+
+    async def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self._service.sweep()
+            except Exception as exc:  # a failed sweep is retried at the next interval, visibly
+                log.error("reconcile.sweep_failed", error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self._interval_s)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+
+def reconciler_amqp_url(settings: ReconcilerSettings) -> str:
+    """The URL the reconciler connects with: its own login, never guest.
+
+    ``reconciler_amqp_url`` when set; else the secrets file written by ``jiexu topology apply``
+    (its URL, unless a vhost is given), on the broker of ``amqp_url`` (``JIEXU_AMQP_URL``).
+    Raises ValueError saying what is missing.
+    """
+    if settings.reconciler_amqp_url:
+        return settings.reconciler_amqp_url
+    path = settings.paths.credentials(settings.code)
+    if not path.exists():
+        raise ValueError(
+            f"no broker login for the reconciler: pass --amqp-url or --secrets-dir holding {path.name} "
+            "(written by `jiexu topology apply`)"
+        )
+    secret = load_agency_secret(path)
+    if secret.get("amqp_url") and settings.vhost is None:
+        return str(secret["amqp_url"])
+    try:
+        endpoint = BrokerEndpoint.from_url(
+            settings.amqp_url or os.environ.get("JIEXU_AMQP_URL") or DEFAULT_AMQP_URL,
+            None,
+            "JIEXU_AMQP_URL",
+        )
+    except ValueError as exc:
+        raise ValueError(f"JIEXU_AMQP_URL: {exc}") from exc
+    return endpoint.amqp_url(
+        vhost=settings.vhost or secret.get("vhost", endpoint.vhost),
+        username=secret["username"],
+        password=secret["password"],
+    )
+
+
+@dataclass
+class _Parts:
+    report: ReconciliationReport
+    connection: BrokerConnection
+    publisher: Publisher
+    relay: OutboxRelay
+    service: ReconcilerService
+    consumer: Consumer
+
+
+class ReconcilerProcess:
+    """Everything the reconciler runs, started and stopped in order. Wiring at construction."""
+
+    def __init__(
+        self,
+        *,
+        amqp_url: str,
+        directory: KeyDirectory,
+        private_key: Ed25519PrivateKey,
+        store_path: Path,
+        settings: ReconcilerSettings | None = None,
+        consumer_settings: ConsumerSettings | None = None,
+        clock: Clock | None = None,
+        calendar: WorkdayCalendar | None = None,
+    ) -> None:
+        self.settings = settings or ReconcilerSettings()
+        self.amqp_url = amqp_url
+        self.directory = directory
+        self.private_key = private_key
+        self.store_path = store_path
+        self.consumer_settings = consumer_settings
+        self.clock = clock or SystemClock()
+        self.rules = Rules(
+            code=self.settings.code,
+            calendar=calendar or open_calendar(),
+            regime=self.settings.regime,
+            repeat_working_days=self.settings.repeat_working_days,
+        )
+        self._parts: _Parts | None = None
+        self._sweeper: Sweeper | None = None
+
+    @property
+    def service(self) -> ReconcilerService:
+        assert self._parts is not None, "start() first"
+        return self._parts.service
+
+    @property
+    def relay(self) -> OutboxRelay:
+        assert self._parts is not None, "start() first"
+        return self._parts.relay
+
+    async def start(self) -> ReconcilerProcess:
+        code = self.settings.code
+        report = await ReconciliationReport.open(self.store_path)
+        try:
+            connection = await connect(self.amqp_url, name=f"jiexu-reconciler-{code}")
+        except BaseException:
+            await report.close()
+            raise
+        publisher = await Publisher(connection, agency=code, private_key=self.private_key).start()
+        relay = OutboxRelay(
+            ReportOutbox(report, self.private_key, self.clock), publisher, clock=self.clock
+        ).start()
+        service = ReconcilerService(report, self.rules, clock=self.clock, on_commit=relay.wake)
+        consumer = Consumer(
+            connection,
+            agency=code,
+            handler=service.handle,
+            directory=self.directory,
+            settings=self.consumer_settings,
+            seen=service.seen,
+            publisher=publisher,
+        )
+        self._parts = _Parts(report, connection, publisher, relay, service, consumer)
+        await consumer.start()
+        return self
+
+    def start_sweeper(self, interval_s: float) -> Sweeper:
+        self._sweeper = Sweeper(self.service, interval_s).start()
+        return self._sweeper
+
+    async def run_once(self) -> SweepOutcome:
+        """Handle what is in the inbox now, sweep once, publish everything, and say what the sweep did."""
+        assert self._parts is not None, "start() first"
+        parts = self._parts
+        try:
+            await _wait_until_idle(parts.connection, inbox_queue(self.settings.code), parts.consumer)
+        finally:
+            await parts.consumer.stop()
+        # The relay's loop ends (publishing what is committed) before the flush below: two
+        # publishers of the same rows would send a row twice without marking the second a re-send.
+        await parts.relay.stop()
+        before = parts.relay.published
+        outcome = await parts.service.sweep()
+        await parts.relay.flush()
+        outcome.published = parts.relay.published - before
+        return outcome
+
+    async def stop(self) -> None:
+        """Drain: stop consuming and sweeping, publish what is committed, close."""
+        parts, self._parts = self._parts, None
+        if parts is None:
+            return
+        try:
+            await parts.consumer.stop()
+            if self._sweeper is not None:
+                await self._sweeper.stop()
+            await parts.relay.stop()
+            await parts.publisher.close()
+            await parts.connection.close()
+        finally:
+            await parts.report.close()
+
+
+async def _wait_until_idle(
+    connection: BrokerConnection, queue_name: str, consumer: Consumer, poll_s: float = 0.2
+) -> None:
+    """Until the inbox has no ready message and the consumer handled nothing new twice running."""
+    channel = await connection.channel(confirms=False)
+    try:
+        quiet = 0
+        last = -1
+        while quiet < 2:
+            queue = await channel.declare_queue(queue_name, passive=True, robust=False)
+            ready = queue.declaration_result.message_count or 0
+            stats = consumer.stats
+            seen = stats.handled + stats.duplicates + stats.dead_lettered + stats.retried
+            quiet = quiet + 1 if ready == 0 and seen == last else 0
+            last = seen
+            await asyncio.sleep(poll_s)
+    finally:
+        connection.forget(channel)
+        await channel.close()
+
+
+async def run_reconciler(
+    *,
+    amqp_url: str,
+    directory: KeyDirectory,
+    private_key: Ed25519PrivateKey,
+    store_path: Path,
+    settings: ReconcilerSettings | None = None,
+    consumer_settings: ConsumerSettings | None = None,
+    clock: Clock | None = None,
+    calendar: WorkdayCalendar | None = None,
+    once: bool = False,
+    sweep_interval_s: float = 300.0,
+    stop_event: asyncio.Event | None = None,
+    signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
+) -> SweepOutcome | None:
+    """Run the reconciler from loaded pieces (`ReconcilerProcess`).
+
+    ``once``: handle what is in the inbox now, sweep once, publish, and return the sweep's outcome.
+    Otherwise run until SIGTERM/SIGINT (or ``stop_event``), then drain and return None.
+    """
+    process = ReconcilerProcess(
+        amqp_url=amqp_url,
+        directory=directory,
+        private_key=private_key,
+        store_path=store_path,
+        settings=settings,
+        consumer_settings=consumer_settings,
+        clock=clock,
+        calendar=calendar,
+    )
+    await process.start()
+    try:
+        if once:
+            return await process.run_once()
+        process.start_sweeper(sweep_interval_s)
+        await run_until_signal(signals=signals, stop_event=stop_event)
+        return None
+    finally:
+        await process.stop()
+
+
+async def run_reconciler_with(
+    settings: ReconcilerSettings,
+    *,
+    once: bool = False,
+    clock: Clock | None = None,
+    stop_event: asyncio.Event | None = None,
+) -> SweepOutcome | None:
+    """`run_reconciler` configured by ``settings`` alone (``jiexu reconcile``).
+
+    Raises ValueError (or `broker.directory.DirectoryError`, `agents.calendars.CalendarFileError`,
+    OSError) when a file it needs is missing or wrong, before connecting.
+    """
+    calendar = open_calendar(directory=settings.calendar_dir)
+    directory = AgencyDirectory.load(settings.directory)
+    private_key = load_private_key(private_key_path(settings.key_dir, settings.code))
+    return await run_reconciler(
+        amqp_url=reconciler_amqp_url(settings),
+        directory=directory,
+        private_key=private_key,
+        store_path=settings.report_path,
+        settings=settings,
+        consumer_settings=ConsumerSettings(
+            retry_delays_ms=settings.retry_delays_ms, user_prefix=settings.user_prefix
+        ),
+        clock=clock,
+        calendar=calendar,
+        once=once,
+        sweep_interval_s=settings.sweep_interval_s,
+        stop_event=stop_event,
+    )
