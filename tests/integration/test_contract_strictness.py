@@ -29,8 +29,6 @@ from tests.integration.transport_support import (
     Agencies,
     B,
     Recorder,
-    agencies,
-    agencies_sync,
     drain_queue,
     encoded,
     eventually,
@@ -39,7 +37,6 @@ from tests.integration.transport_support import (
 )
 
 pytestmark = pytest.mark.integration
-__all__ = ["agencies", "agencies_sync"]
 
 
 def _signed_body(agencies: Agencies, data: dict[str, Any]) -> bytes:
