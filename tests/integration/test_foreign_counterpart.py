@@ -196,7 +196,8 @@ async def test_a_counterpart_following_only_the_published_protocol_gets_its_case
 
             request = await me.expect("statement_request", case_id)
             assert request["sender"] == RECONCILER and request["payload"]["case_id"] == case_id
-            await me.send(
+            assert request["causation_id"] is None  # docs/protocol.md, the reconciler's steps
+            statement = await me.send(
                 "ledger_statement", 1,
                 {"case_id": case_id, "role": "receiving", "counterpart": DONGGUAN, "has_record": True,
                  "months": completion["months_credited"],
@@ -206,4 +207,5 @@ async def test_a_counterpart_following_only_the_published_protocol_gets_its_case
             )
             result = await me.expect("reconciliation_result", case_id)
             assert result["payload"]["outcome"] == "matched", result["payload"]
+            assert result["causation_id"] == statement["message_id"]
             assert (result["payload"]["outgoing"], result["payload"]["receiving"]) == (DONGGUAN, JIUJIANG)
