@@ -38,6 +38,7 @@ from schemas.notices import (
     RejectionV1,
     ReminderV1,
     TransferCompletedV1,
+    TransferCompletedV2,
 )
 from schemas.reconciliation import (
     Difference,
@@ -69,7 +70,7 @@ InformationForm = InformationFormV2
 FundTransfer = FundTransferV1
 Receipt = ReceiptV1
 Rejection = RejectionV1
-TransferCompleted = TransferCompletedV1
+TransferCompleted = TransferCompletedV2
 Reminder = ReminderV1
 StatementRequest = StatementRequestV1
 LedgerStatement = LedgerStatementV1
@@ -124,6 +125,7 @@ __all__ = [
     "StatementRequestV1",
     "TransferCompleted",
     "TransferCompletedV1",
+    "TransferCompletedV2",
     "citizen_id_check_char",
     "decode_envelope",
     "downcast",

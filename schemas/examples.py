@@ -28,12 +28,15 @@ from schemas.information import (
     downcast_v2_to_v1,
 )
 from schemas.notices import (
+    ContinuityNotice,
+    ContinuityOutcome,
     OverdueStep,
     ReceiptV1,
     RejectionReason,
     RejectionV1,
     ReminderV1,
     TransferCompletedV1,
+    TransferCompletedV2,
 )
 from schemas.reconciliation import (
     Difference,
@@ -175,6 +178,21 @@ EXAMPLES: dict[tuple[str, int], Document] = {
         receiving=RECEIVING,
         outcome=ReconciliationOutcome.MISMATCHED,
         differences=(Difference(field="amount", outgoing_value=1_234_567, receiving_value=1_234_500),),
+    ),
+    # Appended, not next to v1: an example's message_id follows its place in this dict.
+    ("transfer_completed", 2): TransferCompletedV2(
+        months_credited=140,
+        deemed_months_credited=24,
+        amount_credited=1_234_567,
+        continuity=ContinuityNotice(
+            participation_end="2024-12",
+            enrolment_start="2025-03",
+            gap_months=2,
+            outcome=ContinuityOutcome.KEPT_WITH_BACK_PAYMENT,
+            back_payment_months=("2025-01", "2025-02"),
+            waiting_months=0,
+            benefits_from="2025-03",
+        ),
     ),
 }
 

@@ -4,21 +4,27 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
-from typing import ClassVar, Self
+from typing import Annotated, ClassVar, Self
 from uuid import UUID
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from schemas.common import Document, Fen, LongText, Months
+from schemas.common import Document, Fen, LongText, Month, Months
 
 __all__ = [
+    "MAX_WAITING_MONTHS",
+    "ContinuityNotice",
+    "ContinuityOutcome",
     "OverdueStep",
     "ReceiptV1",
     "RejectionReason",
     "RejectionV1",
     "ReminderV1",
     "TransferCompletedV1",
+    "TransferCompletedV2",
+    "downcast_completed_v2_to_v1",
+    "upcast_completed_v1_to_v2",
 ]
 
 
@@ -70,6 +76,92 @@ class TransferCompletedV1(Document):
     months_credited: Months = Field(description="Months paid credited (实际缴费月数).")
     deemed_months_credited: Months = Field(description="Deemed months credited (视同缴费).")
     amount_credited: Fen = Field(description="Amount credited to the personal account, in fen.")
+
+
+MAX_WAITING_MONTHS = 6
+"""domain.md: a longer gap "may bring a waiting period of up to 6 months at the new place"."""
+
+
+class ContinuityOutcome(StrEnum):
+    """The receiving agency's decision on continuity (the values of
+    `agents.domain.continuity.ContinuityOutcome`)."""
+
+    KEPT = "kept"
+    KEPT_WITH_BACK_PAYMENT = "kept_with_back_payment"
+    BROKEN = "broken"
+
+
+class ContinuityNotice(BaseModel):
+    """Continuity of participation as the receiving agency decided it (domain.md: a gap of at most
+    3 months keeps continuity, with back-payment; a longer one may bring a waiting period)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    participation_end: Month = Field(description="Last month at the old place (the form's).")
+    enrolment_start: Month = Field(description="First month at the receiving agency.")
+    gap_months: Months = Field(description="Months between the two not covered by deemed periods.")
+    outcome: ContinuityOutcome
+    back_payment_months: tuple[Month, ...] = Field(
+        max_length=3,
+        description="Months to pay back (补缴) to keep continuity, oldest first; empty unless "
+        "kept_with_back_payment.",
+    )
+    waiting_months: Annotated[int, Field(ge=0, le=MAX_WAITING_MONTHS, strict=True)] = Field(
+        description="Length of the waiting period (等待期) in months; 0 unless broken."
+    )
+    benefits_from: Month = Field(description="First month in which benefits are paid here.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.outcome is ContinuityOutcome.KEPT and self.gap_months != 0:
+            raise PydanticCustomError("continuity_outcome", "outcome kept requires gap_months 0")
+        if self.outcome is ContinuityOutcome.KEPT_WITH_BACK_PAYMENT and not 1 <= self.gap_months <= 3:
+            raise PydanticCustomError(
+                "continuity_outcome", "outcome kept_with_back_payment requires gap_months 1 to 3"
+            )
+        if self.outcome is ContinuityOutcome.BROKEN and self.gap_months <= 3:
+            raise PydanticCustomError("continuity_outcome", "outcome broken requires gap_months above 3")
+        if len(self.back_payment_months) != (
+            self.gap_months if self.outcome is ContinuityOutcome.KEPT_WITH_BACK_PAYMENT else 0
+        ):
+            raise PydanticCustomError(
+                "continuity_back_payment",
+                "back_payment_months lists the gap's months with back-payment, none otherwise",
+            )
+        if self.outcome is not ContinuityOutcome.BROKEN and self.waiting_months != 0:
+            raise PydanticCustomError("continuity_waiting", "waiting_months is 0 unless broken")
+        if self.benefits_from < self.enrolment_start:
+            raise PydanticCustomError(
+                "continuity_benefits", "benefits_from must not be before enrolment_start"
+            )
+        return self
+
+
+class TransferCompletedV2(TransferCompletedV1):
+    """办结通知 v2: v1 plus the continuity of participation the receiving agency decided.
+
+    Upcast v1 → v2 sets ``continuity`` to ``null``: "not stated, the notice was written by a v1
+    system" (never invented). Downcast v2 → v1 drops it, for a recipient that declares only v1.
+    (A subclass of v1, so that code reading the credited figures reads either version alike.)
+    """
+
+    MESSAGE_TYPE: ClassVar[str] = "transfer_completed"
+    VERSION: ClassVar[int] = 2
+
+    continuity: ContinuityNotice | None = Field(
+        description="Continuity, the gap and any waiting period; null when the notice was written "
+        "by a v1 system."
+    )
+
+
+def upcast_completed_v1_to_v2(notice: TransferCompletedV1) -> TransferCompletedV2:
+    """v1 → v2: continuity not stated (``None``)."""
+    return TransferCompletedV2(**notice.model_dump(), continuity=None)
+
+
+def downcast_completed_v2_to_v1(notice: TransferCompletedV2) -> TransferCompletedV1:
+    """v2 → v1 for a recipient that only declares v1: drops the continuity."""
+    return TransferCompletedV1(**notice.model_dump(exclude={"continuity"}))
 
 
 class OverdueStep(StrEnum):

@@ -35,7 +35,15 @@ from schemas.information import (
     downcast_v2_to_v1,
     upcast_v1_to_v2,
 )
-from schemas.notices import ReceiptV1, RejectionV1, ReminderV1, TransferCompletedV1
+from schemas.notices import (
+    ReceiptV1,
+    RejectionV1,
+    ReminderV1,
+    TransferCompletedV1,
+    TransferCompletedV2,
+    downcast_completed_v2_to_v1,
+    upcast_completed_v1_to_v2,
+)
 from schemas.reconciliation import (
     LedgerStatementV1,
     ReconciliationResultV1,
@@ -85,7 +93,7 @@ MODELS: Mapping[str, tuple[type[Document], ...]] = {
     MessageType.FUND_TRANSFER.value: (FundTransferV1,),
     MessageType.RECEIPT.value: (ReceiptV1,),
     MessageType.REJECTION.value: (RejectionV1,),
-    MessageType.TRANSFER_COMPLETED.value: (TransferCompletedV1,),
+    MessageType.TRANSFER_COMPLETED.value: (TransferCompletedV1, TransferCompletedV2),
     MessageType.REMINDER.value: (ReminderV1,),
     MessageType.STATEMENT_REQUEST.value: (StatementRequestV1,),
     MessageType.LEDGER_STATEMENT.value: (LedgerStatementV1,),
@@ -110,12 +118,18 @@ def _step(source: type[_D], target: type[_E], convert: Callable[[_D], _E]) -> Ca
 _UPCASTERS: Mapping[tuple[str, int], Callable[[Document], Document]] = {
     (MessageType.CONTACT_LETTER.value, 1): _step(ContactLetterV1, ContactLetterV2, upcast_contact_v1_to_v2),
     (MessageType.INFORMATION_FORM.value, 1): _step(InformationFormV1, InformationFormV2, upcast_v1_to_v2),
+    (MessageType.TRANSFER_COMPLETED.value, 1): _step(
+        TransferCompletedV1, TransferCompletedV2, upcast_completed_v1_to_v2
+    ),
 }
 """(type, N) → the function taking version N to N + 1."""
 
 _DOWNCASTERS: Mapping[tuple[str, int], Callable[[Document], Document]] = {
     (MessageType.CONTACT_LETTER.value, 2): _step(ContactLetterV2, ContactLetterV1, downcast_contact_v2_to_v1),
     (MessageType.INFORMATION_FORM.value, 2): _step(InformationFormV2, InformationFormV1, downcast_v2_to_v1),
+    (MessageType.TRANSFER_COMPLETED.value, 2): _step(
+        TransferCompletedV2, TransferCompletedV1, downcast_completed_v2_to_v1
+    ),
 }
 """(type, N) → the function taking version N to N - 1."""
 

@@ -6,6 +6,7 @@ import typer
 
 from agents.cli.agent_cmd import agent_command, apply_command, case_app
 from agents.cli.bench_cmd import bench_command
+from agents.cli.certificate_cmd import case_certificate_command, certificate_app
 from agents.cli.conformance_cmd import conformance_command
 from agents.cli.demo_cmd import demo_command
 from agents.cli.dlq_cmd import dlq_app
@@ -43,7 +44,9 @@ app.command("bench")(bench_command)
 app.command("reconcile")(reconcile_command)
 app.command("agent")(agent_command)
 app.command("apply")(apply_command)
+case_app.command("certificate")(case_certificate_command)
 app.add_typer(case_app, name="case")
+app.add_typer(certificate_app, name="certificate")
 app.command("status")(status_command)
 app.command("doctor")(doctor_command)
 app.command("conformance")(conformance_command)

@@ -150,6 +150,19 @@ def _case_summary(case: Any, history: list[Any] | None = None) -> dict[str, Any]
         "discrepancy": case.discrepancy.model_dump(mode="json") if case.discrepancy else None,
         "booked": case.booked.model_dump(mode="json") if case.booked else None,
     }
+    continuity = getattr(case, "continuity", None)
+    summary["continuity"] = continuity.model_dump(mode="json") if continuity is not None else None
+    certificate = getattr(case, "certificate", None)
+    summary["certificate"] = (
+        {
+            "number": certificate.certificate_number,
+            "check_code": certificate.check_code,
+            "issued_on": certificate.issued_on.isoformat(),
+            "register_by": certificate.register_by.isoformat(),
+        }
+        if certificate is not None
+        else None
+    )
     if history is not None:
         summary["history"] = [
             {
@@ -215,5 +228,26 @@ def case_show_command(
             typer.echo(f"  rejected {summary['rejection_reason']}")
         if summary["discrepancy"]:
             typer.echo(f"  discrepancy {summary['discrepancy']['kind']}: {summary['discrepancy']['text']}")
+        if summary["continuity"]:
+            typer.echo(f"  continuity {_continuity_line(summary['continuity'])}")
+        if summary["certificate"]:
+            cert = summary["certificate"]
+            typer.echo(
+                f"  certificate {cert['number']} check code {cert['check_code']}, issued "
+                f"{cert['issued_on']}, register by {cert['register_by']}"
+            )
         for step in summary.get("history", []):
             typer.echo(f"  {step['at']}  {step['from'] or '-':>20} -> {step['to']:<20} {step['event']}")
+
+
+def _continuity_line(continuity: dict[str, Any]) -> str:
+    """One line for `case show`: the outcome, the gap and its ends, back-payment, waiting, benefits."""
+    text = (
+        f"{continuity['outcome']}: gap {continuity['gap_months']} months "
+        f"(ended {continuity['participation_end']}, enrolled {continuity['enrolment_start']})"
+    )
+    if continuity["back_payment_months"]:
+        text += f", back-payment {', '.join(continuity['back_payment_months'])}"
+    if continuity["waiting_months"]:
+        text += f", waiting {continuity['waiting_months']} months"
+    return text + f", benefits from {continuity['benefits_from']}"

@@ -16,7 +16,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from agents.cli.log_level import LOG_LEVEL_WARNING, LogLevel
-from agents.tools.demo import DemoResult, run_demo
+from agents.service.certificates import FontMissing
+from agents.service.paths import DEFAULT_DATA_DIR
+from agents.tools.demo import DemoResult, run_demo, write_sample_certificate
 from broker.logging import configure_logging
 from broker.provider import BrokerUnavailable, acquire_broker
 
@@ -79,6 +81,7 @@ def demo_command(
         if data_dir is None:
             shutil.rmtree(base, ignore_errors=True)
     summary = result.to_json()
+    summary["sample_certificate"] = _write_certificate(result, data_dir)
     if as_json:
         typer.echo(json.dumps(summary, ensure_ascii=False))
     else:
@@ -91,6 +94,19 @@ def demo_command(
     )
     if not ok:
         raise typer.Exit(1)
+
+
+def _write_certificate(result: DemoResult, data_dir: Path | None) -> dict[str, str] | None:
+    """The sample certificate's files (in ``--data-dir``/certificates, else .jiexu/demo/certificates,
+    which outlives the demo's temporary directory); ``{"error": ...}`` when it cannot be written."""
+    if result.sample_certificate is None:
+        return None
+    folder = (data_dir if data_dir is not None else DEFAULT_DATA_DIR.parent / "demo") / "certificates"
+    try:
+        files = write_sample_certificate(result.sample_certificate, folder)
+    except (FontMissing, OSError) as exc:
+        return {"error": str(exc)}
+    return {"pdf": str(files.pdf.resolve()), "json": str(files.json.resolve())}
 
 
 def _yuan(fen: int) -> str:
@@ -106,6 +122,18 @@ def _print_summary(console: Console, result: DemoResult, summary: dict[str, Any]
         for outcome, count in sorted(outcomes.items()):
             table.add_row(branch, outcome, str(count))
     console.print(table)
+    waiting = Table(title="continuity per transfer (receiving agency)", title_justify="left")
+    for column in ("branch", "gap", "outcome", "waiting", "benefits from"):
+        waiting.add_column(column)
+    for item in result.continuity:
+        waiting.add_row(
+            item["branch"],
+            f"{item['gap_months']} months",
+            item["outcome"],
+            f"{item['waiting_months']} months" if item["waiting_months"] else "-",
+            item["benefits_from"],
+        )
+    console.print(waiting)
     lat = summary["latency_ms"]
     lines = [
         f"transfers      {result.transfers}: {result.completed} completed, {result.rejected} rejected, "
@@ -119,6 +147,18 @@ def _print_summary(console: Console, result: DemoResult, summary: dict[str, Any]
         f"money          before {_yuan(result.money_before_fen)} = after {_yuan(result.money_after_fen)}"
         f" + paid out {_yuan(result.paid_out_fen)}: "
         + ("conserved" if result.money_conserved else "NOT CONSERVED"),
+        "continuity     "
+        + (
+            ", ".join(f"{count} {outcome}" for outcome, count in result.continuity_counts.items())
+            or "none decided"
+        ),
+        "certificate    "
+        + (
+            "none issued"
+            if summary.get("sample_certificate") is None
+            else summary["sample_certificate"].get("pdf")
+            or f"not written: {summary['sample_certificate'].get('error')}"
+        ),
         f"deadlines      {result.overdue_cases} open steps overdue",
         f"time           {summary['elapsed_s']} s, {summary['transfers_per_s']} transfers/s, "
         f"{result.messages_published} messages published; "

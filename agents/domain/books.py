@@ -8,6 +8,7 @@ of contributions; the information form's `schemas.information.ContributionPeriod
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -25,6 +26,7 @@ __all__ = [
 ]
 
 Participation = Literal["active", "stopped"]
+_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 LedgerOperation = Literal["terminate_and_debit", "credit", "pay_out"]
 
 
@@ -84,6 +86,13 @@ class PersonAccount:
 
     ``periods`` add up to ``months_paid`` when the books are consistent (seeded people always
     are); ``region`` is the pooling region code of the agency keeping the account.
+
+    ``enrolment_start`` (``YYYY-MM``, optional): the first month of the person's current
+    participation here, as the books know it. The receiving agency decides continuity from it
+    (`agents.domain.continuity`); where the books do not say (``None``), the case takes the month
+    of the application instead. The reference SQLite and PostgreSQL ledgers do not store it yet
+    (their ``accounts`` tables have no such column, so ``lookup`` answers ``None``); an adapter
+    over a core system that knows the enrolment date fills it.
     """
 
     id_number: str
@@ -99,11 +108,14 @@ class PersonAccount:
     deemed_months: int = 0
     balance_fen: int = 0
     periods: tuple[LedgerPeriod, ...] = ()
+    enrolment_start: str | None = None
 
     def __post_init__(self) -> None:
         # Accept the plain codes ("310", "male") too; store the enums.
         object.__setattr__(self, "insurance_type", InsuranceType(self.insurance_type))
         object.__setattr__(self, "gender", Gender(self.gender))
+        if self.enrolment_start is not None and not _MONTH.fullmatch(self.enrolment_start):
+            raise ValueError(f"enrolment_start must be YYYY-MM, not {self.enrolment_start!r}")
         for name in ("arrears_fen", "months_paid", "deemed_months", "balance_fen"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:

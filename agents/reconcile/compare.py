@@ -44,6 +44,11 @@ A statement that was never received has ``null`` for every value (never equal to
 always a difference). ``has_record`` counts only a record for the side the statement is placed
 on: a statement whose ``role`` is not its sender's side of the case counts as ``has_record``
 false there (its numbers are still compared as they are).
+
+Continuity (the gap, any back-payment and waiting period) is not compared: only the receiving
+agency decides it, from its own enrolment date, and the outgoing agency knows it only from the
+receiving agency's completion notice. There is no second, independent record of it to disagree
+with, and neither ledger statement carries it.
 """
 
 from __future__ import annotations

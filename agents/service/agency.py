@@ -49,6 +49,7 @@ from agents.domain.clock import Clock
 from agents.domain.workdays import WorkdayCalendar
 from agents.faults import crash_point
 from agents.ledger.base import LedgerEntry, LedgerPeriod, LedgerPort, PersonAccount
+from agents.service.certificates import sign_certificate
 from agents.service.metrics import AgentMetrics
 from agents.service.statements import statement_document
 from agents.store.base import (
@@ -421,6 +422,7 @@ class AgencyService:
             for note in decision.notes:
                 log.info(note.event, **{k: v for k, v in note.detail.items() if k != "event"})
             return None
+        case = self._sign_certificate(case)
         now = self.clock.now()
         new_record = CaseRecord(
             **case_columns(case),
@@ -477,6 +479,15 @@ class AgencyService:
         if rows:
             await tx.add_outbox(rows)
         return case, stored
+
+    def _sign_certificate(self, case: Case) -> Case:
+        """The case with the certificate the domain just issued signed by this agency's key
+        (Ed25519 is deterministic: a decision made again signs to the same bytes)."""
+        if case.certificate is None or case.certificate.signature is not None:
+            return case
+        signed = sign_certificate(case.certificate, self.private_key)
+        log.info("certificate_issued", case_id=str(case.case_id), number=signed.certificate_number)
+        return case.model_copy(update={"certificate": signed})
 
     def _committed(self, decision: Decision) -> None:
         if decision.messages:

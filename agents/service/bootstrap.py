@@ -75,6 +75,7 @@ def agency_config(settings: AgentSettings, directory: AgencyDirectory) -> Agency
         regime=settings.regime,
         accepts_funds=settings.accepts_funds,
         seal_reference=f"seal:{entry.code}",
+        waiting_months=settings.waiting_months,
     )
 
 

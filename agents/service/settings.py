@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agents.domain.continuity import DEFAULT_WAITING_MONTHS, MAX_WAITING_MONTHS
 from agents.domain.deadlines import Regime
 from agents.service.health import ALL_INTERFACES, MetricsSettings
 from agents.service.paths import DEFAULT_DATA_DIR, DEFAULT_DIRECTORY, DEFAULT_SECRETS_DIR, Paths
@@ -32,6 +33,14 @@ class AgentSettings(BaseSettings):
     regime: Regime = Field(Regime.R2021, description="deadline rules: 2016 or 2021")
     calendar_dir: Path | None = Field(None, description="extra working-day calendar files")
     accepts_funds: bool = Field(True, description="whether this agency can receive balances")
+    waiting_months: int = Field(
+        DEFAULT_WAITING_MONTHS,
+        ge=0,
+        le=MAX_WAITING_MONTHS,
+        strict=False,
+        description="waiting period (等待期) after a broken continuity, 0 to 6 months (3 where the "
+        "local rules say so)",
+    )
     prefetch: int = Field(100, ge=1)
     retry_delays_ms: tuple[int, ...] = (1000, 5000, 30000)
     user_prefix: str = ""

@@ -14,16 +14,18 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from agents.domain.case import State
+from agents.domain.case import State, case_from_data
+from agents.domain.certificate import ParticipationCertificate
 from agents.ledger.base import SeedableLedger
 from agents.reconcile import ReconcilerSettings, run_reconciler
 from agents.reconcile.report import ReconciliationReport
+from agents.service.certificates import CertificateFiles, save_certificate
 from agents.service.process import AgentProcess
 from agents.store.base import CaseRecord
 from agents.tools.figures import latency_summary
@@ -44,7 +46,7 @@ from broker.provider import BrokerEndpoint
 from broker.signing import load_private_key
 from broker.topology import load_agency_secret
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DemoResult", "run_demo", "write_sample_certificate"]
 
 log = structlog.get_logger("jiexu.agents.tools.demo")
 
@@ -82,6 +84,21 @@ class DemoResult:
     latencies_ms: list[float]
     messages_published: int
     broker: str
+    continuity: list[dict[str, Any]] = field(default_factory=list)
+    """Per completed transfer: the receiving agency's continuity decision (no personal data)."""
+    sample_certificate: ParticipationCertificate | None = None
+    """One signed participation certificate from an outgoing case, for the demo to write out."""
+
+    @property
+    def continuity_counts(self) -> dict[str, int]:
+        """Transfers per continuity outcome; a broken one counted with its waiting period."""
+        counts: Counter[str] = Counter()
+        for item in self.continuity:
+            outcome = item["outcome"]
+            if item["waiting_months"]:
+                outcome = f"{outcome} (waiting {item['waiting_months']} months)"
+            counts[outcome] += 1
+        return dict(sorted(counts.items()))
 
     @property
     def money_conserved(self) -> bool:
@@ -111,6 +128,8 @@ class DemoResult:
             "transfers_per_s": round(self.transfers / self.elapsed_s, 2) if self.elapsed_s else 0.0,
             "messages_published": self.messages_published,
             "latency_ms": latency_summary(lat),
+            "continuity": self.continuity_counts,
+            "continuity_per_transfer": self.continuity,
         }
 
 
@@ -162,6 +181,8 @@ async def run_demo(
         latencies = await _latencies(agents, submitted)
         overdue = await _overdue(agents)
         published = sum(a.relay.published for a in agents.values() if a.relay is not None)
+        continuity = await _continuity(agents, submitted)
+        certificate = await _sample_certificate(agents, submitted)
     finally:
         stop_reconciler.set()
         if reconciler_task is not None:
@@ -201,6 +222,8 @@ async def run_demo(
         latencies_ms=latencies,
         messages_published=published,
         broker=endpoint.source,
+        continuity=continuity,
+        sample_certificate=certificate,
     )
 
 
@@ -228,7 +251,8 @@ async def _seed(
     transfers: int,
     rng: random.Random,
 ) -> list[Planned]:
-    planned, per_agency = plan_transfers(codes, transfers, rng)
+    today = agents[codes[0]].service.clock.today()
+    planned, per_agency = plan_transfers(codes, transfers, rng, today=today)
     for code, accounts in per_agency.items():
         await seed_accounts(agents[code].service.ledger, accounts)
     return planned
@@ -356,3 +380,48 @@ async def _overdue(agents: dict[str, AgentProcess]) -> int:
     for agent in agents.values():
         total += len(await agent.service.store.cases_due_before(agent.service.clock.today()))
     return total
+
+
+async def _continuity(agents: dict[str, AgentProcess], submitted: Sequence[Transfer]) -> list[dict[str, Any]]:
+    """What each receiving agency decided about continuity, per transfer that credited."""
+    cases = await _cases(agents)
+    found: list[dict[str, Any]] = []
+    for transfer in submitted:
+        record = cases[transfer.receiving].get(transfer.case_id)
+        decided = record.data.get("continuity") if record is not None else None
+        if decided is None:
+            continue
+        found.append(
+            {
+                "case_id": str(transfer.case_id),
+                "branch": transfer.branch.name,
+                "outcome": decided["outcome"],
+                "gap_months": decided["gap_months"],
+                "back_payment_months": len(decided["back_payment_months"]),
+                "waiting_months": decided["waiting_months"],
+                "benefits_from": decided["benefits_from"],
+            }
+        )
+    return found
+
+
+async def _sample_certificate(
+    agents: dict[str, AgentProcess], submitted: Sequence[Transfer]
+) -> ParticipationCertificate | None:
+    """The certificate of the first transfer whose outgoing case issued one (a balance if any)."""
+    cases = await _cases(agents)
+    issued: list[ParticipationCertificate] = []
+    for transfer in submitted:
+        record = cases[transfer.outgoing].get(transfer.case_id)
+        if record is not None and record.data.get("certificate") is not None:
+            certificate = case_from_data(record.data).certificate
+            if certificate is not None:
+                issued.append(certificate)
+    with_balance = [c for c in issued if c.balance_fen > 0]
+    return next(iter(with_balance or issued), None)
+
+
+def write_sample_certificate(certificate: ParticipationCertificate, folder: Path) -> CertificateFiles:
+    """Write the demo's sample certificate as PDF and JSON into ``folder`` (`FontMissing` without a
+    CJK font)."""
+    return save_certificate(certificate, folder)

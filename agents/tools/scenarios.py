@@ -13,6 +13,7 @@ import random
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import date
 from typing import Any
 
 from agents.domain.case import ApplicationSubmitted
@@ -165,10 +166,27 @@ class Planned:
     account: PersonAccount
 
 
+GAPS: tuple[int, ...] = (0, 2, 3, 4, 8)
+"""Months between the end at the old place and the application month, cycled over the transfers
+when `plan_transfers` is given ``today``: every continuity class (kept, kept with back-payment up
+to 3, broken from 4). Five is prime to the number of branches, so each branch meets several."""
+
+
+def _ended_months_before(today: date, gap: int) -> date:
+    """The ``as_of`` that makes a seeded person's participation end ``gap + 1`` months before
+    ``today``'s month (`generate_person` ends it in the month before ``as_of``)."""
+    index = today.year * 12 + today.month - 1 - gap
+    return date(index // 12, index % 12 + 1, 1)
+
+
 def plan_transfers(
-    codes: Sequence[str], transfers: int, rng: random.Random
+    codes: Sequence[str], transfers: int, rng: random.Random, *, today: date | None = None
 ) -> tuple[list[Planned], dict[str, list[PersonAccount]]]:
-    """``transfers`` transfers cycling through every branch, and the accounts to seed per agency."""
+    """``transfers`` transfers cycling through every branch, and the accounts to seed per agency.
+
+    With ``today`` (the day the applications will be made), the i-th person's participation at the
+    old place ends so that a gap of ``GAPS[i % len(GAPS)]`` months lies before the application
+    month (the receiving agency's enrolment start when its books have none)."""
     planned: list[Planned] = []
     per_agency: dict[str, list[PersonAccount]] = {code: [] for code in codes}
     used: set[str] = set()
@@ -176,6 +194,8 @@ def plan_transfers(
         branch = BRANCHES[i % len(BRANCHES)]
         out, into = _pair(branch, codes, rng)
         options = dict(branch.outgoing_options)
+        if today is not None and "as_of" not in options:
+            options["as_of"] = _ended_months_before(today, GAPS[i % len(GAPS)])
         # An ID number is region, birthday and a sequence number: with many thousands of people
         # two can meet. One person in two transfers would be a duplicate application (a branch of
         # its own), not what this transfer's branch says: draw another birthday.

@@ -20,7 +20,7 @@ from schemas.common import BankAccount, InsuranceType, Person
 from schemas.contact import ContactLetterV2, PayoutReason
 from schemas.funds import FundTransferV1, RemittanceMark
 from schemas.information import BalanceDisposition, ContributionPeriod, InformationFormV2
-from schemas.notices import RejectionReason, RejectionV1, TransferCompletedV1
+from schemas.notices import RejectionReason, RejectionV1, TransferCompletedV1, TransferCompletedV2
 from schemas.registry import Message
 from tests.integration.agent_world import World, agent_world
 
@@ -124,9 +124,16 @@ async def test_a_normal_transfer_moves_months_deemed_months_and_money_once_and_c
         assert by_type["information_form"].envelope.sender == DONGGUAN
         assert by_type["information_form"].document == in_case.form
         assert by_type["transfer_completed"].envelope.sender == JIUJIANG
-        assert by_type["transfer_completed"].document == TransferCompletedV1(
+        notice = by_type["transfer_completed"].document
+        assert isinstance(notice, TransferCompletedV2)
+        assert notice.model_dump(exclude={"continuity"}) == TransferCompletedV1(
             months_credited=out.months_paid, deemed_months_credited=36, amount_credited=out.balance_fen
-        )
+        ).model_dump()
+        assert in_case.continuity is not None and notice.continuity is not None
+        assert notice.continuity.outcome.value == in_case.continuity.outcome.value
+        assert out_case.continuity is not None
+        assert out_case.continuity.benefits_from == in_case.continuity.benefits_from
+        assert out_case.certificate is not None and out_case.certificate.check_code is not None
 
 
 # --- 2. zero balance -------------------------------------------------------------------------------

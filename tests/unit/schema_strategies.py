@@ -27,12 +27,15 @@ from schemas.information import (
     InformationFormV2,
 )
 from schemas.notices import (
+    ContinuityNotice,
+    ContinuityOutcome,
     OverdueStep,
     ReceiptV1,
     RejectionReason,
     RejectionV1,
     ReminderV1,
     TransferCompletedV1,
+    TransferCompletedV2,
 )
 from schemas.reconciliation import (
     Difference,
@@ -262,6 +265,33 @@ def reconciliation_results(draw: st.DrawFn) -> ReconciliationResultV1:
     )
 
 
+@st.composite
+def completions_v2(draw: st.DrawFn) -> TransferCompletedV2:
+    """A v2 notice whose continuity is what the domain decides for a random end and start."""
+    from agents.domain.continuity import add_months, assess_continuity  # the rules, not a copy
+
+    notice: ContinuityNotice | None = None
+    if draw(st.booleans()):
+        end = f"{draw(st.integers(2000, 2030)):04d}-{draw(st.integers(1, 12)):02d}"
+        start = add_months(end, draw(st.integers(-24, 60)))
+        decided = assess_continuity(end, start, waiting_months=draw(st.integers(0, 6)))
+        notice = ContinuityNotice(
+            participation_end=decided.participation_end,
+            enrolment_start=decided.enrolment_start,
+            gap_months=decided.gap_months,
+            outcome=ContinuityOutcome(decided.outcome.value),
+            back_payment_months=decided.back_payment_months,
+            waiting_months=decided.waiting_months,
+            benefits_from=decided.benefits_from,
+        )
+    return TransferCompletedV2(
+        months_credited=draw(months_counts),
+        deemed_months_credited=draw(months_counts),
+        amount_credited=draw(fen),
+        continuity=notice,
+    )
+
+
 _texts = st.text(alphabet=_HAN + "，。 abc", min_size=1, max_size=200).map(str.strip).filter(bool)
 
 DOCUMENTS: dict[tuple[str, int], st.SearchStrategy[Document]] = {
@@ -278,6 +308,7 @@ DOCUMENTS: dict[tuple[str, int], st.SearchStrategy[Document]] = {
         deemed_months_credited=months_counts,
         amount_credited=fen,
     ),
+    ("transfer_completed", 2): completions_v2(),
     ("reminder", 1): reminders(),
     ("statement_request", 1): st.builds(StatementRequestV1, case_id=st.uuids()),
     ("ledger_statement", 1): ledger_statements(),

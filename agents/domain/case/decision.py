@@ -13,6 +13,7 @@ from typing import Any
 from agents.domain.books import PersonAccount
 from agents.domain.case.commands import Credit, PayOut, TerminateAndDebit
 from agents.domain.case.model import Case, Role, State
+from agents.domain.continuity import DEFAULT_WAITING_MONTHS
 from agents.domain.deadlines import Regime
 from agents.domain.workdays import WorkdayCalendar
 from schemas.common import AgencyDetails, Document
@@ -34,6 +35,9 @@ class Agency:
     """False: this agency cannot take personal-account balances; it asks for payouts instead."""
     seal_reference: str | None = None
     """Reference of the electronic seal put on information forms (``None``: not stated)."""
+    waiting_months: int = DEFAULT_WAITING_MONTHS
+    """Waiting period (等待期) this agency sets after a broken continuity: 0 to 6 months
+    (`agents.domain.continuity`; 6 by default, 3 where the local rules say so)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,6 +15,8 @@ from typing import Any, Literal, TypedDict
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.domain.case.commands import LedgerCommand
+from agents.domain.certificate import ParticipationCertificate
+from agents.domain.continuity import Continuity
 from agents.domain.deadlines import Regime
 from schemas.common import InsuranceType, Person
 from schemas.contact import ContactLetterV2
@@ -132,6 +134,14 @@ class Case(_Frozen):
     """Message ids already handled (idempotency independent of the transport's inbox)."""
     note: str | None = None
     """The latest human-readable explanation (no PII)."""
+    enrolment_start: str | None = None
+    """Receiving: the person's first month here, from the books at the application, else the
+    application's month (see `receiving`); ``None`` in cases opened before it was recorded."""
+    continuity: Continuity | None = None
+    """Receiving: decided when the case credits. Outgoing: as the completion notice (v2) told."""
+    certificate: ParticipationCertificate | None = None
+    """Outgoing: the participation certificate (参保凭证) issued when the relationship ended; the
+    domain writes it unsigned, the service signs it before the case is stored."""
 
     @property
     def is_open(self) -> bool:

@@ -1,9 +1,17 @@
 """The outgoing agency's side: the letter, releasing (ledger commands, then the form and the funds),
 and the answer (completion or rejection).
+
+When the books have ended the relationship (``terminate_and_debit`` applied) and the form is
+written, the case also gets the person's participation certificate (参保凭证,
+`agents.domain.certificate`), built from the form: the same periods, months and balance, issued
+today by this agency. It is unsigned here (the domain holds no keys); the service signs it before
+the case is stored. A certificate the form cannot make (e.g. a form whose last month lies after
+today) is left out with a note ``case.certificate_not_issued``; the transfer goes on without it.
 """
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from pydantic import ValidationError
@@ -28,10 +36,12 @@ from agents.domain.case.decision import (
 from agents.domain.case.events import CompletionReceived, LedgerApplied, LetterReceived, RejectionReceived
 from agents.domain.case.model import Booked, Case, Discrepancy, Role, State
 from agents.domain.case.timing import _enter
+from agents.domain.certificate import Holder, IssuingAgency, ParticipationCertificate
+from agents.domain.continuity import Continuity, ContinuityOutcome
 from agents.domain.deadlines import Step, due_date
 from schemas.funds import FundTransferV1, RemittanceMark
 from schemas.information import BalanceDisposition, ContributionPeriod, InformationFormV2
-from schemas.notices import RejectionReason
+from schemas.notices import RejectionReason, TransferCompletedV1, TransferCompletedV2
 
 __all__: list[str] = []
 
@@ -190,6 +200,7 @@ def _on_released(case: Case, event: LedgerApplied, ctx: Context) -> Decision:
             notes=(Note("case.form_not_writable", _ids(stopped)),),
         )
     messages.insert(0, _send(case, form, "information_form", case.letter_message_id))
+    certificate = case.certificate or _certificate(case, form, ctx)
     sent = _enter(
         case,
         State.AWAITING_COMPLETION,
@@ -199,6 +210,7 @@ def _on_released(case: Case, event: LedgerApplied, ctx: Context) -> Decision:
         pending_commands=(),
         form=form,
         form_message_id=form_id,
+        certificate=certificate,
         note=f"信息表已发出 ({form.balance_disposition.value})",
     )
     return _decision(
@@ -206,12 +218,38 @@ def _on_released(case: Case, event: LedgerApplied, ctx: Context) -> Decision:
         sent,
         "LedgerApplied",
         messages=messages,
+        notes=() if certificate is not None else (Note("case.certificate_not_issued", _ids(sent)),),
         disposition=form.balance_disposition.value,
         months=booked.months,
         amount_fen=booked.amount_fen,
         paid_out_fen=booked.paid_out_fen,
         retained_fen=booked.retained_fen,
     )
+
+
+def certificate_number(case: Case, issued_on: date) -> str:
+    """The certificate's number: ``PZ-<agency>-<issue day>-<first 8 hex digits of the case id>``."""
+    return f"PZ-{case.own_code}-{issued_on:%Y%m%d}-{case.case_id.hex[:8].upper()}"
+
+
+def _certificate(case: Case, form: InformationFormV2, ctx: Context) -> ParticipationCertificate | None:
+    """The unsigned participation certificate for the form just written (``None`` if none can be)."""
+    try:
+        return ParticipationCertificate.issue(
+            certificate_number=certificate_number(case, ctx.today),
+            holder=Holder.of(case.person),
+            insurance_type=form.insurance_type,
+            participation_start=form.participation_start,
+            participation_end=form.participation_end,
+            months_paid=form.months_paid,
+            deemed_months=form.deemed_months,
+            periods=form.contribution_periods or (),
+            balance_fen=form.account_balance,
+            issuer=IssuingAgency(code=ctx.agency.code, name=ctx.agency.details.name),
+            issued_on=ctx.today,
+        )
+    except (ValidationError, ValueError):
+        return None
 
 
 def _shift_month(month: str, delta: int) -> str:
@@ -277,8 +315,22 @@ def _on_completion(case: Case, event: CompletionReceived, ctx: Context) -> Decis
     certified = (booked.months, booked.deemed_months, booked.amount_fen)
     credited = (done.months_credited, done.deemed_months_credited, done.amount_credited)
     if certified == credited:
-        completed = _enter(case, State.COMPLETED, ctx.today, ctx.calendar, note="已办结 (completed)", **seen)
-        return _decision(case, completed, "CompletionReceived")
+        continuity = _continuity_of(done)
+        completed = _enter(
+            case,
+            State.COMPLETED,
+            ctx.today,
+            ctx.calendar,
+            note="已办结 (completed)",
+            continuity=continuity or case.continuity,
+            **seen,
+        )
+        return _decision(
+            case,
+            completed,
+            "CompletionReceived",
+            continuity=continuity.outcome.value if continuity is not None else None,
+        )
     text = (
         f"转入地记账与信息表不符: 月数 {booked.months}/{done.months_credited}, 视同 "
         f"{booked.deemed_months}/{done.deemed_months_credited}, 金额 {booked.amount_fen}/"
@@ -304,6 +356,27 @@ def _on_completion(case: Case, event: CompletionReceived, ctx: Context) -> Decis
         "CompletionReceived",
         notes=(Note("case.completion_mismatch", _ids(stopped)),),
     )
+
+
+def _continuity_of(notice: TransferCompletedV1) -> Continuity | None:
+    """The continuity a completion notice v2 reports (``None`` from a v1 agency, or if unusable)."""
+    told = notice.continuity if isinstance(notice, TransferCompletedV2) else None
+    if told is None:
+        return None
+    try:
+        return Continuity(
+            participation_end=told.participation_end,
+            enrolment_start=told.enrolment_start,
+            gap_months=told.gap_months,
+            deemed_months_in_gap=0,
+            overlap_months=0,
+            outcome=ContinuityOutcome(told.outcome.value),
+            back_payment_months=told.back_payment_months,
+            waiting_months=told.waiting_months,
+            benefits_from=told.benefits_from,
+        )
+    except ValidationError:
+        return None
 
 
 def _on_rejection_at_outgoing(case: Case, event: RejectionReceived, ctx: Context) -> Decision:

@@ -1,6 +1,16 @@
 """The receiving agency's side: the application, the form, the funds, crediting, and refusals.
 
 `_on_ledger_refused` serves both roles: a refused ledger command is handled alike at either end.
+
+Continuity (`agents.domain.continuity`) is decided here when the case credits, from the form's
+``participation_end`` and the person's **enrolment start** at this agency. The enrolment start is
+read from the books when the application is accepted (``PersonAccount.enrolment_start``) and kept
+in the case; where the books do not know it, the month of the application stands in. That is the
+latest month the enrolment can have begun: an application is refused unless the person is already
+enrolled here (`policy.check_application`), so the stand-in never shortens a gap; it can only
+lengthen one for a person who enrolled earlier and applied later, which an adapter that knows the
+date avoids by filling it. Deemed periods (视同缴费) are not placed in time by the information form
+(it certifies a count of deemed months only), so here they cover no month of the gap.
 """
 
 from __future__ import annotations
@@ -35,10 +45,11 @@ from agents.domain.case.events import (
 )
 from agents.domain.case.model import Booked, Case, Discrepancy, ReceivedFunds, Role, State
 from agents.domain.case.timing import _enter
+from agents.domain.continuity import MAX_WAITING_MONTHS, Continuity, assess_continuity
 from agents.domain.deadlines import Step, due_date
 from schemas.contact import ContactLetterV2
-from schemas.information import BalanceDisposition
-from schemas.notices import RejectionReason, TransferCompletedV1
+from schemas.information import BalanceDisposition, InformationFormV2
+from schemas.notices import ContinuityNotice, ContinuityOutcome, RejectionReason, TransferCompletedV2
 
 __all__: list[str] = []
 
@@ -60,6 +71,7 @@ def _on_application(event: ApplicationSubmitted, ctx: Context) -> Decision:
         versions=versions,
         opened_on=today,
         flow_due_date=due_date(agency.regime, Step.WHOLE_FLOW, today, ctx.calendar),
+        enrolment_start=(account.enrolment_start if account is not None else None) or f"{today:%Y-%m}",
     )
     refusal = policy.check_application(
         own_code=agency.code,
@@ -286,12 +298,14 @@ def _settle(old: Case, case: Case, event_name: str, causation: uuid.UUID, ctx: C
         name=case.person.name,
         gender=case.person.gender,
     )
+    continuity = _continuity(case, form, ctx)
     crediting = _enter(
         case,
         State.CREDITING,
         ctx.today,
         ctx.calendar,
         pending_commands=(credit,),
+        continuity=continuity,
         note="记账中 (crediting)",
     )
     return _decision(
@@ -302,6 +316,28 @@ def _settle(old: Case, case: Case, event_name: str, causation: uuid.UUID, ctx: C
         notes=notes,
         months=credit.months,
         amount_fen=credit.amount_fen,
+        continuity=continuity.outcome.value,
+        gap_months=continuity.gap_months,
+        waiting_months=continuity.waiting_months,
+    )
+
+
+def _continuity(case: Case, form: InformationFormV2, ctx: Context) -> Continuity:
+    """Continuity for the form's last month and the case's enrolment start (module docstring)."""
+    start = case.enrolment_start or f"{case.opened_on:%Y-%m}"
+    waiting = min(max(ctx.agency.waiting_months, 0), MAX_WAITING_MONTHS)
+    return assess_continuity(form.participation_end, start, waiting_months=waiting)
+
+
+def _continuity_notice(continuity: Continuity) -> ContinuityNotice:
+    return ContinuityNotice(
+        participation_end=continuity.participation_end,
+        enrolment_start=continuity.enrolment_start,
+        gap_months=continuity.gap_months,
+        outcome=ContinuityOutcome(continuity.outcome.value),
+        back_payment_months=continuity.back_payment_months,
+        waiting_months=continuity.waiting_months,
+        benefits_from=continuity.benefits_from,
     )
 
 
@@ -310,6 +346,9 @@ def _on_credited(case: Case, event: LedgerApplied, ctx: Context) -> Decision:
     if entry is None:
         return _ignore("case.ledger_result_incomplete", case, event)
     booked = Booked(months=entry.months, deemed_months=entry.deemed_months, amount_fen=entry.amount_fen)
+    continuity = case.continuity
+    if continuity is None and case.form is not None:  # a case that credited before it was decided
+        continuity = _continuity(case, case.form, ctx)
     done = _enter(
         case,
         State.COMPLETED,
@@ -317,12 +356,14 @@ def _on_credited(case: Case, event: LedgerApplied, ctx: Context) -> Decision:
         ctx.calendar,
         booked=booked,
         pending_commands=(),
+        continuity=continuity,
         note="已办结 (completed)",
     )
-    completion = TransferCompletedV1(
+    completion = TransferCompletedV2(
         months_credited=entry.months,
         deemed_months_credited=entry.deemed_months,
         amount_credited=entry.amount_fen,
+        continuity=_continuity_notice(continuity) if continuity is not None else None,
     )
     return _decision(
         case,
