@@ -64,6 +64,7 @@ from broker.publisher import Publisher
 from broker.signing import Ed25519PublicKey, verify_envelope, verify_envelope_async
 from schemas.envelope import Envelope
 from schemas.errors import ContractError, DomainRuleViolation, TransientError
+from schemas.pii import mask_value
 from schemas.registry import Message, decode_envelope_with_raw, validate_document
 
 __all__ = [
@@ -95,6 +96,10 @@ Handler = Callable[[Message, DeliveryInfo], Awaitable[None]]
 
 SeenCheck = Callable[[UUID], Awaitable[bool]]
 """Has a message with this id been handled (committed) already?"""
+
+SenderSeenCheck = Callable[[str, UUID], Awaitable[bool]]
+"""Has this sender's message with this id been handled? (An inbox keyed by sender: another
+agency sending the same id neither blocks nor is blocked by the real sender's message.)"""
 
 
 class KeyDirectory(Protocol):
@@ -201,15 +206,15 @@ class RecentMessageIds:
     """
 
     def __init__(self, capacity: int = 100_000) -> None:
-        self._ids: OrderedDict[UUID, None] = OrderedDict()
+        self._ids: OrderedDict[tuple[str, UUID], None] = OrderedDict()
         self._capacity = capacity
 
-    async def __call__(self, message_id: UUID) -> bool:
-        return message_id in self._ids
+    async def __call__(self, message_id: UUID, sender: str = "") -> bool:
+        return (sender, message_id) in self._ids
 
-    def remember(self, message_id: UUID) -> None:
-        self._ids[message_id] = None
-        self._ids.move_to_end(message_id)
+    def remember(self, message_id: UUID, sender: str = "") -> None:
+        self._ids[(sender, message_id)] = None
+        self._ids.move_to_end((sender, message_id))
         while len(self._ids) > self._capacity:
             self._ids.popitem(last=False)
 
@@ -246,6 +251,7 @@ class Consumer:
         publisher: Publisher | None = None,
         queue_name: str | None = None,
         metrics: TransportMetrics | None = None,
+        seen_from: SenderSeenCheck | None = None,
     ) -> None:
         """``metrics``: counted per delivery (`broker.metrics.TransportMetrics`), if given."""
         self.agency = agency
@@ -257,10 +263,14 @@ class Consumer:
         self._directory = directory
         self._own_user = connection.user
         self._recent: RecentMessageIds | None = None
-        if seen is None:
-            self._recent = RecentMessageIds()
-            seen = self._recent
-        self._seen = seen
+        self._seen = _replay_check(seen, seen_from)
+        if seen is None and seen_from is None:
+            self._recent = recent = RecentMessageIds()
+
+            async def remembered(sender: str, message_id: UUID) -> bool:
+                return await recent(message_id, sender)
+
+            self._seen = remembered
         self._publisher = publisher
         self._owns_publisher = publisher is None
         # Strong references: a channel or queue nobody holds is collected and never restored.
@@ -428,7 +438,7 @@ class Consumer:
             await verify_envelope_async(received, self._public_key(envelope))
         else:
             verify_envelope(received, self._public_key(envelope))
-        if await self._seen(envelope.message_id):
+        if await self._seen(envelope.sender, envelope.message_id):
             if message.redelivered:
                 raise _Duplicate
             if header_str(message.headers, HEADER_REPUBLISHED):
@@ -461,7 +471,7 @@ class Consumer:
             self._in_progress.discard(envelope.message_id)
             tally.handler_s = time.perf_counter() - started
         if self._recent is not None:
-            self._recent.remember(envelope.message_id)
+            self._recent.remember(envelope.message_id, envelope.sender)
 
     def _public_key(self, envelope: Envelope) -> Ed25519PublicKey:
         try:
@@ -504,7 +514,7 @@ class Consumer:
                 if metrics is not None:
                     metrics.retried(message_type)
             elif isinstance(disposition, DeadLetter):
-                detail = disposition.detail[:DETAIL_MAX_CHARS]
+                detail = mask_value(disposition.detail)[:DETAIL_MAX_CHARS]
                 copy = republish_copy(
                     message,
                     own_user=self._own_user,
@@ -562,6 +572,18 @@ class Consumer:
                 self._metrics.requeued()
         except Exception as exc:
             log.warning("nack_failed", error=repr(exc))
+
+
+def _replay_check(seen: SeenCheck | None, seen_from: SenderSeenCheck | None) -> SenderSeenCheck:
+    """``seen_from`` (by sender and id); else ``seen`` (by id alone, as before)."""
+    if seen_from is not None:
+        return seen_from
+    by_id = seen
+
+    async def check(_sender: str, message_id: UUID) -> bool:
+        return by_id is not None and await by_id(message_id)
+
+    return check
 
 
 def _reset_context(tokens: Mapping[str, contextvars.Token[Any]]) -> None:

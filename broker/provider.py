@@ -328,9 +328,13 @@ def _from_container(env: Mapping[str, str]) -> ProvidedBroker:
     _container_env_defaults()
     try:
         import docker
-        import testcontainers.core.container  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - testcontainers is a dependency
-        raise _ProviderFailed(f"testcontainers not importable: {exc}", "pip install jiexu") from exc
+        import testcontainers.core.container  # noqa: F401  (is the fallback installed?)
+    except ImportError as exc:
+        # testcontainers (and docker) are in the test extra only: an agent never needs them.
+        raise _ProviderFailed(
+            f"testcontainers is not installed ({exc}): the container fallback is for tests and the demo",
+            "pip install 'jiexu[test]' (or set JIEXU_AMQP_URL to a broker)",
+        ) from exc
     try:
         docker.from_env(environment=dict(env)).ping()
     except Exception as exc:

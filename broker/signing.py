@@ -26,6 +26,7 @@ import rfc8785
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from broker.files import private_dir
 from schemas.envelope import Envelope, sign_wire_data, signing_input
 from schemas.errors import ContractError
 from schemas.registry import encode_envelope_data
@@ -321,7 +322,7 @@ def public_key_path(directory: Path, code: str) -> Path:
 
 
 def _write_private(path: Path, content: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)  # 0700 where we create it (the secrets directory)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         os.fchmod(handle.fileno(), 0o600)
@@ -335,5 +336,5 @@ def save_private_key(key: Ed25519PrivateKey, path: Path) -> None:
 
 def save_public_key(key: Ed25519PublicKey | Ed25519PrivateKey, path: Path) -> None:
     """Write the public key as base64 of its raw bytes, one line (what the directory lists)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     path.write_text(public_key_to_raw_b64(key) + "\n", encoding="ascii")

@@ -34,6 +34,7 @@ from typing import Any
 
 import structlog
 
+from broker.files import private_dir
 from broker.management import ManagementClient
 from broker.names import (
     DLX,
@@ -435,7 +436,7 @@ def write_credentials(
     amqp_urls: Mapping[str, str] | None = None,
 ) -> list[Path]:
     """Write one ``{code}.broker.json`` per agency, readable by its owner only (0600)."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(directory)
     written: list[Path] = []
     for code, cred in sorted(credentials.items()):
         body: dict[str, str] = {

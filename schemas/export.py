@@ -261,6 +261,15 @@ chosen when it opened. `information_form` has v1 and v2 (v2 adds `contribution_p
 they are null in a form upcast from v1). A message of an unknown type or version is
 dead-lettered with the reason, never retried.
 
+## Limits and who may send what
+A body is at most 1 MiB of UTF-8 JSON, nested at most 64 objects or arrays deep, without duplicate
+keys, NaN or Infinity (else `too_large` or `invalid_json`). `sent_at` must lie within the
+recipient's freshness window: by default no more than 30 days old and no more than 10 minutes
+ahead of its clock (else `stale`). A document for a case is accepted only from that case's
+counterpart; `statement_request` only from the reconciliation agent (else `wrong_sender`). A
+receiver remembers handled messages by sender and `message_id`. Each of these is dead-lettered at
+once, never retried.
+
 ## Transport (RabbitMQ, AMQP 0-9-1)
 Publish to the durable topic exchange `{names.EXCHANGE}` with routing key
 `{names.routing_key("{recipient}", "{type}")}`, `mandatory`, persistent (`delivery_mode` 2),

@@ -3,10 +3,16 @@
 `mask_pii` walks every field of an event (nested mappings, sequences, pydantic models, dataclasses,
 and the keys of mappings too) and masks:
 
-- 公民身份号码 (18 characters: 17 digits and a digit or X) anywhere in any string;
-- bank account and card numbers: runs of 13 to 30 digits in free text, and the whole value of
+- 公民身份号码 (18 characters: 17 digits and a digit or X) anywhere in any string, also written
+  with single spaces or hyphens between its digits ("110105 19491231 002X") when its birth date
+  is a date;
+- bank account and card numbers: runs of 13 to 30 digits in free text, also in groups of four
+  separated by single spaces or hyphens ("6222 0212 3456 7890 123"), and the whole value of
   account-number fields;
-- personal names, by field name (a name in free text cannot be recognised: don't log it);
+- personal names, by field name, and in free text where something says it is a name: after a
+  name key (``name='张伟'``, ``"account_name": "张伟"``, ``name=张伟``, as reprs and JSON put it)
+  or a Chinese label (姓名, 户名, 参保人, 收款人, 持卡人, 账户名称); a name nothing points at
+  cannot be recognised: don't write it;
 - secrets (passwords, private keys, tokens) by field name, and the password in URLs.
 
 UUIDs (with or without hyphens), ISO timestamps, fen amounts (integers are never masked outside
@@ -51,23 +57,41 @@ _URL_PASSWORD = r"(?P<url_head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s/]+(?P<
 
 _FULL_RE = re.compile(f"(?P<uuid>{_UUID})|(?P<url>{_URL_PASSWORD})|(?P<id>{_ID})|(?P<acct>{_ACCOUNT})")
 _ID_ONLY_RE = re.compile(f"(?P<uuid>{_UUID})|(?P<url>{_URL_PASSWORD})|(?P<id>{_ID})")
-# What every match above needs: an ID number has 17 digits in a row, an account number at least
-# 13, a URL password "://". Text without any of them (nearly every value) is returned as it is.
-_SUSPECT_RE = re.compile(r"[0-9]{13}|://")
+# An ID number with single spaces or hyphens between its characters (at least one of them);
+# masked only when its birth date (characters 7 to 14) is a date, so that digit groups which are
+# not an ID number (dates, phone numbers) stay as they are.
+_SPACED_ID = r"(?<![0-9])(?P<sid>[1-9](?:[ -]?[0-9]){16}[ -]?[0-9Xx])(?![0-9A-Za-z])"
+# Card and account numbers written in groups of four (the last group shorter), 13 digits or more.
+_SPACED_ACCOUNT = r"(?<![0-9])(?P<sacct>[0-9]{4}(?:[ -][0-9]{4}){2,6}(?:[ -][0-9]{1,4})?)(?![0-9])"
+_UUID_RE = re.compile(_UUID)
+_SPACED_ID_RE = re.compile(_SPACED_ID)
+_SPACED_ACCOUNT_RE = re.compile(_SPACED_ACCOUNT)
+_SPACED_START_RE = re.compile(r"(?<![0-9])[0-9]")
+# Names in free text: the value after a name key or a Chinese label, Han characters and middle dots.
+_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+_NAME_FIELD_NAMES = (
+    "name", "person_name", "full_name", "insured_name", "psn_name", "xm", "holder_name",
+    "account_name", "payee_name", "payer_name", "contact_name", "applicant_name",
+    "beneficiary_name",
+)
+_NAME_IN_TEXT_RE = re.compile(
+    r"(?P<nlabel>(?<![A-Za-z0-9_])(?i:" + "|".join(_NAME_FIELD_NAMES) + r")['\"]?\s*[:=]\s*['\"]?"
+    r"|(?:姓名|户名|参保人|收款人|持卡人|账户名称?)\s*[:：]?\s*)"
+    f"(?P<nvalue>[{_HAN}][{_HAN}\u00b7]*)"
+)
+# What every match above needs: an ID number has 17 digits in a row (or digits with a space or
+# hyphen between them), an account number at least 13, a URL password "://", a name in text a key
+# or label. Text without any of them (nearly every value) is returned as it is.
+_SUSPECT_RE = re.compile(
+    r"[0-9]{13}|://|[0-9][ -][0-9]|(?i:name|xm)|姓名|户名|参保人|收款人|持卡人|账户名"
+)
 
 
 def _norm(key: str) -> str:
     return key.lower().replace("_", "").replace("-", "")
 
 
-_NAME_KEYS = frozenset(
-    _norm(k)
-    for k in (
-        "name", "person_name", "full_name", "insured_name", "psn_name", "xm", "holder_name",
-        "account_name", "payee_name", "payer_name", "contact_name", "applicant_name",
-        "beneficiary_name",
-    )
-)
+_NAME_KEYS = frozenset(_norm(k) for k in _NAME_FIELD_NAMES)
 _ACCOUNT_KEYS = frozenset(
     _norm(k)
     for k in (
@@ -105,11 +129,67 @@ def _substitute(match: re.Match[str]) -> str:
     return f"{match.group('acct_head')}****{match.group('acct_tail')}"
 
 
+def _birth_date_plausible(id18: str) -> bool:
+    year, month, day = int(id18[6:10]), int(id18[10:12]), int(id18[12:14])
+    return 1850 <= year <= 2150 and 1 <= month <= 12 and 1 <= day <= 31
+
+
+def _mask_spaced(text: str, accounts: bool) -> str:
+    """ID and account numbers written with spaces or hyphens. Every place a digit run starts is
+    tried in turn (a candidate that is not an ID number, e.g. digits whose "birth date" is not a
+    date, consumes nothing, so an ID number right after it is still found); UUIDs are skipped."""
+    uuids = [(m.start(), m.end()) for m in _UUID_RE.finditer(text)]
+    out: list[str] = []
+    done = pos = 0
+    while (start := _SPACED_START_RE.search(text, pos)) is not None:
+        at = start.start()
+        inside = next((end for begin, end in uuids if begin <= at < end), None)
+        if inside is not None:
+            pos = inside
+            continue
+        replaced = _spaced_at(text, at, accounts)
+        if replaced is None:
+            pos = start.end()
+            continue
+        pos, masked = replaced
+        out += [text[done:at], masked]
+        done = pos
+    out.append(text[done:])
+    return "".join(out)
+
+
+def _spaced_at(text: str, at: int, accounts: bool) -> tuple[int, str] | None:
+    match = _SPACED_ID_RE.match(text, at)
+    if match is not None:
+        compact = re.sub(r"[ -]", "", match.group("sid"))
+        if _birth_date_plausible(compact) and compact != match.group("sid"):
+            return match.end(), f"{compact[:6]}********{compact[-1]}"
+    if accounts:
+        match = _SPACED_ACCOUNT_RE.match(text, at)
+        if match is not None:
+            digits = re.sub(r"[ -]", "", match.group("sacct"))
+            if len(digits) >= 13:
+                return match.end(), f"{digits[:4]}****{digits[-4:]}"
+    return None
+
+
+def _substitute_name(match: re.Match[str]) -> str:
+    return match.group("nlabel") + mask_name(match.group("nvalue"))
+
+
+def _mask_all(text: str, accounts: bool = True) -> str:
+    """Every pattern, in order: spaced numbers, then plain ones and URL passwords, then names."""
+    text = _mask_spaced(text, accounts)
+    text = (_FULL_RE if accounts else _ID_ONLY_RE).sub(_substitute, text)
+    return _NAME_IN_TEXT_RE.sub(_substitute_name, text)
+
+
 def mask_value(text: str, *, accounts: bool = True) -> str:
-    """Mask ID numbers, URL passwords and (unless ``accounts`` is false) long digit runs in text."""
+    """Mask ID numbers, URL passwords, names said to be names and (unless ``accounts`` is false)
+    account numbers in text."""
     if _SUSPECT_RE.search(text) is None:
         return text
-    return (_FULL_RE if accounts else _ID_ONLY_RE).sub(_substitute, text)
+    return _mask_all(text, accounts)
 
 
 _SECRET, _NAME, _SENSITIVE, _NUMERIC, _TEXT = range(5)

@@ -18,7 +18,7 @@ from typing import Any
 from schemas import names
 from schemas.common import MAX_FEN, MAX_MONTHS
 from schemas.notices import RejectionReason
-from schemas.registry import MODELS, model_for
+from schemas.registry import MAX_JSON_DEPTH, MODELS, model_for
 
 __all__ = [
     "BODY_LIMIT_BYTES",
@@ -248,6 +248,7 @@ def render_protocol() -> str:
         limits=_limits_table(),
         reasons=_reasons(),
         body_limit=BODY_LIMIT_BYTES,
+        max_depth=MAX_JSON_DEPTH,
         max_fen=f"{MAX_FEN:,}".replace(",", " "),
         max_months=MAX_MONTHS,
         reconciler_code=names.RECONCILER_CODE,

@@ -104,22 +104,25 @@ from the recipient's operators or from the case never moving on. Reasons:
 | reason | cause |
 |---|---|
 | `too_large` | the body exceeds {body_limit} bytes |
-| `invalid_json` | not UTF-8, not JSON, a repeated member, NaN or Infinity |
+| `invalid_json` | not UTF-8 or JSON, a repeated member, NaN, Infinity, nesting over {max_depth} |
 | `invalid_envelope` | the envelope does not match `envelope.json` or its one text form |
 | `wrong_recipient` | `recipient` is not the inbox's agency |
 | `sender_mismatch` | `sender` is not the agency of the publishing broker user |
 | `property_mismatch` | an AMQP property or header differs from the envelope (section 2) |
 | `unsigned` / `bad_signature` | no signature, or not the sender's over these bytes |
 | `replayed` | a handled `message_id` published again without `x-jiexu-republished` |
+| `stale` | `sent_at` over 30 days old or over 10 minutes ahead (the recipient's defaults) |
+| `wrong_sender` | not the case's counterpart; reconciliation traffic not from the reconciler |
 | `unknown_type` / `unknown_version` | not in the registry (never retried) |
 | `invalid_payload` | the payload does not match its (type, version) schema, or RFC 8785 cannot write it |
 | `handler_failed` | the recipient kept failing after its retries (its own fault: operators replay it) |
 
 ## 7. Retries and duplicates
 
-A `message_id` names one message forever. The broker may deliver a message more than once; a
-recipient has no second effect from a `message_id` it has handled (jiexu records handled ids in
-the same transaction as their effects). A sender that is unsure whether a message went out (it
+A `message_id` names one message of its sender forever. The broker may deliver a message more
+than once; a recipient has no second effect from a (sender, `message_id`) it has handled (jiexu
+records handled ids in the same transaction as their effects, for as long as the freshness window:
+an older message is refused as `stale` anyway). A sender that is unsure whether a message went out (it
 crashed before the publisher confirm) publishes it again with the same `message_id` and body and
 the header `x-jiexu-republished` (present with any value; jiexu writes `true`): a recipient that
 has handled it acks the copy silently. The same `message_id` published again *without* that

@@ -51,6 +51,7 @@ from schemas.reconciliation import (
 )
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "MODELS",
     "Message",
     "MessageType",
@@ -235,8 +236,31 @@ def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of objects and arrays a body may have (an envelope needs 5): deeper is
+``invalid_json``, a contract error (dead-lettered), never a `RecursionError` retried as transient."""
+
+
+def _check_depth(data: Any) -> Any:
+    if not isinstance(data, dict | list):
+        return data
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > MAX_JSON_DEPTH:
+                    raise ContractError(
+                        "invalid_json", f"nested deeper than {MAX_JSON_DEPTH} objects or arrays"
+                    )
+                stack.append((child, depth + 1))
+    return data
+
+
 def _loads(body: bytes) -> Any:
-    """Parse a body strictly: UTF-8, no duplicate keys, no NaN or Infinity.
+    """Parse a body strictly: UTF-8, no duplicate keys, no NaN or Infinity, nesting at most
+    `MAX_JSON_DEPTH` deep.
 
     The fast path parses with orjson and accepts the result only if writing it back gives the
     body byte for byte, which proves that no object had a duplicate key (orjson keeps the last
@@ -247,15 +271,20 @@ def _loads(body: bytes) -> Any:
     try:
         data = orjson.loads(body)
         if orjson.dumps(data) == body:
-            return data
+            return _check_depth(data)
     except (orjson.JSONDecodeError, TypeError):
         pass
     try:
-        return json.loads(
-            body.decode("utf-8"),
-            object_pairs_hook=_reject_duplicate_keys,
-            parse_constant=_reject_constant,
+        return _check_depth(
+            json.loads(
+                body.decode("utf-8"),
+                object_pairs_hook=_reject_duplicate_keys,
+                parse_constant=_reject_constant,
+            )
         )
+    except RecursionError:
+        detail = f"nested deeper than {MAX_JSON_DEPTH} objects or arrays"
+        raise ContractError("invalid_json", detail) from None
     except UnicodeDecodeError as error:
         raise ContractError("invalid_json", f"body is not UTF-8: {error.reason}") from None
     except ValueError as error:  # json.JSONDecodeError is a ValueError

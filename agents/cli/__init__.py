@@ -12,6 +12,7 @@ from agents.cli.demo_cmd import demo_command
 from agents.cli.dlq_cmd import dlq_app
 from agents.cli.doctor_cmd import doctor_command
 from agents.cli.keys_cmd import keys_app
+from agents.cli.payout_cmd import approve_payout_command
 from agents.cli.reconcile_cmd import reconcile_command
 from agents.cli.schemas_cmd import schemas_app
 from agents.cli.smoke import smoke_command
@@ -45,6 +46,7 @@ app.command("reconcile")(reconcile_command)
 app.command("agent")(agent_command)
 app.command("apply")(apply_command)
 case_app.command("certificate")(case_certificate_command)
+case_app.command("approve-payout")(approve_payout_command)
 app.add_typer(case_app, name="case")
 app.add_typer(certificate_app, name="certificate")
 app.command("status")(status_command)

@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 from agents.cli.log_level import LOG_LEVEL_INFO, LogLevel
+from agents.cli.sensitive import personal_data
 from agents.domain.case import ApplicationSubmitted, case_from_data
 from agents.service.bootstrap import open_service, open_store
 from agents.service.process import run_agent
@@ -69,8 +70,14 @@ def agent_command(
 def apply_command(
     agency: str = _AGENCY,
     from_region: str = typer.Option(..., help="region code the person transfers out of"),
-    id_number: str = typer.Option(..., help="the person's 公民身份号码"),
-    name: str = typer.Option(..., help="the person's name"),
+    id_number: str = typer.Option(
+        ..., envvar="JIEXU_ID_NUMBER", callback=personal_data,
+        help="the person's 公民身份号码 [env JIEXU_ID_NUMBER only: not on the command line]",
+    ),
+    name: str = typer.Option(
+        ..., envvar="JIEXU_NAME", callback=personal_data,
+        help="the person's name [env JIEXU_NAME only: not on the command line]",
+    ),
     gender: Gender = typer.Option(..., help="male or female"),
     insurance_type: InsuranceType = typer.Option(
         InsuranceType.EMPLOYEE, help="insurance type at the outgoing place (310 or 390)"
@@ -81,7 +88,10 @@ def apply_command(
     ),
     payout_account: str | None = typer.Option(
         None,
-        help="the person's account as JSON with bank_name, bank_code, account_name, account_number",
+        envvar="JIEXU_PAYOUT_ACCOUNT",
+        callback=personal_data,
+        help="the person's account as JSON with bank_name, bank_code, account_name, account_number "
+        "[env JIEXU_PAYOUT_ACCOUNT only: not on the command line]",
     ),
     data_dir: Path | None = _DATA,
     secrets_dir: Path | None = _SECRETS,
@@ -180,21 +190,24 @@ def _case_summary(case: Any, history: list[Any] | None = None) -> dict[str, Any]
 def case_show_command(
     case_id: str | None = typer.Argument(None, help="the case id"),
     agency: str = _AGENCY,
-    id_number: str | None = typer.Option(None, help="find the cases of a person instead"),
+    id_number: str | None = typer.Option(
+        None, envvar="JIEXU_ID_NUMBER", callback=personal_data,
+        help="find the cases of a person instead [env JIEXU_ID_NUMBER only]",
+    ),
     data_dir: Path | None = _DATA,
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """A case's progress: state, whose turn, due date, history (personal data masked)."""
     configure_logging(level="WARNING", json=as_json)
-    if (case_id is None) == (id_number is None):
-        typer.echo("give a case id or --id-number, not both", err=True)
+    if case_id is None and id_number is None:
+        typer.echo("give a case id, or the person's ID number in JIEXU_ID_NUMBER", err=True)
         raise typer.Exit(2)
     settings = _settings(agency, data_dir=data_dir)
 
     async def run() -> list[dict[str, Any]]:
         store = await open_store(settings)
         try:
-            if case_id is not None:
+            if case_id is not None:  # a case id wins over JIEXU_ID_NUMBER left in the environment
                 try:
                     records = [await store.get_case(uuid.UUID(case_id))]
                 except ValueError as exc:

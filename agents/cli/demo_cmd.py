@@ -20,6 +20,7 @@ from agents.service.certificates import FontMissing
 from agents.service.paths import DEFAULT_DATA_DIR
 from agents.tools.demo import DemoResult, run_demo, write_sample_certificate
 from broker.logging import configure_logging
+from broker.names import RECONCILER_CODE
 from broker.provider import BrokerUnavailable, acquire_broker
 
 __all__ = ["demo_command"]
@@ -35,7 +36,9 @@ def demo_command(
     ),
     log_level: LogLevel = LOG_LEVEL_WARNING,
 ) -> None:
-    """Provision N agencies and the reconciler, run M transfers through every branch, sum up."""
+    """Provision N agencies and the reconciler, run M transfers through every branch, sum up.
+    With JIEXU_METRICS_PORT set, each agent and the reconciler serve /metrics on a free port,
+    printed on stderr while the demo runs."""
     configure_logging(level=log_level.value, json=True)
     console = Console(stderr=True)
     try:
@@ -66,6 +69,14 @@ def demo_command(
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
+            def serving(code: str, url: str) -> None:
+                # On stderr, with --json too: stdout holds the JSON summary and nothing else.
+                role = "reconciler" if code == RECONCILER_CODE else "agent"
+                console.print(
+                    f"scrape {role} {code}: {url}/metrics (health {url}/healthz, {url}/readyz)",
+                    markup=False, highlight=False, soft_wrap=True,
+                )
+
             result = asyncio.run(
                 run_demo(
                     provided.endpoint,
@@ -74,6 +85,7 @@ def demo_command(
                     transfers=transfers,
                     seed=seed,
                     progress=progress,
+                    serving=serving,
                 )
             )
     finally:

@@ -16,6 +16,7 @@ from typing import Any
 
 import typer
 
+from agents.cli.sensitive import password_free
 from agents.service.paths import CREDENTIALS_PATTERN, DEFAULT_SECRETS_DIR
 from broker.connection import connect
 from broker.dlq import DeadLetterInfo, list_dead_letters, replay_dead_letters, summarize
@@ -36,6 +37,7 @@ _AGENCY = typer.Option(..., "--agency", help="the agency code whose DLQ to use")
 _URL = typer.Option(
     None,
     "--amqp-url",
+    callback=password_free,
     envvar="JIEXU_AGENCY_AMQP_URL",
     help="AMQP URL with the agency's own login (default: from --secrets-dir)",
 )

@@ -22,6 +22,7 @@ import typer
 
 from agents.calendars import CalendarFileError, open_calendar
 from agents.cli.log_level import LOG_LEVEL_INFO, LogLevel
+from agents.cli.sensitive import password_free
 from agents.domain.deadlines import Regime
 from agents.reconcile.process import reconciler_amqp_url, run_reconciler
 from agents.reconcile.report import ReconciliationReport
@@ -39,6 +40,7 @@ __all__ = ["reconcile_command", "store_path"]
 _URL = typer.Option(
     None,
     "--amqp-url",
+    callback=password_free,
     envvar="JIEXU_RECONCILER_AMQP_URL",
     help="AMQP URL with the reconciler's own login (default: from --secrets-dir and JIEXU_AMQP_URL)",
 )
@@ -156,7 +158,9 @@ def reconcile_command(
     log_level: LogLevel = LOG_LEVEL_INFO,
 ) -> None:
     """Run the reconciliation agent: compare both ends' books of every ended case, report every
-    difference, total each pair of agencies per day (SIGTERM drains and exits)."""
+    difference, total each pair of agencies per day (SIGTERM drains and exits). With
+    JIEXU_RECONCILER_METRICS_PORT (else JIEXU_METRICS_PORT) set it serves /metrics (the national
+    view included), /healthz and /readyz on that port."""
     path = store_path(data_dir)
     if report:
         configure_logging(level="WARNING", json=as_json)

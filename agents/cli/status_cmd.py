@@ -28,6 +28,13 @@ def status_command(
     ),
     agency: list[str] = typer.Option([], "--agency", help="only these agencies (repeatable)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+    from_reconciler: str | None = typer.Option(
+        None,
+        "--from-reconciler",
+        envvar="JIEXU_RECONCILER_METRICS_URL",
+        help="the reconciler's metrics URL (http://host:port): read the national view (cases, "
+        "overdue steps, money in flight per agency pair, mismatches) from it, not local files",
+    ),
 ) -> None:
     """Queue depth and consumers per agency, dead letters, unroutable messages, cases by state,
     overdue steps and the latest reconciliation mismatches. The broker is JIEXU_AMQP_URL (an
@@ -49,6 +56,7 @@ def status_command(
                     paths=Paths(data_dir=data_dir),
                     database_url=os.environ.get("JIEXU_DATABASE_URL"),
                     agencies=tuple(agency),
+                    reconciler_url=from_reconciler,
                 ),
                 SystemClock().today(),
             )
@@ -87,12 +95,19 @@ def _print(console: Console, status: dict[str, Any]) -> None:
     for code, c in status["cases"].items():
         states = ", ".join(f"{k} {v}" for k, v in c["by_state"].items()) or "-"
         cases.add_row(code, states, str(c["overdue"]), str(c["held_messages"]))
-    console.print(cases)
+    if "exchange" not in status:  # read from the reconciler: no local store, no table
+        console.print(cases)
     for code, c in status["cases"].items():
         for step in c["overdue_steps"]:
             console.print(
                 f"overdue at {code}: case {step['case_id']} {step['state']}, {step['whose_turn']}'s "
                 f"turn, due {step['due_date']} ({step['days_late']} days late)",
+                markup=False,
+            )
+        for held in c.get("payouts_awaiting_approval", []):
+            console.print(
+                f"payout awaiting approval at {code}: case {held} "
+                f"(jiexu case approve-payout {held} --agency {code})",
                 markup=False,
             )
     recon = status["reconciliation"]
@@ -102,12 +117,38 @@ def _print(console: Console, status: dict[str, Any]) -> None:
             f"{recon['open']} open, {recon['stuck']} stuck",
             markup=False,
         )
-        for m in recon["latest_mismatches"]:
+        by_field = recon.get("mismatches_by_field")
+        if by_field:
+            console.print(
+                "  mismatched by field: " + ", ".join(f"{k} {v}" for k, v in by_field.items()),
+                markup=False,
+            )
+        for m in recon.get("latest_mismatches", ()):
             fields = "; ".join(
                 f"{d['field']}: outgoing {d['outgoing_value']} vs receiving {d['receiving_value']}"
                 for d in m["differences"]
             )
             console.print(f"  mismatch {m['case_id']} ({m['outgoing']} -> {m['receiving']}): {fields}",
                           markup=False)
+    elif "error" in recon:
+        console.print(f"reconciliation: unavailable ({recon['error']})", markup=False)
     else:
         console.print("reconciliation: no report in this data directory", markup=False)
+    if status.get("exchange", {}).get("available"):
+        _print_exchange(console, status["exchange"])
+
+
+def _print_exchange(console: Console, exchange: dict[str, Any]) -> None:
+    """The reconciler's national view, one row per pair of agencies (``?``: not known yet)."""
+    table = Table(title=f"exchange (from {exchange['source']})", title_justify="left")
+    for column in ("outgoing", "receiving", "cases by state", "overdue", "money in flight"):
+        table.add_column(column)
+    for p in exchange["pairs"]:
+        table.add_row(
+            p["outgoing"] or "?",
+            p["receiving"] or "?",
+            ", ".join(f"{k} {v}" for k, v in sorted(p["cases"].items())) or "-",
+            ", ".join(f"{v} at {k}'s turn" for k, v in sorted(p["overdue"].items())) or "-",
+            f"{p['money_in_flight_fen']} fen",
+        )
+    console.print(table)

@@ -34,6 +34,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from agents.db.files import private_file
 from schemas.errors import TransientError
 
 __all__ = ["DEFAULT_MAX_GROUP", "SqliteDb", "is_busy"]
@@ -125,7 +126,7 @@ class SqliteDb:
         )
 
         def connect() -> tuple[sqlite3.Connection, sqlite3.Connection]:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(path)  # 0600 in 0700 before SQLite writes (its -wal/-shm follow the mode)
             writer = _connect(path, BUSY_TIMEOUT_MS, synchronous)
             try:
                 if setup is not None:

@@ -15,6 +15,8 @@ texts never contain names, ID numbers or account numbers (they travel into logs 
 | participation not stopped                          | outgoing, letter   | participation_not_stopped       |
 | arrears                                            | outgoing, letter   | arrears                         |
 | retiree without a payout request                   | outgoing, letter   | retiree                         |
+| payout: name, ID or account holder not as in books | outgoing, letter   | invalid_document                |
+| a transfer, but no directory account for the payee | outgoing, letter   | other                           |
 | form for another person / disposition not as asked | receiving, form    | invalid_document                |
 
 What happens to the balance (`release_plan`, decided by the outgoing agency from its books and the
@@ -57,8 +59,10 @@ __all__ = [
     "check_form",
     "check_letter",
     "payout_for_application",
+    "payout_matches_books",
     "release_plan",
     "reminder_due",
+    "same_name",
     "within_guangdong",
     "yuan",
 ]
@@ -170,6 +174,30 @@ def payout_for_application(
     return PayoutPlan(payout_account, reason)
 
 
+_DOTS = str.maketrans(dict.fromkeys("\u2022\u2027\u30fb\u2219\u22c5\uff65", "\u00b7"))
+
+
+def same_name(a: str, b: str) -> bool:
+    """Two spellings of one registered name: spaces and look-alike middle dots do not count."""
+
+    def norm(name: str) -> str:
+        return "".join(name.split()).translate(_DOTS)
+
+    return norm(a) == norm(b)
+
+
+def payout_matches_books(letter: ContactLetterV2, account: PersonAccount) -> bool:
+    """A payout goes only to the person the books know: the letter's name and ID number are the
+    books', and the payout account is held in that name."""
+    payout = letter.payout_account
+    return (
+        payout is not None
+        and letter.person.id_number == account.id_number
+        and same_name(letter.person.name, account.name)
+        and same_name(payout.account_name, account.name)
+    )
+
+
 def check_letter(
     *,
     own_code: str,
@@ -177,8 +205,12 @@ def check_letter(
     letter: ContactLetterV2,
     account: PersonAccount | None,
     other_open_case: bool,
+    payee_known: bool = True,
 ) -> Refusal | None:
-    """The outgoing agency's checks on a contact letter, against its own books."""
+    """The outgoing agency's checks on a contact letter, against its own books.
+
+    ``payee_known``: the agency directory lists a valid bank account for the sender (the only
+    account a fund transfer may pay)."""
     if other_open_case:
         return Refusal(
             RejectionReason.DUPLICATE_CASE,
@@ -218,6 +250,19 @@ def check_letter(
             RejectionReason.RETIREE,
             "退休人员不在转移接续范围内；异地安置可申请个人账户余额一次性支付给本人 (retirees are "
             "outside the transfer; a resettled retiree may ask for the balance to be paid out).",
+        )
+    plan = release_plan(own_code=own_code, letter=letter, account=account)
+    if plan.disposition is BalanceDisposition.PAID_TO_PERSON and not payout_matches_books(letter, account):
+        return Refusal(
+            RejectionReason.INVALID_DOCUMENT,
+            "余额支付申请的姓名、身份号码或收款账户户名与转出地记录不符 (the payout request's name, ID "
+            "number or account holder does not match the outgoing books).",
+        )
+    if plan.disposition is BalanceDisposition.TRANSFERRED and not payee_known:
+        return Refusal(
+            RejectionReason.OTHER,
+            "机构目录中没有转入地的有效银行账户，无法划转 (the agency directory lists no valid bank "
+            "account for the receiving agency: the balance cannot be transferred).",
         )
     return None
 

@@ -7,6 +7,14 @@ the report (`ReconciliationReport`), the connection and a confirming `Publisher`
 queued and did not send goes out first, marked as possible re-sends), the `ReconcilerService`
 behind a `Consumer`, and the `Sweeper`. It stops in the reverse order: stop consuming, stop the
 sweeper, publish what is committed, close.
+
+With ``JIEXU_RECONCILER_METRICS_PORT`` or ``JIEXU_METRICS_PORT`` set (`ReconcilerSettings.metrics`)
+it serves ``/metrics``, ``/healthz`` and ``/readyz`` as an agent does (`agents.service.health`): the
+server starts first (alive, not ready), the readiness checks ``broker``, ``consumer`` and
+``report`` are registered once their parts run, the transport, relay and result counters of
+`ReconcilerMetrics` count from the start, and the national view (`agents.reconcile.figures`) is
+read from the report in the background. On stop it turns unready first, stops reading the report
+before closing it, and closes the server last.
 """
 
 from __future__ import annotations
@@ -24,15 +32,20 @@ import structlog
 from agents.calendars import open_calendar
 from agents.domain.clock import Clock, SystemClock
 from agents.domain.workdays import WorkdayCalendar
+from agents.reconcile.figures import take_exchange_figures
 from agents.reconcile.outbox import ReportOutbox
 from agents.reconcile.plan import Rules
 from agents.reconcile.report import ReconciliationReport
 from agents.reconcile.service import ReconcilerService, SweepOutcome
 from agents.reconcile.settings import ReconcilerSettings
+from agents.service.figures import FiguresRefresher
+from agents.service.health import HealthServer, Readiness, broker_check, start_health_server
+from agents.service.metrics import ExchangeFigures, ReconcilerMetrics
 from agents.service.relay import OutboxRelay
 from broker.connection import BrokerConnection, connect
 from broker.consumer import Consumer, ConsumerSettings, KeyDirectory, run_until_signal
 from broker.directory import AgencyDirectory
+from broker.metrics import watch_connection
 from broker.names import inbox_queue
 from broker.provider import BrokerEndpoint
 from broker.publisher import Publisher
@@ -154,6 +167,12 @@ class ReconcilerProcess:
         )
         self._parts: _Parts | None = None
         self._sweeper: Sweeper | None = None
+        self.metrics = ReconcilerMetrics(agency=self.settings.code)
+        self.readiness = Readiness()
+        self.health: HealthServer | None = None
+        """The metrics and health server (None when no metrics port is set)."""
+        self.figures: FiguresRefresher[ExchangeFigures] | None = None
+        """Reads the national view from the report in the background while the server runs."""
 
     @property
     def service(self) -> ReconcilerService:
@@ -165,19 +184,39 @@ class ReconcilerProcess:
         assert self._parts is not None, "start() first"
         return self._parts.relay
 
+    @property
+    def report(self) -> ReconciliationReport:
+        assert self._parts is not None, "start() first"
+        return self._parts.report
+
     async def start(self) -> ReconcilerProcess:
         code = self.settings.code
-        report = await ReconciliationReport.open(self.store_path)
+        metrics = self.metrics
+        self.health = await start_health_server(
+            metrics.registry, self.readiness, self.settings.metrics
+        )
+        try:
+            report = await ReconciliationReport.open(self.store_path)
+        except BaseException:
+            await self._stop_health()
+            raise
         try:
             connection = await connect(self.amqp_url, name=f"jiexu-reconciler-{code}")
         except BaseException:
             await report.close()
+            await self._stop_health()
             raise
+        watch_connection(connection.raw, metrics.transport)
         publisher = await Publisher(connection, agency=code, private_key=self.private_key).start()
         relay = OutboxRelay(
-            ReportOutbox(report, self.private_key, self.clock), publisher, clock=self.clock
+            ReportOutbox(report, self.private_key, self.clock),
+            publisher,
+            clock=self.clock,
+            metrics=metrics,
         ).start()
-        service = ReconcilerService(report, self.rules, clock=self.clock, on_commit=relay.wake)
+        service = ReconcilerService(
+            report, self.rules, clock=self.clock, on_commit=relay.wake, metrics=metrics
+        )
         consumer = Consumer(
             connection,
             agency=code,
@@ -186,10 +225,35 @@ class ReconcilerProcess:
             settings=self.consumer_settings,
             seen=service.seen,
             publisher=publisher,
+            metrics=metrics.transport,
         )
         self._parts = _Parts(report, connection, publisher, relay, service, consumer)
         await consumer.start()
+        if self.health is not None:
+            self.figures = FiguresRefresher(
+                lambda: take_exchange_figures(report, self.clock),
+                interval_s=self.settings.figures_interval_s,
+                on_failure=metrics.figures_refresh_failed,
+            ).start()
+            metrics.watch_exchange(self.figures.latest)
+        self.readiness.add("broker", broker_check(connection))
+        self.readiness.add("consumer", lambda: consumer.active)
+        self.readiness.add("report", report.schema_version)
+        if self.health is not None:
+            log.info(
+                "metrics_serving",
+                agency=code,
+                url=self.health.url,
+                host=self.health.host,
+                port=self.health.port,
+                paths=["/metrics", "/healthz", "/readyz"],
+            )
         return self
+
+    async def _stop_health(self) -> None:
+        if self.health is not None:
+            await self.health.stop()
+            self.health = None
 
     def start_sweeper(self, interval_s: float) -> Sweeper:
         self._sweeper = Sweeper(self.service, interval_s).start()
@@ -217,6 +281,7 @@ class ReconcilerProcess:
         parts, self._parts = self._parts, None
         if parts is None:
             return
+        self.readiness.add("stopping", lambda: False)
         try:
             await parts.consumer.stop()
             if self._sweeper is not None:
@@ -225,7 +290,11 @@ class ReconcilerProcess:
             await parts.publisher.close()
             await parts.connection.close()
         finally:
+            if self.figures is not None:
+                await self.figures.stop()
+                self.figures = None
             await parts.report.close()
+            await self._stop_health()
 
 
 async def _wait_until_idle(

@@ -76,6 +76,22 @@ class ReconciledCase(BaseModel):
         """Past its due date with no terminal notice (money in flight), or with no result yet."""
         return self.overdue_since is not None and self.result is None
 
+    @property
+    def waiting_for(self) -> str | None:
+        """Whose move an open case waits for (None when reconciled, or when that agency is not
+        known yet): with no terminal notice, the receiving agency's (it holds the money the form
+        announced, and owes the credit and the completion notice); once ended, the first of the
+        outgoing and the receiving agency whose final statement is missing; the outgoing agency's
+        when only its form copy is."""
+        if self.result is not None:
+            return None
+        if self.terminal is None:
+            return self.receiving
+        for code in (self.outgoing, self.receiving):
+            if code is None or self.statement_of(code) is None:
+                return code
+        return self.outgoing
+
     def statement_of(self, agency: str | None, *, final: bool = True) -> LedgerStatementV1 | None:
         if agency is None:
             return None

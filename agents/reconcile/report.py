@@ -7,8 +7,10 @@ group commit, one savepoint per unit); `agents.service.relay.OutboxRelay` publis
 envelopes afterwards (through `agents.reconcile.outbox.ReportOutbox`) and marks them sent, so a
 crash in between re-sends them with the same message ids, marked as re-sends.
 
-The queries serve ``jiexu reconcile --report`` and a later ``jiexu status``: counts per outcome,
-latest mismatches, pending and stuck cases, control totals per pair of agencies per day.
+The queries serve ``jiexu reconcile --report`` and ``jiexu status``: counts per outcome, latest
+mismatches, pending and stuck cases, control totals per pair of agencies per day; and the
+reconciler's national view on ``/metrics`` (`agents.reconcile.figures`): cases, overdue cases and
+money in flight per pair of agencies, mismatches by field.
 """
 
 from __future__ import annotations
@@ -200,6 +202,11 @@ class ReconciliationReport:
     async def close(self) -> None:
         await self._db.close()
 
+    async def schema_version(self) -> int:
+        """The store's schema version (a small read: the reconciler's readiness check)."""
+        rows = await self._all("PRAGMA user_version")
+        return int(rows[0][0])
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[ReportTransaction]:
         async with self._db.transaction() as conn:
@@ -324,6 +331,48 @@ class ReconciliationReport:
             if status == "open":
                 counts["stuck"] = int(stuck or 0)
         return counts
+
+    # -- the national view (`agents.reconcile.figures`) -------------------------------------------
+    async def pair_states(self) -> dict[tuple[str | None, str | None, str], int]:
+        """Cases per (outgoing, receiving, state). ``state``: ``in_progress`` (no terminal notice
+        yet), ``awaiting_result`` (ended, not reconciled yet), ``matched``, ``mismatched``. An
+        agency not known yet is None (a form copy does not name the receiving agency: it is learnt
+        from the completion or rejection notice, or from a statement)."""
+        rows = await self._all(
+            "SELECT outgoing, receiving, CASE WHEN status != 'open' THEN status "
+            "WHEN json_extract(record, '$.terminal') IS NULL THEN 'in_progress' "
+            "ELSE 'awaiting_result' END AS state, COUNT(*) FROM cases GROUP BY 1, 2, 3"
+        )
+        return {(out, rec, state): int(n) for out, rec, state, n in rows}
+
+    async def mismatched_fields(self) -> dict[str, int]:
+        """Cases mismatched now, by each field that differs (a case counts once per field)."""
+        rows = await self._all(
+            "SELECT json_extract(d.value, '$.field'), COUNT(DISTINCT cases.case_id) "
+            "FROM cases, json_each(cases.record, '$.result.differences') AS d "
+            "WHERE cases.status = 'mismatched' GROUP BY 1"
+        )
+        return {str(name): int(n) for name, n in rows if name is not None}
+
+    async def money_in_flight(self) -> dict[tuple[str | None, str | None], int]:
+        """Per (outgoing, receiving), in fen: what the outgoing agency's form copy says it
+        transferred, over the open cases with no terminal notice yet."""
+        rows = await self._all(
+            "SELECT outgoing, receiving, "
+            "SUM(COALESCE(json_extract(record, '$.form.amount_transferred'), 0)) FROM cases "
+            "WHERE status = 'open' AND json_extract(record, '$.terminal') IS NULL "
+            "AND json_extract(record, '$.form') IS NOT NULL GROUP BY 1, 2"
+        )
+        return {(out, rec): int(fen) for out, rec, fen in rows if fen}
+
+    async def overdue_by_turn(self) -> dict[tuple[str | None, str | None, str | None], int]:
+        """Stuck cases (flagged by the last sweep) per (outgoing, receiving, whose turn)
+        (`ReconciledCase.waiting_for`)."""
+        found: dict[tuple[str | None, str | None, str | None], int] = {}
+        for case in await self.stuck_cases():
+            key = (case.outgoing, case.receiving, case.waiting_for)
+            found[key] = found.get(key, 0) + 1
+        return found
 
     async def control_totals(self, day: date | None = None) -> list[PairDayTotals]:
         """Per (day, outgoing, receiving): what left one end and what arrived at the other, over

@@ -49,6 +49,7 @@ from agents.reconcile.plan import (
 )
 from agents.reconcile.records import ReconciledCase
 from agents.reconcile.report import ReconciliationReport, ReportTransaction
+from agents.service.metrics import ReconcilerMetrics
 from broker.consumer import DeliveryInfo
 from schemas.information import InformationFormV2
 from schemas.notices import RejectionV1, TransferCompletedV1
@@ -90,11 +91,15 @@ class ReconcilerService:
         *,
         clock: Clock | None = None,
         on_commit: Callable[[], None] | None = None,
+        metrics: ReconcilerMetrics | None = None,
     ) -> None:
+        """``metrics``: each new result counted (``jiexu_reconciliation_results_total``,
+        ``jiexu_reconciliation_differences_total``) once its unit of work committed."""
         self.report = report
         self.rules = rules
         self._clock = clock or SystemClock()
         self._on_commit = on_commit
+        self._metrics = metrics
 
     @property
     def code(self) -> str:
@@ -103,6 +108,11 @@ class ReconcilerService:
     async def seen(self, message_id: UUID) -> bool:
         """Whether a message was handled (the consumer's replay check)."""
         return await self.report.handled(message_id)
+
+    def _count(self, plan: Plan) -> None:
+        result = plan.record.result
+        if self._metrics is not None and plan.compared and result is not None:
+            self._metrics.reconciled(result.outcome.value, [d.field for d in result.differences])
 
     def _committed(self, queued: int) -> None:
         if queued:
@@ -161,6 +171,7 @@ class ReconcilerService:
                 queued, _ = await self._write(tx, plan, now)
         if plan is not None:
             _emit(plan.logs)
+            self._count(plan)
             self._committed(queued)
         crash_point("after_handle_before_ack")
 
@@ -190,6 +201,7 @@ class ReconcilerService:
                 _emit(plan.logs)
                 outcome.requested += requested
                 outcome.compared += int(plan.compared)
+                self._count(plan)
                 if plan.record.stuck:
                     outcome.overdue.append(plan.record.case_id)
                 self._committed(queued)

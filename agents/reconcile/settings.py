@@ -4,6 +4,10 @@ Like `agents.service.settings.AgentSettings`. The broker login is ``JIEXU_RECONC
 when given, else the reconciler's secrets file (``{secrets_dir}/000000.broker.json``) on the
 broker of ``JIEXU_AMQP_URL``; the signing key is ``{keys_dir or secrets_dir}/000000.ed25519.pem``;
 the report is `agents.service.paths.Paths.report`.
+
+The metrics and health endpoints (`agents.service.health`) listen on
+``JIEXU_RECONCILER_METRICS_PORT`` when it is set, else on ``JIEXU_METRICS_PORT`` (off when neither
+is): an agent and the reconciler sharing one host's environment need two ports.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agents.domain.deadlines import Regime
 from agents.domain.policy import REMINDER_INTERVAL_WORKING_DAYS
+from agents.service.health import ALL_INTERFACES, MetricsSettings
 from agents.service.paths import DEFAULT_DATA_DIR, DEFAULT_DIRECTORY, DEFAULT_SECRETS_DIR, Paths
 from broker.names import RECONCILER_CODE
 from broker.topology import DEFAULT_RETRY_DELAYS_MS
@@ -53,6 +58,22 @@ class ReconcilerSettings(BaseSettings):
     user_prefix: str = ""
     retry_delays_ms: Annotated[tuple[int, ...], NoDecode] = DEFAULT_RETRY_DELAYS_MS
     sweep_interval_s: float = Field(300.0, ge=0.1, description="seconds between sweeps")
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535,
+        description="JIEXU_METRICS_PORT: serve /metrics, /healthz, /readyz on this port (off when "
+        "unset; 0: a free port)",
+    )
+    reconciler_metrics_port: int | None = Field(
+        None, ge=0, le=65535,
+        description="JIEXU_RECONCILER_METRICS_PORT: the reconciler's port, which wins over "
+        "JIEXU_METRICS_PORT (an agent and the reconciler on one host need two ports)",
+    )
+    metrics_host: str = Field(
+        ALL_INTERFACES, description="bind address of the metrics port; 127.0.0.1 for local scrapes"
+    )
+    figures_interval_s: float = Field(
+        15.0, gt=0, description="seconds between two reads of the report for the national view"
+    )
 
     @field_validator("regime", mode="before")
     @classmethod
@@ -69,6 +90,15 @@ class ReconcilerSettings(BaseSettings):
                 return tuple(json.loads(text))
             return tuple(int(part) for part in text.split(",") if part.strip())
         return value
+
+    @property
+    def metrics(self) -> MetricsSettings:
+        """Where the endpoints listen: ``JIEXU_RECONCILER_METRICS_PORT`` if set, else
+        ``JIEXU_METRICS_PORT``; ``JIEXU_METRICS_HOST``."""
+        port = self.reconciler_metrics_port
+        return MetricsSettings(
+            port=port if port is not None else self.metrics_port, host=self.metrics_host
+        )
 
     @property
     def paths(self) -> Paths:

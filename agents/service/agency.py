@@ -29,15 +29,13 @@ from agents.domain.case import (
     ApplicationSubmitted,
     Case,
     Context,
-    Credit,
     Decision,
     LedgerApplied,
     LedgerRefused,
     LetterReceived,
     OutboundMessage,
-    PayOut,
+    PayoutApproved,
     State,
-    TerminateAndDebit,
     Tick,
     case_columns,
     case_from_data,
@@ -48,8 +46,16 @@ from agents.domain.case import (
 from agents.domain.clock import Clock
 from agents.domain.workdays import WorkdayCalendar
 from agents.faults import crash_point
-from agents.ledger.base import LedgerEntry, LedgerPeriod, LedgerPort, PersonAccount
+from agents.ledger.base import LedgerEntry, LedgerPort, PersonAccount
+from agents.service.admission import (
+    RECONCILER_TYPES,
+    Freshness,
+    check_counterpart,
+    check_reconciler,
+    directory_account,
+)
 from agents.service.certificates import sign_certificate
+from agents.service.commands import run_command
 from agents.service.metrics import AgentMetrics
 from agents.service.statements import statement_document
 from agents.store.base import (
@@ -92,6 +98,16 @@ class ServiceStats:
     by_type: dict[str, int] = field(default_factory=dict)
 
 
+WARNING_NOTES = frozenset({"case.wrong_sender", "case.unknown_case", "case.letter_account_differs"})
+"""Notes that are security events: logged at WARNING, the others at INFO."""
+
+
+def _log_notes(decision: Decision) -> None:
+    for note in decision.notes:
+        emit = log.warning if note.event in WARNING_NOTES else log.info
+        emit(note.event, **{k: v for k, v in note.detail.items() if k != "event"})
+
+
 class AgencyService:
     """One agency's use cases: apply, handle a message, tick the deadlines, recover."""
 
@@ -108,6 +124,7 @@ class AgencyService:
         reconciler: str | None = None,
         on_commit: Callable[[], None] | None = None,
         metrics: AgentMetrics | None = None,
+        freshness: Freshness | None = None,
     ) -> None:
         """``metrics``: ledger command latency, months certified and credited, reminders."""
         self.agency = agency
@@ -119,14 +136,15 @@ class AgencyService:
         self.clock = clock
         self.private_key = private_key
         self.reconciler = reconciler
+        self.freshness = freshness or Freshness()
         self._on_commit = on_commit or (lambda: None)
         self.metrics = metrics
         self.stats = ServiceStats()
 
     # -- inputs ---------------------------------------------------------------------------------
-    async def seen(self, message_id: uuid.UUID) -> bool:
-        """The consumer's replay check: has this message's handling been committed already?"""
-        return await self.store.has_handled(CONSUMER, message_id)
+    async def seen(self, sender: str, message_id: uuid.UUID) -> bool:
+        """The consumer's replay check: has this sender's message been handled (committed)?"""
+        return await self.store.has_handled(CONSUMER, message_id, sender=sender)
 
     async def apply(self, application: ApplicationSubmitted) -> Case:
         """An application at this (receiving) agency: open the case and send the contact letter.
@@ -155,6 +173,9 @@ class AgencyService:
         """The consumer's handler: returns only after this message's effect is committed."""
         envelope = message.envelope
         self.stats.by_type[envelope.type] = self.stats.by_type.get(envelope.type, 0) + 1
+        self.freshness.check(envelope, self.clock.now())
+        if envelope.type in RECONCILER_TYPES:
+            check_reconciler(envelope, self.reconciler)
         if isinstance(message.document, StatementRequestV1):
             await self._answer_statement(message)
             return
@@ -162,7 +183,10 @@ class AgencyService:
         if event is None:
             # Receipts and reconciliation results: recorded and logged, nothing to decide.
             async with self.store.transaction() as tx:
-                await tx.record_inbox(CONSUMER, envelope.message_id)
+                record = await tx.get_case(envelope.case_id)
+                if record is not None and envelope.type not in RECONCILER_TYPES:
+                    check_counterpart(envelope, record.counterpart)
+                await tx.record_inbox(CONSUMER, envelope.message_id, sender=envelope.sender)
             log.info(
                 "notice_received",
                 message_type=envelope.type,
@@ -175,11 +199,14 @@ class AgencyService:
             account = await self.ledger.lookup(event.letter.person.id_number)
         try:
             async with self.store.transaction() as tx:
-                if not await tx.record_inbox(CONSUMER, envelope.message_id):
+                record = await tx.get_case(envelope.case_id)
+                if record is not None:
+                    # Before the inbox row: a refused message records nothing (no squatted id).
+                    check_counterpart(envelope, record.counterpart)
+                if not await tx.record_inbox(CONSUMER, envelope.message_id, sender=envelope.sender):
                     self.stats.duplicates += 1
                     log.info("duplicate_message_ignored", message_type=envelope.type)
                     return
-                record = await tx.get_case(envelope.case_id)
                 case = case_from_data(record.data) if record else None
                 other_open = False
                 if isinstance(event, LetterReceived):
@@ -195,6 +222,27 @@ class AgencyService:
         if saved is not None and saved[0].pending_commands:
             await self._drive_commands_safely(saved[0].case_id, saved)
         crash_point("after_handle_before_ack")
+
+    async def approve_payout(self, case_id: uuid.UUID, approved_by: str) -> Case | None:
+        """An operator approves a payout held in ``awaiting_approval``: the held ledger commands
+        (terminate, pay out) run now. Returns the case as it stands afterwards (``None``: no such
+        case); a case with nothing to approve is returned unchanged."""
+        async with self.store.transaction() as tx:
+            record = await tx.get_case(case_id)
+            if record is None:
+                return None
+            case = case_from_data(record.data)
+            decision = decide(
+                case,
+                PayoutApproved(case_id=case_id, approved_by=approved_by),
+                self._context(counterpart=case.counterpart_code),
+            )
+            saved = await self._save(tx, record, decision)
+        self._committed(decision)
+        if saved is not None and saved[0].pending_commands:
+            await self._drive_commands_safely(case_id, saved)
+        current = await self.store.get_case(case_id)
+        return case_from_data(current.data) if current is not None else case
 
     async def tick(self) -> int:
         """Deadlines: every open case past its due date gets a `Tick` (reminders, notes).
@@ -218,6 +266,10 @@ class AgencyService:
             self._committed(decision)
             if saved is not None and saved.pending_commands:
                 await self._drive_commands_safely(saved.case_id)
+        # Inbox retention follows from the freshness window (see `agents.service.admission`).
+        pruned = await self.store.prune_inbox(self.freshness.inbox_cutoff(self.clock.now()))
+        if pruned:
+            log.info("inbox_pruned", rows=pruned)
         return ticked
 
     async def recover(self) -> int:
@@ -265,9 +317,10 @@ class AgencyService:
             return
         result = await self._run_commands(case)
         crash_point("after_ledger_before_commit")
+        context = self._context(counterpart=case.counterpart_code)
         try:
             async with self.store.transaction() as tx:
-                decision = decide(case, result, self._context())
+                decision = decide(case, result, context)
                 await self._save(tx, record, decision)
         except ConcurrentCaseUpdate:
             async with self.store.transaction() as tx:
@@ -277,7 +330,7 @@ class AgencyService:
                 case = case_from_data(current.data)
                 if not case.pending_commands:
                     return  # another worker finished it
-                decision = decide(case, result, self._context())
+                decision = decide(case, result, context)
                 await self._save(tx, current, decision)
         self._committed(decision)
 
@@ -288,9 +341,11 @@ class AgencyService:
                 crash_point("mid_ledger_change")
             try:
                 entry = await (
-                    self._run_command(command) if self.metrics is None else
-                    self.metrics.ledger_call(command.operation, case.counterpart_code,
-                                             self._run_command(command))
+                    run_command(self.ledger, command)
+                    if self.metrics is None
+                    else self.metrics.ledger_call(
+                        command.operation, case.counterpart_code, run_command(self.ledger, command)
+                    )
                 )
             except DomainRuleViolation as exc:
                 log.warning(
@@ -306,39 +361,6 @@ class AgencyService:
             self.stats.commands_run += 1
         return LedgerApplied(entries=tuple(applied))
 
-    async def _run_command(self, command: TerminateAndDebit | PayOut | Credit) -> LedgerEntry:
-        if isinstance(command, TerminateAndDebit):
-            return await self.ledger.terminate_and_debit(
-                command.case_id, command.id_number, command.amount_fen, command.retain
-            )
-        if isinstance(command, PayOut):
-            return await self.ledger.pay_out(
-                command.case_id,
-                command.id_number,
-                command.amount_fen,
-                command.bank_account.model_dump(mode="json"),
-            )
-        return await self.ledger.credit(
-            command.case_id,
-            command.id_number,
-            command.months,
-            command.deemed_months,
-            command.amount_fen,
-            tuple(
-                LedgerPeriod(
-                    from_month=p.from_month,
-                    to_month=p.to_month,
-                    region=p.region,
-                    insurance_type=p.insurance_type,
-                    months=p.months,
-                )
-                for p in command.periods
-            ),
-            command.insurance_type,
-            name=command.name,
-            gender=command.gender,
-        )
-
     # -- statements for the reconciliation agent ------------------------------------------------
     async def _answer_statement(self, message: Message) -> None:
         request = message.document
@@ -349,7 +371,9 @@ class AgencyService:
         role = record.role if record is not None else "receiving"
         document = statement_document(request.case_id, statement, counterpart, role=role)
         async with self.store.transaction() as tx:
-            if not await tx.record_inbox(CONSUMER, message.envelope.message_id):
+            if not await tx.record_inbox(
+                CONSUMER, message.envelope.message_id, sender=message.envelope.sender
+            ):
                 self.stats.duplicates += 1
                 return
             await tx.add_outbox(
@@ -394,6 +418,7 @@ class AgencyService:
             account=account,
             other_open_case=other_open_case,
             counterpart_versions=versions,
+            counterpart_account=directory_account(self.directory, counterpart),
         )
 
     def _version_for(self, recipient: str, message_type: str) -> int:
@@ -419,8 +444,7 @@ class AgencyService:
         Returns the case and its record as stored (None when the decision keeps no case)."""
         case = decision.case
         if case is None:
-            for note in decision.notes:
-                log.info(note.event, **{k: v for k, v in note.detail.items() if k != "event"})
+            _log_notes(decision)
             return None
         case = self._sign_certificate(case)
         now = self.clock.now()
@@ -443,8 +467,7 @@ class AgencyService:
             )
         # Saved first: a save refused (a concurrent update) logs nothing of this decision.
         stored = await tx.save_case(new_record, transition)
-        for note in decision.notes:
-            log.info(note.event, **{k: v for k, v in note.detail.items() if k != "event"})
+        _log_notes(decision)
         if transition is not None:
             log.info(
                 "case_transition",

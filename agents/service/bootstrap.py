@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import quote
 
 from yarl import URL
@@ -32,6 +33,7 @@ from agents.domain.clock import Clock, SystemClock
 from agents.domain.workdays import WorkdayCalendar
 from agents.ledger.base import LedgerPort
 from agents.ledger.sqlite import SqliteLedger
+from agents.service.admission import Freshness
 from agents.service.agency import AgencyService
 from agents.service.metrics import AgentMetrics
 from agents.service.paths import Paths
@@ -76,6 +78,7 @@ def agency_config(settings: AgentSettings, directory: AgencyDirectory) -> Agency
         accepts_funds=settings.accepts_funds,
         seal_reference=f"seal:{entry.code}",
         waiting_months=settings.waiting_months,
+        payout_approval_limit_fen=settings.payout_approval_limit_fen,
     )
 
 
@@ -176,6 +179,10 @@ class _Resources:
             reconciler=settings.reconciler,
             on_commit=on_commit,
             metrics=metrics,
+            freshness=Freshness(
+                max_age=timedelta(days=settings.message_max_age_days),
+                max_ahead=timedelta(seconds=settings.message_max_ahead_s),
+            ),
         )
         return OpenedService(service, self.store, self.ledger, self.directory)
 
@@ -269,7 +276,7 @@ async def bootstrap_agent(
                 user_prefix=settings.user_prefix,
                 verify_in_thread=settings.verify_in_thread,
             ),
-            seen=opened.service.seen,
+            seen_from=opened.service.seen,
             publisher=publisher,
             metrics=metrics.transport,
         )

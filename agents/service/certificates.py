@@ -31,6 +31,7 @@ from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 from pydantic import ValidationError
 
+from agents.db.files import private_dir, private_file
 from agents.domain.certificate import ParticipationCertificate, check_code_of, normalise_check_code
 from agents.domain.numerals import format_yuan
 from broker.consumer import KeyDirectory
@@ -291,10 +292,10 @@ def save_certificate(
     certificate: ParticipationCertificate, folder: Path, font: CjkFont | None = None
 ) -> CertificateFiles:
     """Write ``<number>.pdf`` and ``<number>.json`` into ``folder`` (created if need be)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)  # certificates carry the person's name and ID number: 0600 in 0700
     stem = re.sub(r"[^0-9A-Za-z_.-]", "_", certificate.certificate_number).lstrip(".") or "certificate"
     files = CertificateFiles(pdf=folder / f"{stem}.pdf", json=folder / f"{stem}.json")
-    files.pdf.write_bytes(render_pdf(certificate, font))
-    files.json.write_text(certificate_to_json(certificate), encoding="utf-8")
+    private_file(files.pdf).write_bytes(render_pdf(certificate, font))
+    private_file(files.json).write_text(certificate_to_json(certificate), encoding="utf-8")
     return files
 

@@ -19,7 +19,8 @@ them, which ``rate``/``increase`` absorb.
 * ``jiexu_ledger_command_duration_seconds{operation, outcome}``: each ledger command
   (``terminate_and_debit``, ``pay_out``, ``credit``) and how it ended (``applied``, ``refused``,
   ``failed``);
-* ``jiexu_outbox_published_total{type}``, ``jiexu_outbox_publish_failures_total``: the relay;
+* ``jiexu_outbox_published_total{type}``, ``jiexu_outbox_publish_failures_total``: the relay (the
+  agent's, and the reconciler's, which publishes statement requests and results);
 * ``jiexu_reminders_sent_total``: reminders committed by the deadline watcher;
 * ``jiexu_months_certified_total{counterpart}`` (outgoing: months the ledger certified on
   terminate-and-debit) and ``jiexu_months_credited_total{counterpart}`` (receiving: months the
@@ -72,6 +73,7 @@ __all__ = [
     "AgentMetrics",
     "ExchangeCollector",
     "ExchangeFigures",
+    "ProcessMetrics",
     "ReconcilerMetrics",
     "StoreCollector",
     "StoreFigures",
@@ -142,11 +144,15 @@ class ExchangeFigures:
     """Cases by latest reconciliation outcome (``matched``, ``mismatched``, ``pending``...)."""
     mismatched_fields: Mapping[str, int] = field(default_factory=dict)
     """Cases mismatched now, by each field that differs."""
-    pair_cases: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
-    """(outgoing, receiving, state) -> cases."""
-    pair_overdue: Mapping[tuple[str, str, str | None], int] = field(default_factory=dict)
+    pair_cases: Mapping[tuple[str | None, str | None, str], int] = field(default_factory=dict)
+    """(outgoing, receiving, state) -> cases; None: the agency is not known yet (``none``)."""
+    pair_overdue: Mapping[tuple[str | None, str | None, str | None], int] = field(
+        default_factory=dict
+    )
     """(outgoing, receiving, whose turn) -> overdue steps."""
-    pair_money_in_flight_fen: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    pair_money_in_flight_fen: Mapping[tuple[str | None, str | None], int] = field(
+        default_factory=dict
+    )
 
 
 FiguresSource = Callable[[], StoreFigures | None]
@@ -243,11 +249,11 @@ class ExchangeCollector:
                 outcomes.add_metric([a, _bounded(outcome)], n)
             for name, n in sorted(figures.mismatched_fields.items()):
                 fields.add_metric([a, _bounded(name)], n)
-            for (out, rec, state), n in sorted(figures.pair_cases.items()):
+            for (out, rec, state), n in sorted(figures.pair_cases.items(), key=str):
                 pairs.add_metric([a, _code(out), _code(rec), _bounded(state)], n)
             for (out, rec, turn), n in sorted(figures.pair_overdue.items(), key=str):
                 overdue.add_metric([a, _code(out), _code(rec), _code(turn)], n)
-            for (out, rec), fen in sorted(figures.pair_money_in_flight_fen.items()):
+            for (out, rec), fen in sorted(figures.pair_money_in_flight_fen.items(), key=str):
                 money.add_metric([a, _code(out), _code(rec)], fen)
             taken.add_metric([a], figures.taken_at)
         yield from (outcomes, fields, pairs, overdue, money, taken)
@@ -256,8 +262,9 @@ class ExchangeCollector:
 # -- the processes' metrics -----------------------------------------------------------------------
 
 
-class _ProcessMetrics:
-    """What the agent and the reconciler share: a registry, the transport, build info."""
+class ProcessMetrics:
+    """What the agent and the reconciler share: a registry, the transport, build info, the relay's
+    counters."""
 
     def __init__(self, agency: str, registry: CollectorRegistry | None) -> None:
         self.agency = agency
@@ -276,11 +283,28 @@ class _ProcessMetrics:
             registry=self.registry,
         ).labels(agency)
 
+        self._published = Counter(
+            "jiexu_outbox_published", "Outbox messages published with a confirm, by type.",
+            ["agency", "type"], registry=self.registry,
+        )
+        self._publish_failures = Counter(
+            "jiexu_outbox_publish_failures",
+            "Outbox messages whose publish failed (they are retried).", ["agency"],
+            registry=self.registry,
+        ).labels(agency)
+
     def figures_refresh_failed(self) -> None:
         self._refresh_failures.inc()
 
+    # -- the outbox relay (`agents.service.relay.OutboxRelay`) ------------------------------------
+    def published(self, message_type: str, count: int = 1) -> None:
+        self._published.labels(self.agency, message_type_label(message_type)).inc(count)
 
-class AgentMetrics(_ProcessMetrics):
+    def publish_failed(self, count: int = 1) -> None:
+        self._publish_failures.inc(count)
+
+
+class AgentMetrics(ProcessMetrics):
     """An agency agent's metrics. Pass ``transport`` to the consumer and `watch_connection`.
 
     >>> metrics = AgentMetrics("110000")
@@ -301,14 +325,6 @@ class AgentMetrics(_ProcessMetrics):
             buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
-        self._published = Counter(
-            "jiexu_outbox_published", "Outbox messages published with a confirm, by type.",
-            ["agency", "type"], registry=r,
-        )
-        self._publish_failures = Counter(
-            "jiexu_outbox_publish_failures",
-            "Outbox messages whose publish failed (they are retried).", ["agency"], registry=r,
-        ).labels(agency)
         self._reminders = Counter(
             "jiexu_reminders_sent", "Reminders committed for overdue steps.", ["agency"],
             registry=r,
@@ -352,12 +368,6 @@ class AgentMetrics(_ProcessMetrics):
             self.months_credited(counterpart, entry.months)
         return entry
 
-    def published(self, message_type: str, count: int = 1) -> None:
-        self._published.labels(self.agency, message_type_label(message_type)).inc(count)
-
-    def publish_failed(self, count: int = 1) -> None:
-        self._publish_failures.inc(count)
-
     def reminders_sent(self, count: int = 1) -> None:
         if count:
             self._reminders.inc(count)
@@ -375,7 +385,7 @@ class AgentMetrics(_ProcessMetrics):
             self.registry.register(self._store)
 
 
-class ReconcilerMetrics(_ProcessMetrics):
+class ReconcilerMetrics(ProcessMetrics):
     """The reconciliation agent's metrics (its agency code is ``000000``)."""
 
     def __init__(

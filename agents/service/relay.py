@@ -23,7 +23,7 @@ import structlog
 
 from agents.domain.clock import Clock, SystemClock
 from agents.faults import crash_point
-from agents.service.metrics import AgentMetrics
+from agents.service.metrics import ProcessMetrics
 from agents.store.base import OutboxMessage
 from broker.delivery import HEADER_REPUBLISHED
 from broker.names import EXCHANGE
@@ -65,7 +65,7 @@ class OutboxRelay:
         poll_interval_s: float = 0.5,
         failure_pause_s: float = 1.0,
         clock: Clock | None = None,
-        metrics: AgentMetrics | None = None,
+        metrics: ProcessMetrics | None = None,
     ) -> None:
         self._store = store
         self._metrics = metrics

@@ -41,6 +41,21 @@ class AgentSettings(BaseSettings):
         description="waiting period (等待期) after a broken continuity, 0 to 6 months (3 where the "
         "local rules say so)",
     )
+    payout_approval_limit_fen: int = Field(
+        0,
+        ge=0,
+        description="a payout to a person of more than this many fen waits in awaiting_approval "
+        "until an operator runs `jiexu case approve-payout`; 0 (the default) holds every payout",
+    )
+    message_max_age_days: float = Field(
+        30,
+        gt=0,
+        description="freshness window: a message whose sent_at is older is dead-lettered as stale; "
+        "also the inbox's retention (rows older than the window are pruned)",
+    )
+    message_max_ahead_s: float = Field(
+        600, ge=0, description="how far ahead of this agency's clock a message's sent_at may be"
+    )
     prefetch: int = Field(100, ge=1)
     retry_delays_ms: tuple[int, ...] = (1000, 5000, 30000)
     user_prefix: str = ""

@@ -3,7 +3,7 @@
 One agency, one store. Everything a handler changes goes through one unit of work::
 
     async with store.transaction() as tx:
-        if not await tx.record_inbox("agent", envelope.message_id):
+        if not await tx.record_inbox("agent", envelope.message_id, sender=envelope.sender):
             return                                  # already handled: ack and forget
         case = await tx.get_case(envelope.case_id)
         ...                                         # the pure state machine decides
@@ -174,8 +174,11 @@ class StoreTransaction(Protocol):
         """Queue messages for the relay, in order. Returns them with their store ids."""
         ...
 
-    async def record_inbox(self, consumer: str, message_id: UUID) -> bool:
-        """Mark a message handled by `consumer`. False if it already was (a redelivery)."""
+    async def record_inbox(self, consumer: str, message_id: UUID, *, sender: str) -> bool:
+        """Mark `sender`'s message handled by `consumer`. False if it already was (a redelivery).
+
+        Keyed by ``(consumer, sender, message_id)``: another agency sending the same id (a
+        squatted id) neither blocks nor is blocked by the real sender's message."""
         ...
 
     async def claim_business_key(self, consumer: str, key: str) -> bool:
@@ -206,8 +209,13 @@ class Store(Protocol):
         """Stamp outbox rows as published now (idempotent)."""
         ...
 
-    async def has_handled(self, consumer: str, message_id: UUID) -> bool:
-        """Whether `consumer` has committed the handling of this message (the inbox)."""
+    async def has_handled(self, consumer: str, message_id: UUID, *, sender: str) -> bool:
+        """Whether `consumer` has committed the handling of `sender`'s message (the inbox)."""
+        ...
+
+    async def prune_inbox(self, before: datetime) -> int:
+        """Forget inbox rows handled before `before` (retention: a message that old is refused as
+        stale anyway, so its row no longer guards against anything). Returns the rows removed."""
         ...
 
     async def get_case(self, case_id: UUID) -> CaseRecord | None: ...

@@ -25,7 +25,14 @@ if TYPE_CHECKING:
     import asyncpg
     from asyncpg.pool import PoolConnectionProxy
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Migration", "migrate_postgres", "migrate_sqlite"]
+__all__ = [
+    "LEGACY_SENDER",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Migration",
+    "migrate_postgres",
+    "migrate_sqlite",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -170,6 +177,39 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
 )
+
+MIGRATIONS += (
+    Migration(
+        2,
+        "inbox keyed by (consumer, sender, message_id); handled_at indexed for retention",
+        # Rows from before this migration have sender '' (unknown): they count as handled for any
+        # sender (the store checks both) until retention prunes them.
+        sqlite=(
+            """CREATE TABLE inbox_v2 (
+                consumer TEXT NOT NULL,
+                sender TEXT NOT NULL,
+                message_id TEXT NOT NULL,
+                handled_at TEXT NOT NULL,
+                PRIMARY KEY (consumer, sender, message_id)
+            )""",
+            "INSERT INTO inbox_v2 (consumer, sender, message_id, handled_at) "
+            "SELECT consumer, '', message_id, handled_at FROM inbox",
+            "DROP TABLE inbox",
+            "ALTER TABLE inbox_v2 RENAME TO inbox",
+            "CREATE INDEX inbox_handled_at ON inbox (handled_at)",
+        ),
+        postgres=(
+            "ALTER TABLE inbox ADD COLUMN sender text NOT NULL DEFAULT ''",
+            "ALTER TABLE inbox ALTER COLUMN sender DROP DEFAULT",
+            "ALTER TABLE inbox DROP CONSTRAINT inbox_pkey",
+            "ALTER TABLE inbox ADD PRIMARY KEY (consumer, sender, message_id)",
+            "CREATE INDEX inbox_handled_at ON inbox (handled_at)",
+        ),
+    ),
+)
+
+LEGACY_SENDER = ""
+"""The inbox's sender for rows recorded before migration 2: they match every sender."""
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 from uuid import UUID
 
@@ -36,7 +36,7 @@ from agents.store.base import (
     StoreError,
     Transition,
 )
-from agents.store.migrations import migrate_postgres
+from agents.store.migrations import LEGACY_SENDER, migrate_postgres
 from schemas.errors import TransientError
 
 __all__ = ["PostgresStore", "PostgresTransaction"]
@@ -234,13 +234,17 @@ class PostgresTransaction:
             added.append(_outbox(row))
         return added
 
-    async def record_inbox(self, consumer: str, message_id: UUID) -> bool:
+    async def record_inbox(self, consumer: str, message_id: UUID, *, sender: str) -> bool:
+        # A row from before migration 2 (sender unknown) counts for every sender.
         status = await self._conn.execute(
-            "INSERT INTO inbox (consumer, message_id, handled_at) VALUES ($1, $2, $3) "
-            "ON CONFLICT DO NOTHING",
+            "INSERT INTO inbox (consumer, sender, message_id, handled_at) SELECT $1, $2, $3, $4 "
+            "WHERE NOT EXISTS (SELECT 1 FROM inbox WHERE consumer = $1 AND sender = $5 "
+            "AND message_id = $3) ON CONFLICT DO NOTHING",
             consumer,
+            sender,
             message_id,
             self._clock.now(),
+            LEGACY_SENDER,
         )
         return bool(status == "INSERT 0 1")
 
@@ -343,11 +347,23 @@ class PostgresStore:
         )
         return [_outbox(row) for row in rows]
 
-    async def has_handled(self, consumer: str, message_id: UUID) -> bool:
+    async def has_handled(self, consumer: str, message_id: UUID, *, sender: str) -> bool:
         rows = await self._fetch(
-            "SELECT 1 FROM inbox WHERE consumer = $1 AND message_id = $2", consumer, message_id
+            "SELECT 1 FROM inbox WHERE consumer = $1 AND message_id = $2 AND sender IN ($3, $4)",
+            consumer,
+            message_id,
+            sender,
+            LEGACY_SENDER,
         )
         return bool(rows)
+
+    async def prune_inbox(self, before: datetime) -> int:
+        rows = await self._fetch(
+            "WITH gone AS (DELETE FROM inbox WHERE handled_at < $1 RETURNING 1) "
+            "SELECT count(*) FROM gone",
+            before,
+        )
+        return int(rows[0][0])
 
     async def mark_published(self, ids: Sequence[int]) -> None:
         if not ids:

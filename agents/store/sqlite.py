@@ -20,7 +20,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -40,7 +40,7 @@ from agents.store.base import (
     StoreError,
     Transition,
 )
-from agents.store.migrations import migrate_sqlite
+from agents.store.migrations import LEGACY_SENDER, migrate_sqlite
 
 __all__ = ["SqliteStore", "SqliteTransaction"]
 
@@ -206,11 +206,21 @@ class SqliteTransaction:
             added.append(_outbox(rows[0]))
         return added
 
-    async def record_inbox(self, consumer: str, message_id: UUID) -> bool:
+    async def record_inbox(self, consumer: str, message_id: UUID, *, sender: str) -> bool:
+        # A row from before migration 2 (sender unknown) counts for every sender.
         return self._write(
-            "INSERT INTO inbox (consumer, message_id, handled_at) VALUES (?, ?, ?) "
-            "ON CONFLICT DO NOTHING",
-            (consumer, str(message_id), ts(self._clock.now())),
+            "INSERT INTO inbox (consumer, sender, message_id, handled_at) SELECT ?, ?, ?, ? "
+            "WHERE NOT EXISTS (SELECT 1 FROM inbox WHERE consumer = ? AND sender = ? "
+            "AND message_id = ?) ON CONFLICT DO NOTHING",
+            (
+                consumer,
+                sender,
+                str(message_id),
+                ts(self._clock.now()),
+                consumer,
+                LEGACY_SENDER,
+                str(message_id),
+            ),
         ) == 1
 
     async def claim_business_key(self, consumer: str, key: str) -> bool:
@@ -297,11 +307,16 @@ class SqliteStore:
         )
         return [_outbox(row) for row in rows]
 
-    async def has_handled(self, consumer: str, message_id: UUID) -> bool:
+    async def has_handled(self, consumer: str, message_id: UUID, *, sender: str) -> bool:
         rows = self._fetchall(
-            "SELECT 1 FROM inbox WHERE consumer = ? AND message_id = ?", (consumer, str(message_id))
+            "SELECT 1 FROM inbox WHERE consumer = ? AND message_id = ? AND sender IN (?, ?)",
+            (consumer, str(message_id), sender, LEGACY_SENDER),
         )
         return bool(rows)
+
+    async def prune_inbox(self, before: datetime) -> int:
+        async with self._db.transaction() as conn:
+            return conn.execute("DELETE FROM inbox WHERE handled_at < ?", (ts(before),)).rowcount
 
     async def mark_published(self, ids: Sequence[int]) -> None:
         if not ids:

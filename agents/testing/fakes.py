@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
@@ -39,6 +39,7 @@ from agents.store.base import (
     StoreTransaction,
     Transition,
 )
+from agents.store.migrations import LEGACY_SENDER
 from schemas.common import Gender, InsuranceType
 
 __all__ = ["InMemoryLedger", "InMemoryStore", "InMemoryTransaction"]
@@ -198,7 +199,7 @@ class _Tables:
         self.outbox: dict[int, OutboxMessage] = {}
         self.outbox_ids: set[UUID] = set()
         self.next_outbox_id = 1
-        self.inbox: set[tuple[str, UUID]] = set()
+        self.inbox: dict[tuple[str, str, UUID], datetime] = {}
         self.business_keys: set[tuple[str, str]] = set()
         self.held: list[HeldMessage] = []
 
@@ -210,7 +211,7 @@ class _Tables:
         tables.outbox = dict(self.outbox)
         tables.outbox_ids = set(self.outbox_ids)
         tables.next_outbox_id = self.next_outbox_id
-        tables.inbox = set(self.inbox)
+        tables.inbox = dict(self.inbox)
         tables.business_keys = set(self.business_keys)
         tables.held = list(self.held)
         return tables
@@ -282,8 +283,12 @@ class InMemoryTransaction:
             added.append(row)
         return added
 
-    async def record_inbox(self, consumer: str, message_id: UUID) -> bool:
-        return _claim(self._tables.inbox, (consumer, message_id))
+    async def record_inbox(self, consumer: str, message_id: UUID, *, sender: str) -> bool:
+        inbox = self._tables.inbox
+        if (consumer, sender, message_id) in inbox or (consumer, LEGACY_SENDER, message_id) in inbox:
+            return False
+        inbox[(consumer, sender, message_id)] = self._clock.now()
+        return True
 
     async def claim_business_key(self, consumer: str, key: str) -> bool:
         return _claim(self._tables.business_keys, (consumer, key))
@@ -355,8 +360,16 @@ class InMemoryStore:
                     outbox[row_id] = replace(row, published_at=now)
             self._tables.outbox = outbox
 
-    async def has_handled(self, consumer: str, message_id: UUID) -> bool:
-        return (consumer, message_id) in self._tables.inbox
+    async def has_handled(self, consumer: str, message_id: UUID, *, sender: str) -> bool:
+        inbox = self._tables.inbox
+        return (consumer, sender, message_id) in inbox or (consumer, LEGACY_SENDER, message_id) in inbox
+
+    async def prune_inbox(self, before: datetime) -> int:
+        async with self._lock:
+            kept = {key: at for key, at in self._tables.inbox.items() if at >= before}
+            removed = len(self._tables.inbox) - len(kept)
+            self._tables.inbox = kept
+            return removed
 
     async def get_case(self, case_id: UUID) -> CaseRecord | None:
         return self._tables.cases.get(case_id)

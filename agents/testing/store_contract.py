@@ -46,6 +46,8 @@ __all__ = ["PERSON", "T0", "StoreContract", "make_case", "make_message"]
 T0 = datetime(2026, 2, 13, 9, 30, tzinfo=CHINA_TZ)
 PERSON = "11010519491231002X"
 OTHER_PERSON = "440300199208100027"
+B, C = "441900", "440300"
+"""Two senders, for the inbox."""
 
 
 class Boom(Exception):
@@ -222,7 +224,7 @@ class StoreContract(abc.ABC):
         async with store.transaction() as tx:
             with pytest.raises(DuplicateOpenCase):
                 await tx.save_case(make_case())
-            assert await tx.record_inbox("agent", uuid4())
+            assert await tx.record_inbox("agent", uuid4(), sender=B)
             await tx.add_outbox([make_message()])
         assert len(await store.fetch_unpublished()) == 1
 
@@ -256,7 +258,7 @@ class StoreContract(abc.ABC):
             async with store.transaction() as tx:
                 await tx.save_case(case, transition(case, "letter_sent"))
                 await tx.add_outbox([make_message(1), make_message(2)])
-                assert await tx.record_inbox("agent", message_id)
+                assert await tx.record_inbox("agent", message_id, sender=B)
                 assert await tx.claim_business_key("agent", "letter:L-1")
                 assert await tx.hold_message(case.case_id, uuid4(), b"{}", "form missing")
                 raise Boom
@@ -266,7 +268,7 @@ class StoreContract(abc.ABC):
         assert await store.held_messages() == []
         assert await store.cases_by_state() == {}
         async with store.transaction() as tx:
-            assert await tx.record_inbox("agent", message_id)  # not recorded before
+            assert await tx.record_inbox("agent", message_id, sender=B)  # not recorded before
             assert await tx.claim_business_key("agent", "letter:L-1")
 
     async def test_a_committed_transaction_keeps_everything(self, store: Store) -> None:
@@ -282,24 +284,47 @@ class StoreContract(abc.ABC):
     async def test_the_inbox_knows_a_redelivery(self, store: Store) -> None:
         message_id = uuid4()
         async with store.transaction() as tx:
-            assert await tx.record_inbox("agent", message_id) is True
-            assert await tx.record_inbox("agent", message_id) is False
+            assert await tx.record_inbox("agent", message_id, sender=B) is True
+            assert await tx.record_inbox("agent", message_id, sender=B) is False
         async with store.transaction() as tx:
-            assert await tx.record_inbox("agent", message_id) is False
-            assert await tx.record_inbox("reconciler", message_id) is True
+            assert await tx.record_inbox("agent", message_id, sender=B) is False
+            assert await tx.record_inbox("reconciler", message_id, sender=B) is True
 
     async def test_has_handled_sees_only_committed_inbox_rows(self, store: Store) -> None:
         message_id = uuid4()
-        assert await store.has_handled("agent", message_id) is False
+        assert await store.has_handled("agent", message_id, sender=B) is False
         with pytest.raises(RuntimeError):
             async with store.transaction() as tx:
-                await tx.record_inbox("agent", message_id)
+                await tx.record_inbox("agent", message_id, sender=B)
                 raise RuntimeError("rolled back")
-        assert await store.has_handled("agent", message_id) is False
+        assert await store.has_handled("agent", message_id, sender=B) is False
         async with store.transaction() as tx:
-            await tx.record_inbox("agent", message_id)
-        assert await store.has_handled("agent", message_id) is True
-        assert await store.has_handled("reconciler", message_id) is False
+            await tx.record_inbox("agent", message_id, sender=B)
+        assert await store.has_handled("agent", message_id, sender=B) is True
+        assert await store.has_handled("reconciler", message_id, sender=B) is False
+
+    async def test_the_inbox_is_keyed_by_sender_a_squatted_id_blocks_nothing(self, store: Store) -> None:
+        message_id = uuid4()
+        async with store.transaction() as tx:
+            assert await tx.record_inbox("agent", message_id, sender=C) is True  # the squatter first
+        assert await store.has_handled("agent", message_id, sender=C) is True
+        assert await store.has_handled("agent", message_id, sender=B) is False
+        async with store.transaction() as tx:
+            assert await tx.record_inbox("agent", message_id, sender=B) is True  # the real sender
+            assert await tx.record_inbox("agent", message_id, sender=B) is False
+        assert await store.has_handled("agent", message_id, sender=B) is True
+
+    async def test_prune_inbox_forgets_rows_handled_before_the_cutoff(self, store: Store) -> None:
+        old, new = uuid4(), uuid4()
+        async with store.transaction() as tx:
+            await tx.record_inbox("agent", old, sender=B)
+        self.clock.advance(days=40)
+        async with store.transaction() as tx:
+            await tx.record_inbox("agent", new, sender=B)
+        assert await store.prune_inbox(self.clock.now() - timedelta(days=30)) == 1
+        assert await store.has_handled("agent", old, sender=B) is False
+        assert await store.has_handled("agent", new, sender=B) is True
+        assert await store.prune_inbox(self.clock.now() - timedelta(days=30)) == 0
 
     async def test_concurrent_deliveries_of_one_message_are_handled_once(
         self, store: Store
@@ -308,7 +333,7 @@ class StoreContract(abc.ABC):
 
         async def deliver() -> bool:
             async with store.transaction() as tx:
-                first = await tx.record_inbox("agent", message_id)
+                first = await tx.record_inbox("agent", message_id, sender=B)
                 await asyncio.sleep(0)
                 return first
 

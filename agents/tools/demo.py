@@ -4,11 +4,16 @@ Everything is real: the broker (found or started by the provider chain), one bro
 Ed25519 key per agency, SQLite stores and ledgers seeded with people whose ID numbers, balances,
 months and contribution periods are valid. Agents run in this process, each with its own broker
 connection; they talk only through RabbitMQ.
+
+With ``JIEXU_METRICS_PORT`` set, every agent and the reconciler serve their metrics and health
+endpoints, each on a free port of its own (one port cannot serve them all): ``serving`` is told
+each one's code and URL once it runs (``jiexu demo`` prints them on stderr).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 import uuid
@@ -23,7 +28,7 @@ import structlog
 from agents.domain.case import State, case_from_data
 from agents.domain.certificate import ParticipationCertificate
 from agents.ledger.base import SeedableLedger
-from agents.reconcile import ReconcilerSettings, run_reconciler
+from agents.reconcile import ReconcilerProcess, ReconcilerSettings
 from agents.reconcile.report import ReconciliationReport
 from agents.service.certificates import CertificateFiles, save_certificate
 from agents.service.process import AgentProcess
@@ -142,6 +147,7 @@ async def run_demo(
     seed: int = 20261122,
     progress: Callable[[int, int], None] | None = None,
     timeout_s: float = 600.0,
+    serving: Callable[[str, str], None] | None = None,
 ) -> DemoResult:
     """Provision, start the agents and the reconciler, run the transfers, wait, and sum up."""
     rng = random.Random(seed)
@@ -157,8 +163,7 @@ async def run_demo(
         retry_delays_ms=(200, 1000, 5000),
     )
     agents: dict[str, AgentProcess] = {}
-    stop_reconciler = asyncio.Event()
-    reconciler_task: asyncio.Task[Any] | None = None
+    reconciler: ReconcilerProcess | None = None
     try:
         for code in codes:
             settings = provisioned.settings(code, deadline_interval_s=5.0, prefetch=200)
@@ -166,10 +171,14 @@ async def run_demo(
                 # JIEXU_METRICS_PORT is set: one port cannot serve every agent of this process;
                 # each takes a free one (logged as metrics_serving).
                 settings = settings.model_copy(update={"metrics_port": 0})
-            agents[code] = await AgentProcess(settings).start()
-        reconciler_task = asyncio.create_task(
-            _run_reconciler(provisioned, stop_reconciler), name="reconciler"
-        )
+            agents[code] = agent = await AgentProcess(settings).start()
+            if serving is not None and agent.health is not None:
+                serving(code, agent.health.url)
+        reconciler = _reconciler(provisioned)
+        await reconciler.start()
+        reconciler.start_sweeper(5.0)
+        if serving is not None and reconciler.health is not None:
+            serving(RECONCILER_CODE, reconciler.health.url)
         planned = await _seed(agents, codes, transfers, rng)
         money_before = await _money(agents)
         started = time.perf_counter()
@@ -184,9 +193,9 @@ async def run_demo(
         continuity = await _continuity(agents, submitted)
         certificate = await _sample_certificate(agents, submitted)
     finally:
-        stop_reconciler.set()
-        if reconciler_task is not None:
-            await asyncio.gather(reconciler_task, return_exceptions=True)
+        if reconciler is not None:
+            with contextlib.suppress(Exception):
+                await reconciler.stop()
         for agent in agents.values():
             await agent.stop()
         provisioned.teardown()
@@ -227,21 +236,23 @@ async def run_demo(
     )
 
 
-async def _run_reconciler(provisioned: Provisioned, stop: asyncio.Event) -> None:
+def _reconciler(provisioned: Provisioned) -> ReconcilerProcess:
+    """The reconciler, sweeping every 5 s once started; a free metrics port of its own when
+    ``JIEXU_METRICS_PORT`` (or ``JIEXU_RECONCILER_METRICS_PORT``) is set."""
     paths = provisioned.paths
     secret = load_agency_secret(paths.credentials(RECONCILER_CODE))
-    await run_reconciler(
+    settings = ReconcilerSettings()
+    if settings.metrics.port is not None:
+        settings = settings.model_copy(update={"reconciler_metrics_port": 0})
+    return ReconcilerProcess(
         amqp_url=secret["amqp_url"],
         directory=AgencyDirectory.load(paths.directory),
         private_key=load_private_key(paths.private_key(RECONCILER_CODE)),
         store_path=paths.report(),
-        settings=ReconcilerSettings(),
+        settings=settings,
         consumer_settings=ConsumerSettings(
             user_prefix=provisioned.user_prefix, retry_delays_ms=provisioned.retry_delays_ms
         ),
-        sweep_interval_s=5.0,
-        stop_event=stop,
-        signals=(),
     )
 
 

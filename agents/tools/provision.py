@@ -29,6 +29,7 @@ from broker.topology import (
     delete_agency_users,
     write_credentials,
 )
+from schemas.common import MAX_FEN
 from schemas.registry import MODELS
 
 __all__ = ["REGION_NAMES", "AgencyProfile", "Provisioned", "provision", "world_paths"]
@@ -135,6 +136,8 @@ class Provisioned:
             "amqp_url": self.endpoint.amqp_url(vhost=self.vhost),
             "regime": profile.regime,
             "accepts_funds": profile.accepts_funds,
+            # Demo and test worlds pay out without an operator; an agency's default holds them all.
+            "payout_approval_limit_fen": MAX_FEN,
             "retry_delays_ms": self.retry_delays_ms,
             "user_prefix": self.user_prefix,
         }

@@ -1,6 +1,11 @@
 """What an operator wants at a glance: queues, dead letters, cases, overdue steps, mismatches.
 
 Read-only: the broker through its management API, each agency's store, the reconciler's report.
+
+From another machine, where no agency's files are, `StatusSources.reconciler_url` reads the
+reconciler's ``/metrics`` instead (``jiexu status --from-reconciler URL``): the national view it
+exports (`agents.reconcile.figures`), cases, overdue cases and money in flight per pair of agencies,
+reconciliation outcomes and mismatches by field, replaces the local stores and report.
 """
 
 from __future__ import annotations
@@ -10,6 +15,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
 from agents.reconcile.report import ReconciliationReport
 from agents.service.bootstrap import open_agency_store
 from agents.service.paths import Paths
@@ -17,7 +25,7 @@ from agents.store.base import Store
 from broker.management import ManagementClient, ManagementError
 from broker.names import RECONCILER_CODE, UNROUTABLE_QUEUE, dlq_queue, inbox_queue
 
-__all__ = ["StatusSources", "collect_status"]
+__all__ = ["StatusSources", "collect_status", "reconciler_status"]
 
 OVERDUE_LISTED = 20
 
@@ -32,6 +40,10 @@ class StatusSources:
     database_url: str | None = None
     agencies: Sequence[str] = ()
     """Agency codes to report on; empty: every agency with a data directory or a queue."""
+    reconciler_url: str | None = None
+    """The reconciler's metrics endpoint (``http://host:port`` or ``.../metrics``): read the
+    national view from it instead of the local stores and report."""
+    timeout_s: float = 10.0
 
 
 def _queue_figures(queue: dict[str, Any] | None) -> dict[str, Any]:
@@ -106,6 +118,10 @@ async def _cases_status(sources: StatusSources, codes: Sequence[str], today: dat
                     for r in overdue[:OVERDUE_LISTED]
                 ],
                 "held_messages": len(await store.held_messages()),
+                "payouts_awaiting_approval": [
+                    str(r.case_id)
+                    for r in await store.list_cases(open_only=True, states=["awaiting_approval"])
+                ],
             }
         finally:
             await store.close()
@@ -139,9 +155,90 @@ async def _reconciliation_status(sources: StatusSources) -> dict[str, Any]:
         await report.close()
 
 
+def _metrics_url(url: str) -> str:
+    url = url.rstrip("/")
+    return url if url.endswith("/metrics") else f"{url}/metrics"
+
+
+def _agency(label: str) -> str | None:
+    return None if label == "none" else label
+
+
+async def reconciler_status(url: str, timeout_s: float = 10.0) -> dict[str, Any]:
+    """The reconciler's national view, read from its ``/metrics``: ``reconciliation`` (as the
+    local report's, with ``mismatches_by_field`` instead of the latest mismatches) and ``exchange``
+    (one row per pair of agencies; an agency not known yet is null)."""
+    source = _metrics_url(url)
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s) as client:
+            response = await client.get(source)
+        response.raise_for_status()
+        families = list(text_string_to_metric_families(response.text))
+    except (httpx.HTTPError, ValueError) as exc:
+        error = {"available": False, "source": source, "error": f"{type(exc).__name__}: {exc}"}
+        return {"reconciliation": error, "exchange": error}
+    outcomes: dict[str, int] = {}
+    fields: dict[str, int] = {}
+    pairs: dict[tuple[str | None, str | None], dict[str, Any]] = {}
+    taken_at: float | None = None
+
+    def pair(labels: dict[str, str]) -> dict[str, Any]:
+        key = (_agency(labels["outgoing"]), _agency(labels["receiving"]))
+        return pairs.setdefault(
+            key,
+            {"outgoing": key[0], "receiving": key[1], "cases": {}, "overdue": {},
+             "money_in_flight_fen": 0},
+        )
+
+    for family in families:
+        for sample in family.samples:
+            labels, value = sample.labels, int(sample.value)
+            if sample.name == "jiexu_reconciliation_cases":
+                outcomes[labels["outcome"]] = value
+            elif sample.name == "jiexu_reconciliation_mismatches":
+                fields[labels["field"]] = value
+            elif sample.name == "jiexu_exchange_cases":
+                pair(labels)["cases"][labels["state"]] = value
+            elif sample.name == "jiexu_exchange_overdue_steps":
+                pair(labels)["overdue"][labels["whose_turn"]] = value
+            elif sample.name == "jiexu_exchange_money_in_flight_fen":
+                pair(labels)["money_in_flight_fen"] = value
+            elif sample.name == "jiexu_figures_timestamp_seconds":
+                taken_at = sample.value
+    if not outcomes:
+        error = {"available": False, "source": source,
+                 "error": "no figures yet: not a reconciler, or it has not read its report yet"}
+        return {"reconciliation": error, "exchange": error}
+    stuck = outcomes.get("stuck", 0)
+    return {
+        "reconciliation": {
+            "available": True,
+            "source": source,
+            "matched": outcomes.get("matched", 0),
+            "mismatched": outcomes.get("mismatched", 0),
+            "open": outcomes.get("pending", 0) + stuck,
+            "stuck": stuck,
+            "mismatches_by_field": dict(sorted(fields.items())),
+        },
+        "exchange": {
+            "available": True,
+            "source": source,
+            "figures_taken_at": taken_at,
+            "pairs": [pairs[key] for key in sorted(pairs, key=str)],
+        },
+    }
+
+
 async def collect_status(sources: StatusSources, today: date) -> dict[str, Any]:
     """Everything `jiexu status` shows, as JSON-ready values."""
     broker, queue_codes = _broker_status(sources)
+    if sources.reconciler_url:
+        return {
+            "today": today.isoformat(),
+            "broker": broker,
+            "cases": {},
+            **await reconciler_status(sources.reconciler_url, sources.timeout_s),
+        }
     local = sources.paths.agency_codes()
     codes = list(sources.agencies) or sorted(set(queue_codes) | set(local))
     return {

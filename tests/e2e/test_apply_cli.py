@@ -31,12 +31,14 @@ async def test_an_application_from_the_command_line_completes_and_case_show_foll
         p = world.provisioned
         common = ["--data-dir", str(p.data_dir), "--secrets-dir", str(p.secrets_dir),
                   "--directory", str(p.directory_path)]
+        # Personal data from the environment: on the command line it would be visible in `ps`.
+        person_env = {"JIEXU_ID_NUMBER": out.id_number, "JIEXU_NAME": out.name}
         result = await asyncio.to_thread(
             CliRunner().invoke,
             app,
-            ["apply", "--agency", JIUJIANG, "--from-region", DONGGUAN, "--id-number", out.id_number,
-             "--name", out.name, "--gender", out.gender.value, "--insurance-type", "310",
-             "--json", *common],
+            ["apply", "--agency", JIUJIANG, "--from-region", DONGGUAN,
+             "--gender", out.gender.value, "--insurance-type", "310", "--json", *common],
+            env=person_env,
         )
         assert result.exit_code == 0, result.output
         applied = json.loads(result.stdout)
@@ -50,8 +52,8 @@ async def test_an_application_from_the_command_line_completes_and_case_show_foll
         shown = await asyncio.to_thread(
             CliRunner().invoke,
             app,
-            ["case", "show", "--agency", JIUJIANG, "--id-number", out.id_number, "--json",
-             "--data-dir", str(p.data_dir)],
+            ["case", "show", "--agency", JIUJIANG, "--json", "--data-dir", str(p.data_dir)],
+            env={"JIEXU_ID_NUMBER": out.id_number},
         )
         assert shown.exit_code == 0, shown.output
         summary = json.loads(shown.stdout)
@@ -60,14 +62,26 @@ async def test_an_application_from_the_command_line_completes_and_case_show_foll
         assert out.id_number not in shown.stdout
 
         # A malformed application is refused with a clear error and changes nothing.
+        wrong_check_digit = out.id_number[:-1] + ("0" if out.id_number[-1] != "0" else "1")
         bad = await asyncio.to_thread(
             CliRunner().invoke,
             app,
-            ["apply", "--agency", JIUJIANG, "--from-region", DONGGUAN, "--id-number",
-             out.id_number[:-1] + ("0" if out.id_number[-1] != "0" else "1"),
-             "--name", out.name, "--gender", out.gender.value, *common],
+            ["apply", "--agency", JIUJIANG, "--from-region", DONGGUAN,
+             "--gender", out.gender.value, *common],
+            env={**person_env, "JIEXU_ID_NUMBER": wrong_check_digit},
         )
         assert bad.exit_code == 2
         assert "invalid application" in bad.output
+
+        # Typed on the command line, personal data is refused before anything happens.
+        typed = await asyncio.to_thread(
+            CliRunner().invoke,
+            app,
+            ["apply", "--agency", JIUJIANG, "--from-region", DONGGUAN, "--id-number", out.id_number,
+             "--name", out.name, "--gender", out.gender.value, *common],
+        )
+        assert typed.exit_code == 2
+        said = " ".join(typed.output.replace("│", " ").split())  # typer's error box wraps lines
+        assert "JIEXU_ID_NUMBER" in said and out.id_number not in said
         cases = await world.agents[JIUJIANG].service.store.list_cases()
         assert len(cases) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,13 +15,15 @@ JIEXU = str(Path(sys.executable).with_name("jiexu"))
 
 
 def test_the_demo_runs_every_branch_reconciles_and_conserves_money(tmp_path: Path) -> None:
+    # With JIEXU_METRICS_PORT set, the demo says where to scrape each agent and the reconciler.
+    metrics = {"JIEXU_METRICS_PORT": "0", "JIEXU_METRICS_HOST": "127.0.0.1"}
     completed = subprocess.run(
         [JIEXU, "demo", "--agencies", "5", "--transfers", str(len(BRANCHES)), "--json",
          "--data-dir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ},
+        env={**os.environ, **metrics},
         check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -41,3 +44,7 @@ def test_the_demo_runs_every_branch_reconciles_and_conserves_money(tmp_path: Pat
     assert summary["money_before_fen"] == summary["money_after_fen"] + summary["paid_out_fen"]
     assert summary["paid_out_fen"] > 0
     assert summary["overdue_cases"] == 0
+    # One line per agent and one for the reconciler on stderr, none on stdout.
+    scrape = re.compile(r"^scrape (agent|reconciler) (\d{6}): http://127\.0\.0\.1:\d+/metrics ")
+    found = {m.group(2): m.group(1) for m in map(scrape.match, completed.stderr.splitlines()) if m}
+    assert found == {**{code: "agent" for code in summary["agencies"]}, "000000": "reconciler"}

@@ -59,18 +59,20 @@ async def _depth(url: str, queue: str) -> int:
         return declared.declaration_result.message_count or 0
 
 
-def _run(*args: str) -> Result:
+def _run(*args: str, url: str | None = None) -> Result:
     """Invoke the CLI in-process; the logging it configures is pointed at the runner's stderr,
-    which closes afterwards, so the previous configuration is put back."""
+    which closes afterwards, so the previous configuration is put back. ``url``: the agency's
+    login, in the environment (a password is refused on the command line)."""
     saved = structlog.get_config()
     try:
-        return CliRunner().invoke(app, list(args))
+        env = {"JIEXU_AGENCY_AMQP_URL": url} if url is not None else None
+        return CliRunner().invoke(app, list(args), env=env)
     finally:
         structlog.configure(**saved)
 
 
-def _invoke(*args: str) -> dict[str, Any]:
-    result = _run(*args)
+def _invoke(*args: str, url: str | None = None) -> dict[str, Any]:
+    result = _run(*args, url=url)
     assert result.exit_code == 0, result.output
     parsed: dict[str, Any] = json.loads(result.stdout)
     return parsed
@@ -89,7 +91,7 @@ def test_dlq_list_shows_reasons_with_id_numbers_masked_and_replay_empties_the_ch
     )
     other_id = asyncio.run(_dead_letter(url, cred.username, "unknown_version", "v9"))
 
-    listed = _invoke("dlq", "list", "--agency", A, "--amqp-url", url, "--json")
+    listed = _invoke("dlq", "list", "--agency", A, "--json", url=url)
     assert listed["count"] == 2
     assert listed["by_reason"] == {"invalid_payload": 1, "unknown_version": 1}
     by_id = {x["message_id"]: x for x in listed["dead_letters"]}
@@ -103,15 +105,13 @@ def test_dlq_list_shows_reasons_with_id_numbers_masked_and_replay_empties_the_ch
     assert "110105********X" in letter["detail"]
     assert asyncio.run(_depth(vhost.amqp_url, dlq_queue(A))) == 2, "listing consumed nothing"
 
-    human = _run("dlq", "list", "--agency", A, "--amqp-url", url)
+    human = _run("dlq", "list", "--agency", A, url=url)
     assert human.exit_code == 0, human.output
     assert "invalid_payload" in human.stdout and ID_NUMBER not in human.stdout
 
-    replayed = _invoke(
-        "dlq", "replay", "--agency", A, "--amqp-url", url, "--message-id", other_id, "--json"
-    )
+    replayed = _invoke("dlq", "replay", "--agency", A, "--message-id", other_id, "--json", url=url)
     assert replayed == {"agency": A, "replayed": [other_id], "kept": 1, "failed": []}
-    remaining = _invoke("dlq", "list", "--agency", A, "--amqp-url", url, "--json")
+    remaining = _invoke("dlq", "list", "--agency", A, "--json", url=url)
     assert [x["message_id"] for x in remaining["dead_letters"]] == [schema_id]
 
 
@@ -119,6 +119,13 @@ def test_dlq_replay_refuses_a_login_that_is_not_the_agencys(
     agencies_sync: tuple[TestVhost, TopologySpec, AgencyCredentials],
 ) -> None:
     vhost, _, _ = agencies_sync
-    result = _run("dlq", "replay", "--agency", A, "--amqp-url", vhost.amqp_url, "--all")
+    result = _run("dlq", "replay", "--agency", A, "--all", url=vhost.amqp_url)
     assert result.exit_code == 2
     assert "own broker user" in result.output
+
+
+def test_a_password_on_the_command_line_is_refused() -> None:
+    result = _run("dlq", "list", "--agency", A, "--amqp-url", "amqp://agency-x:secret@127.0.0.1:5672/v")
+    assert result.exit_code == 2
+    said = " ".join(result.output.replace("│", " ").split())  # typer's error box wraps lines
+    assert "visible to every user" in said and ":secret@" not in said

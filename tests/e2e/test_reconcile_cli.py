@@ -12,6 +12,7 @@ import structlog
 from typer.testing import CliRunner, Result
 
 from agents.cli import app
+from agents.cli.reconcile_cmd import store_path
 from broker.connection import connect
 from broker.directory import AgencyDirectory
 from broker.names import RECONCILER_CODE, inbox_queue
@@ -24,6 +25,7 @@ from schemas.information import BalanceDisposition, InformationFormV2
 from schemas.notices import TransferCompletedV1
 from schemas.registry import envelope_for
 from tests.integration.transport_support import A, B, directory_entry
+from tests.unit.report_world import open_report_world
 
 
 async def _send_copies(
@@ -115,3 +117,71 @@ def test_once_handles_the_inbox_asks_both_ends_and_the_report_lists_the_open_cas
 
     human = _run("reconcile", "--report", "--data-dir", str(tmp_path / "data"))
     assert human.exit_code == 0 and "0 matched, 0 mismatched, 1 open" in human.stdout
+
+
+def test_the_report_shows_control_totals_per_pair_and_day_a_mismatch_and_a_stuck_case(
+    tmp_path: Path,
+) -> None:
+    """A report built directly (the real service, a manual clock): two pairs over two days, a
+    mismatch with its field and both values, money in flight past its due date."""
+    data = tmp_path / "data"
+    path = store_path(data)
+    path.parent.mkdir(parents=True)
+    out, into, other = "441900", "360400", "110000"
+
+    async def build() -> dict[str, uuid.UUID]:
+        world = await open_report_world(path)
+        try:
+            return {
+                "clean": await world.ended_case(out, into, date(2026, 3, 2), 50_000, credited=50_000),
+                "short": await world.ended_case(out, into, date(2026, 3, 3), 40_000, credited=39_000),
+                "other": await world.ended_case(other, into, date(2026, 3, 3), 10_000, credited=10_000),
+                "stuck": await world.money_in_flight(
+                    out, other, date(2026, 3, 2), date(2026, 3, 10), 70_000
+                ),
+            }
+        finally:
+            await world.report.close()
+
+    cases = asyncio.run(build())
+    result = _run("reconcile", "--report", "--data-dir", str(data), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["counts"] == {"open": 1, "matched": 2, "mismatched": 1, "stuck": 1}
+    totals = {(t["day"], t["outgoing"], t["receiving"]): t for t in summary["control_totals"]}
+    assert set(totals) == {
+        ("2026-03-02", out, into), ("2026-03-03", out, into), ("2026-03-03", other, into)
+    }
+    first, second = totals[("2026-03-02", out, into)], totals[("2026-03-03", out, into)]
+    assert (first["cases"], first["matched"], first["amount_out_fen"], first["amount_in_fen"]) == (
+        1, 1, 50_000, 50_000
+    )
+    assert first["balanced"] is True
+    assert (second["mismatched"], second["amount_out_fen"], second["amount_in_fen"]) == (
+        1, 40_000, 39_000
+    )
+    assert second["balanced"] is False
+    assert (second["months_out"], second["months_in"]) == (36, 36)
+    [mismatch] = summary["mismatches"]
+    assert mismatch["case_id"] == str(cases["short"]) and mismatch["day"] == "2026-03-03"
+    assert [(d["field"], d["outgoing_value"], d["receiving_value"]) for d in mismatch["differences"]] == [
+        ("amount", 40_000, 39_000)
+    ]
+    [stuck] = summary["stuck"]
+    assert stuck["case_id"] == str(cases["stuck"]) and stuck["overdue_since"] == "2026-03-10"
+    assert (stuck["outgoing"], stuck["receiving"], stuck["amount_in_flight_fen"]) == (out, other, 70_000)
+
+    human = _run("reconcile", "--report", "--data-dir", str(data))
+    assert human.exit_code == 0, human.output
+    lines = human.stdout.splitlines()
+    assert lines[0] == "cases: 2 matched, 1 mismatched, 1 open (1 stuck)"
+    rows = [line.split() for line in lines if line.startswith("2026-03-0")]
+    assert rows == [
+        ["2026-03-02", out, into, "1", "50000", "50000", "36", "36", "ok"],
+        ["2026-03-03", other, into, "1", "10000", "10000", "36", "36", "ok"],
+        ["2026-03-03", out, into, "1", "40000", "39000", "36", "36", "UNBALANCED"],
+    ]
+    assert f"  {cases['short']} {out}->{into}: amount 40000 vs 39000" in lines
+    assert (
+        f"  {cases['stuck']} {out}->{other} overdue since 2026-03-10, in flight 70000 fen" in lines
+    )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import aio_pika
@@ -11,10 +13,18 @@ import pytest
 from typer.testing import CliRunner
 
 from agents.cli import app
+from agents.domain.clock import SystemClock
+from agents.reconcile.figures import take_exchange_figures
+from agents.service.figures import FiguresRefresher
+from agents.service.health import HealthServer
+from agents.service.paths import Paths
+from agents.store.base import CaseRecord
+from agents.store.sqlite import SqliteStore
 from agents.tools.provision import AgencyProfile
 from broker.names import EXCHANGE, routing_key
 from broker.pytest_plugin import TestVhost
 from tests.integration.agent_world import agent_world
+from tests.unit.report_world import open_report_world
 
 DONGGUAN, JIUJIANG = "441900", "360400"
 
@@ -75,3 +85,113 @@ async def test_status_reports_queues_dead_letters_and_cases(
         )
         assert human.exit_code == 0
         assert JIUJIANG in human.stdout and "unroutable messages: 0" in human.stdout
+
+
+# -- something to show, built directly in the stores (no broker: the management API is absent) ----
+
+NOWHERE = {"JIEXU_AMQP_URL": "amqp://guest:guest@127.0.0.1:1/", "COLUMNS": "200",
+           "JIEXU_MANAGEMENT_URL": "http://127.0.0.1:1"}
+
+
+async def _overdue_store(paths: Paths, code: str, counterpart: str, today: date) -> uuid.UUID:
+    """Agency ``code`` waits for ``counterpart``'s completion, due three days ago."""
+    case_id = uuid.uuid4()
+    created = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+    store = await SqliteStore.open(paths.store(code))
+    try:
+        async with store.transaction() as tx:
+            await tx.save_case(
+                CaseRecord(
+                    case_id=case_id, role="outgoing", state="awaiting_completion", person_key="k",
+                    counterpart=counterpart, message_version=2, open=True, created_at=created,
+                    updated_at=created, due_date=today - timedelta(days=3), whose_turn=counterpart,
+                )
+            )
+    finally:
+        await store.close()
+    return case_id
+
+
+async def test_status_shows_an_overdue_step_and_a_mismatch_with_both_values(tmp_path: Path) -> None:
+    paths = Paths(data_dir=tmp_path / "data")
+    today = SystemClock().today()
+    case_id = await _overdue_store(paths, DONGGUAN, JIUJIANG, today)
+    paths.report().parent.mkdir(parents=True)
+    world = await open_report_world(paths.report())
+    try:
+        mismatch = await world.ended_case(DONGGUAN, JIUJIANG, date(2026, 3, 3), 40_000, credited=41_000)
+    finally:
+        await world.report.close()
+
+    args = ["status", "--data-dir", str(paths.data_dir)]
+    result = await asyncio.to_thread(CliRunner().invoke, app, [*args, "--json"], env=NOWHERE)
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.stdout)
+    assert status["broker"]["available"] is False
+    cases = status["cases"][DONGGUAN]
+    assert cases["by_state"] == {"awaiting_completion": 1} and cases["overdue"] == 1
+    [step] = cases["overdue_steps"]
+    assert step["case_id"] == str(case_id) and step["whose_turn"] == JIUJIANG
+    assert step["days_late"] == 3 and step["due_date"] == (today - timedelta(days=3)).isoformat()
+    recon = status["reconciliation"]
+    assert (recon["matched"], recon["mismatched"], recon["open"]) == (0, 1, 0)
+    [m] = recon["latest_mismatches"]
+    assert m["case_id"] == str(mismatch) and (m["outgoing"], m["receiving"]) == (DONGGUAN, JIUJIANG)
+    assert [(d["field"], d["outgoing_value"], d["receiving_value"]) for d in m["differences"]] == [
+        ("amount", 40_000, 41_000)
+    ]
+
+    human = await asyncio.to_thread(CliRunner().invoke, app, args, env=NOWHERE)
+    assert human.exit_code == 0, human.output
+    assert (
+        f"overdue at {DONGGUAN}: case {case_id} awaiting_completion, {JIUJIANG}'s turn, due "
+        f"{(today - timedelta(days=3)).isoformat()} (3 days late)"
+    ) in human.stdout
+    assert "reconciliation: 0 matched, 1 mismatched, 0 open, 0 stuck" in human.stdout
+    assert f"mismatch {mismatch} ({DONGGUAN} -> {JIUJIANG}): amount: outgoing 40000 vs receiving 41000" in (
+        human.stdout
+    )
+
+
+async def test_status_from_the_reconciler_reads_the_national_view_over_http(tmp_path: Path) -> None:
+    """An operator with no agency's files reads what the reconciler exports on /metrics."""
+    world = await open_report_world(tmp_path / "report.db")
+    refresher = FiguresRefresher(lambda: take_exchange_figures(world.report, world.clock))
+    world.metrics.watch_exchange(refresher.latest)
+    try:
+        await world.ended_case(DONGGUAN, JIUJIANG, date(2026, 3, 2), 50_000, credited=50_000)
+        await world.ended_case(DONGGUAN, JIUJIANG, date(2026, 3, 3), 40_000, credited=40_000,
+                               months_in=35)
+        await world.money_in_flight(JIUJIANG, DONGGUAN, date(2026, 3, 2), date(2026, 3, 10), 70_000)
+        await refresher.refresh()
+        async with HealthServer(world.metrics.registry) as server:
+            args = ["status", "--data-dir", str(tmp_path / "nothing"), "--from-reconciler", server.url]
+            result = await asyncio.to_thread(CliRunner().invoke, app, [*args, "--json"], env=NOWHERE)
+            human = await asyncio.to_thread(CliRunner().invoke, app, args, env=NOWHERE)
+    finally:
+        await world.report.close()
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.stdout)
+    recon = status["reconciliation"]
+    assert recon["source"] == f"{server.url}/metrics"
+    assert (recon["matched"], recon["mismatched"], recon["open"], recon["stuck"]) == (1, 1, 1, 1)
+    assert recon["mismatches_by_field"] == {"months": 1}
+    assert status["exchange"]["pairs"] == [
+        {"outgoing": JIUJIANG, "receiving": DONGGUAN, "cases": {"in_progress": 1},
+         "overdue": {DONGGUAN: 1}, "money_in_flight_fen": 70_000},
+        {"outgoing": DONGGUAN, "receiving": JIUJIANG, "cases": {"matched": 1, "mismatched": 1},
+         "overdue": {}, "money_in_flight_fen": 0},
+    ]
+    assert status["cases"] == {}  # no local store was read
+    assert human.exit_code == 0, human.output
+    assert "mismatched by field: months 1" in human.stdout
+    assert f"1 at {DONGGUAN}'s turn" in human.stdout and "70000 fen" in human.stdout
+
+
+async def test_status_says_when_the_reconciler_does_not_answer(tmp_path: Path) -> None:
+    args = ["status", "--data-dir", str(tmp_path), "--from-reconciler", "http://127.0.0.1:1", "--json"]
+    result = await asyncio.to_thread(CliRunner().invoke, app, args, env=NOWHERE)
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.stdout)
+    assert status["reconciliation"]["available"] is False
+    assert "ConnectError" in status["exchange"]["error"]

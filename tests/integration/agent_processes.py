@@ -39,6 +39,7 @@ def agent_env(settings: AgentSettings, crash_at: str | None = None) -> dict[str,
             "JIEXU_DEADLINE_INTERVAL_S": str(settings.deadline_interval_s),
             "JIEXU_REGIME": settings.regime.value,
             "JIEXU_ACCEPTS_FUNDS": "true" if settings.accepts_funds else "false",
+            "JIEXU_PAYOUT_APPROVAL_LIMIT_FEN": str(settings.payout_approval_limit_fen),
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
         }
     )

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,10 @@ class Impersonator:
         causation_id: uuid.UUID | None = None,
         message_id: uuid.UUID | None = None,
         version: int | None = None,
+        sent_at: datetime | None = None,
     ) -> Envelope:
+        """``sent_at``: the recipient's clock when it runs on a manual one (else now): a message
+        outside the recipient's freshness window is dead-lettered as stale."""
         envelope = envelope_for(
             document,
             sender=self.code,
@@ -71,6 +75,7 @@ class Impersonator:
             causation_id=causation_id,
             message_id=message_id,
             version=version,
+            sent_at=sent_at,
         )
         return await self.publisher.publish(sign_envelope(envelope, self.private_key))
 

@@ -39,13 +39,14 @@ from agents.tools.provision import AgencyProfile, Provisioned, provision
 from agents.tools.seed import make_mover
 from broker.connection import BrokerConnection, connect
 from broker.dlq import list_dead_letters
-from broker.names import inbox_queue, retry_queue
+from broker.names import RECONCILER_CODE, inbox_queue, retry_queue
 from broker.pytest_plugin import TestVhost
 from broker.topology import delete_agency_users
 from schemas.common import BankAccount, InsuranceType, Person
 from schemas.contact import PayoutReason
 from tests.integration.agent_processes import REPO, AgentRun, start_agent
 from tests.integration.agent_world import TERMINAL
+from tests.integration.log_scan import assert_no_pii
 from tests.integration.transport_support import eventually
 
 JIUJIANG, ZHENGZHOU = "360400", "410100"
@@ -194,9 +195,12 @@ async def _leftovers(
             for where, ids in here.items():
                 for message_id in ids:
                     assert message_id is not None, f"{code} {where}: a message without an id"
-                    assert await service.store.has_handled(CONSUMER, uuid.UUID(message_id)), (
-                        f"{code} {where}: message {message_id} was never handled"
-                    )
+                    senders = [*opened, RECONCILER_CODE]  # the inbox is keyed by sender too
+                    handled = [
+                        await service.store.has_handled(CONSUMER, uuid.UUID(message_id), sender=s)
+                        for s in senders
+                    ]
+                    assert any(handled), f"{code} {where}: message {message_id} was never handled"
             found[code] = here
     finally:
         await admin.close()
@@ -347,6 +351,13 @@ async def test_an_agent_killed_at_a_step_boundary_and_restarted_completes_every_
             await service.close()
         with rabbitmq_vhost.management() as api:
             delete_agency_users(api, provisioned.spec)
+    # Every agent's log, every start: no raw ID number, name or account number got through.
+    people = [t.seeded for t in transfers]
+    assert_no_pii(
+        sorted(logs.glob("agent-*.log")),
+        names=[p.name for p in people],
+        numbers=[p.id_number for p in people] + ["6217000010001234567"],
+    )
     # Copies of handled messages only (checked above), at most still in an inbox; none dead-lettered:
     # the relay marks what it may have sent before the kill as republished. Shown with -s.
     for code, here in leftovers.items():

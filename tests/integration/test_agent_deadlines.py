@@ -137,6 +137,7 @@ async def test_an_overdue_completion_reminds_the_receiving_agency(
                 ),
                 recipient=DONGGUAN,
                 case_id=case_id,
+                sent_at=clock.now(),  # Dongguan lives on its manual clock (freshness window)
             )
         waiting = await world.wait_case(DONGGUAN, case_id, lambda c: c.state is State.AWAITING_COMPLETION)
         assert waiting.whose_turn == JIUJIANG and waiting.due_date is not None

@@ -292,3 +292,25 @@ async def test_a_forged_retry_header_from_another_agency_is_ignored(agencies: Ag
     assert [d.attempt for _, d in recorder.deliveries] == [1, 2]
     assert recorder.deliveries[0][1].publisher_user == agencies.user(B)
 
+
+
+async def test_exception_text_is_masked_before_it_goes_into_the_dead_letter_header(
+    agencies: Agencies,
+) -> None:
+    """A handler's exception may quote personal data; the x-jiexu-dead-detail header does not."""
+    leaked = "ledger said: no account for 11010519491231002X, card 6222021234567890123, name='张三丰'"
+    recorder = Recorder(fail=lambda m, d: RuntimeError(leaked))
+    await agencies.consumer(A, recorder, max_attempts=1)
+    from_b = await agencies.publisher(B)
+    await from_b.publish(receipt(B, A))
+    admin = await agencies.admin()
+
+    async def dead() -> bool:
+        return (await queue_counts(admin, dlq_queue(A)))[0] == 1
+
+    await eventually(dead, "the failing message in the DLQ")
+    (letter,) = (await _dlq(agencies)).values()
+    detail = header_str(letter.headers, HEADER_DEAD_DETAIL) or ""
+    assert "ledger said" in detail
+    for secret in ("11010519491231002X", "6222021234567890123", "三丰"):
+        assert secret not in detail

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -18,7 +19,9 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from agents.domain.clock import CHINA_TZ, ManualClock
@@ -26,7 +29,9 @@ from agents.domain.workdays import WorkingCalendar
 from agents.ledger import PersonAccount
 from agents.ledger.sqlite import SqliteLedger
 from agents.reconcile import (
+    ReconcilerProcess,
     ReconcilerService,
+    ReconcilerSettings,
     ReconciliationReport,
     ReportOutbox,
     Rules,
@@ -418,3 +423,92 @@ async def test_a_rejection_before_any_form_is_matched_when_nothing_moved(
     # Only the rejecting agency was known at first; its statement named the other one.
     assert record.parties == [OUT, IN]
 
+
+
+async def test_the_reconcilers_metrics_agree_with_its_report_and_it_is_ready(world: World) -> None:
+    """A mismatched case and a matched one through the real process serving its endpoints: the
+    result counters, the gauges read from the report and the report itself say the same."""
+    mismatched, matched = uuid.uuid4(), uuid.uuid4()
+    await transfer(world, mismatched, credited=BALANCE + 1_000)
+    process = ReconcilerProcess(
+        amqp_url=world.agencies.url(RECONCILER_CODE),
+        directory=world.agencies.directory,
+        private_key=world.agencies.keys[RECONCILER_CODE],
+        store_path=world.store_path,
+        settings=ReconcilerSettings(
+            metrics_port=0, metrics_host="127.0.0.1", figures_interval_s=0.2
+        ),
+        consumer_settings=world.agencies.settings(),
+    )
+    await process.start()
+    try:
+        assert process.health is not None
+        async with httpx.AsyncClient(base_url=process.health.url) as client:
+            ready = await client.get("/readyz")
+            assert ready.status_code == 200, ready.text
+            assert set(ready.json()["checks"]) == {"broker", "consumer", "report"}
+            await world.copy_to_reconciler(OUT, information_form(), mismatched)
+            await world.copy_to_reconciler(
+                IN,
+                TransferCompletedV1(
+                    months_credited=MONTHS, deemed_months_credited=DEEMED,
+                    amount_credited=BALANCE + 1_000,
+                ),
+                mismatched,
+            )
+            await world.copy_to_reconciler(
+                OUT, RejectionV1(reason_code=RejectionReason.ARREARS, text="参保人存在欠费"), matched
+            )
+
+            async def both_reconciled() -> bool:
+                return len(world.outgoing.results) == len(world.receiving.results) == 2
+
+            await eventually(both_reconciled, "both cases' results at both agencies")
+            counts = await process.report.counts()
+            assert (counts["matched"], counts["mismatched"]) == (1, 1)
+
+            async def scraped() -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+                response = await client.get("/metrics")
+                assert response.status_code == 200
+                return {
+                    (s.name, frozenset(s.labels.items())): s.value
+                    for family in text_string_to_metric_families(response.text)
+                    for s in family.samples
+                }
+
+            def one(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
+                    **labels: str) -> float | None:
+                return samples.get((name, frozenset({"agency": RECONCILER_CODE, **labels}.items())))
+
+            async def gauges_caught_up() -> bool:
+                samples = await scraped()
+                return one(samples, "jiexu_reconciliation_cases", outcome="mismatched") == 1
+
+            await eventually(gauges_caught_up, "the report's figures on /metrics")
+            samples = await scraped()
+            for outcome in ("matched", "mismatched"):
+                assert one(samples, "jiexu_reconciliation_results_total", outcome=outcome) == (
+                    counts[outcome]
+                )
+                assert one(samples, "jiexu_reconciliation_cases", outcome=outcome) == counts[outcome]
+            assert one(samples, "jiexu_reconciliation_differences_total", field="amount") == 1
+            assert one(samples, "jiexu_reconciliation_mismatches", field="amount") == 1
+            assert one(
+                samples, "jiexu_exchange_cases", outgoing=OUT, receiving=IN, state="mismatched"
+            ) == 1
+            assert one(
+                samples, "jiexu_exchange_cases", outgoing=OUT, receiving=IN, state="matched"
+            ) == 1
+            handled = sum(
+                v for (n, labels), v in samples.items() if n == "jiexu_messages_handled_total"
+            )
+            with sqlite3.connect(f"file:{world.store_path}?mode=ro", uri=True) as db:
+                (inbox_rows,) = db.execute("SELECT COUNT(*) FROM inbox").fetchone()
+            assert handled == inbox_rows == 7  # form, completion, rejection, 2 x 2 statements
+            assert one(samples, "jiexu_broker_connection_up") == 1
+            assert one(
+                samples, "jiexu_outbox_published_total", type="reconciliation_result"
+            ) == 4
+    finally:
+        await process.stop()
+    assert process.health is None

@@ -170,7 +170,7 @@ async def test_two_processes_worth_of_writers_on_one_file(tmp_path: Path) -> Non
 
         async def deliver(store: SqliteStore, message_id: Any) -> bool:
             async with store.transaction() as tx:
-                return await tx.record_inbox("agent", message_id)
+                return await tx.record_inbox("agent", message_id, sender="441900")
 
         results = await asyncio.gather(
             *(deliver(a if i % 2 else b, mid) for i, mid in enumerate(ids)),
@@ -178,7 +178,9 @@ async def test_two_processes_worth_of_writers_on_one_file(tmp_path: Path) -> Non
         )
         assert sum(results) == 40
         for mid in ids:
-            assert await a.has_handled("agent", mid) and await b.has_handled("agent", mid)
+            assert await a.has_handled("agent", mid, sender="441900") and await b.has_handled(
+                "agent", mid, sender="441900"
+            )
     finally:
         await a.close()
         await b.close()

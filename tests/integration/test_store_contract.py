@@ -39,7 +39,7 @@ class TestSqliteStore(StoreContract):
 
             async def deliver(store: Store) -> bool:
                 async with store.transaction() as tx:
-                    return await tx.record_inbox("agent", message_id)
+                    return await tx.record_inbox("agent", message_id, sender="441900")
 
             assert sorted(await asyncio.gather(deliver(a), deliver(b))) == [False, True]
         finally:

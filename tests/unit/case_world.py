@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -35,6 +35,7 @@ from agents.domain.case import (
     LetterReceived,
     Note,
     OutboundMessage,
+    PayoutApproved,
     Tick,
     case_from_data,
     event_for_message,
@@ -122,6 +123,17 @@ def _directory_entry(code: str, versions: Mapping[str, Sequence[int]]) -> Agency
     )
 
 
+class WorldDirectory(AgencyDirectory):
+    """The directory of the unit world: an agency the test lists nothing for is still known by
+    its bank account (as every counterpart is in production: its key is in the directory), but
+    not listed (``in`` is false: this agency sends it the newest of everything)."""
+
+    def get(self, code: str) -> AgencyEntry:
+        if code in self:
+            return super().get(code)
+        return _directory_entry(code, EVERY_VERSION)
+
+
 class Agent:
     """One agency: its real `AgencyService` over in-memory store, books and clock."""
 
@@ -139,6 +151,8 @@ class Agent:
         self.clock = ManualClock(datetime(2025, 3, 3, 9, tzinfo=CHINA_TZ))
         self.store = InMemoryStore(clock=self.clock)
         self.outbox: list[Sent] = []
+        self.sent_log: list[Sent] = []
+        """Everything this agent ever sent (`outbox` is emptied as the world delivers)."""
         self.notes: list[Note] = []
         self.logs: list[dict[str, Any]] = []
         self.service = AgencyService(
@@ -193,7 +207,7 @@ class Agent:
         entries = [_directory_entry(code, v) for code, v in (self._versions or {}).items()]
         if self.code not in (self._versions or {}):
             entries.append(_directory_entry(self.code, self._own_versions or EVERY_VERSION))
-        self.service.directory = AgencyDirectory(entries)
+        self.service.directory = WorldDirectory(entries)
 
     @property
     def run_commands(self) -> bool:
@@ -261,6 +275,7 @@ class Agent:
             sent.append(Sent(self.code, envelope.case_id, outbound, row.body))
         settle(self.store.mark_published([row.id for row in rows]))
         self.outbox.extend(sent)
+        self.sent_log.extend(sent)
         return sent
 
     def apply_for(
@@ -310,6 +325,9 @@ class Agent:
             return self._call(event.case_id, self.service.apply(event))
         if isinstance(event, Tick):
             return self.tick(today)
+        if isinstance(event, PayoutApproved):
+            self._at(today)
+            return self._call(event.case_id, self.service.approve_payout(event.case_id, event.approved_by))
         if isinstance(event, LedgerApplied | LedgerRefused):
             if case is None:
                 raise ValueError("a ledger result needs the case whose commands it answers")
@@ -329,7 +347,7 @@ class Agent:
             case_id=event.case_id,
             message_id=event.message_id,
             version=document.VERSION,
-            sent_at=datetime(today.year, today.month, today.day, 9, tzinfo=UTC),
+            sent_at=datetime(today.year, today.month, today.day, 9, tzinfo=CHINA_TZ),
         )
         body = encode_envelope(sign_envelope(envelope, signing_key(event.sender)))
         return self.receive(parse(body), today)
@@ -401,7 +419,7 @@ class World:
             causation_id=message.causation_id,
             message_id=message.message_id,
             version=message.version,
-            sent_at=datetime(self.today.year, self.today.month, self.today.day, 9, tzinfo=UTC),
+            sent_at=datetime(self.today.year, self.today.month, self.today.day, 9, tzinfo=CHINA_TZ),
         )
         return encode_envelope(sign_envelope(envelope, signing_key(sent.sender)))
 

@@ -29,6 +29,7 @@ from agents.domain.case import (
 )
 from agents.store.base import CaseRecord
 from schemas.contact import PayoutReason
+from schemas.errors import ContractError
 from schemas.examples import EXAMPLES, example_envelope
 from schemas.funds import FundTransferV1
 from schemas.information import BalanceDisposition, InformationFormV2
@@ -46,6 +47,7 @@ from tests.unit.case_world import (
     outgoing_account,
     person,
     receiving_account,
+    settle,
 )
 
 OUT = "360400"
@@ -141,7 +143,7 @@ def test_a_second_letter_for_an_existing_case_changes_nothing() -> None:
     assert note_events(decision.notes) == ["case.second_letter"]
 
 
-def test_a_message_from_another_agency_than_the_counterpart_is_ignored() -> None:
+def test_a_message_from_another_agency_than_the_counterpart_is_dead_lettered() -> None:
     world, receiving, outgoing = pair()
     outgoing.run_commands = False
     case_id = receiving.apply_for(person(), OUT, DAY)
@@ -153,10 +155,12 @@ def test_a_message_from_another_agency_than_the_counterpart_is_ignored() -> None
         sender="320100",
         rejection=RejectionV1(reason_code=RejectionReason.OTHER, text="伪造"),
     )
-    decision = receiving.handle(forged, DAY)
+    with pytest.raises(ContractError) as refused:
+        receiving.handle(forged, DAY)
 
-    assert decision.case is None and note_events(decision.notes) == ["case.wrong_sender"]
+    assert refused.value.reason == "wrong_sender"
     assert receiving.case(case_id).state is State.AWAITING_FORM
+    assert not settle(receiving.store.has_handled("agent", forged.message_id, sender="320100"))
 
 
 def test_an_event_for_the_other_role_is_an_unexpected_note() -> None:

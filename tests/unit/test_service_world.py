@@ -62,7 +62,8 @@ def test_an_overdue_step_with_pending_ledger_commands_is_reissued_by_the_tick() 
     assert due is not None and outgoing.case(case_id).state is State.RELEASING
 
     outgoing.run_commands = True
-    outgoing.tick(WeekdayCalendar().add_working_days(due, 1))
+    world.today = WeekdayCalendar().add_working_days(due, 1)  # one clock for both ends (sent_at)
+    outgoing.tick(world.today)
     world.pump(twice=True)
 
     assert "case.ledger_commands_reissued" in note_events(outgoing.notes)

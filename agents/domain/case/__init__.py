@@ -20,6 +20,7 @@ the agency's working days under its `Regime` (kept by the case), from the day gi
 | recv | awaiting_form       | letter sent; form (+ balance) owed to us | them | L2F from opened_on |
 | recv | awaiting_funds      | form says transferred; the money is owed | them | as awaiting_form   |
 | recv | crediting           | form and money agree; Credit pending     | ours | F2C from form day  |
+| out  | awaiting_approval   | payout above limit: operator to approve  | ours | L2F from opened_on |
 | out  | releasing           | letter accepted; ledger commands pending | ours | L2F from opened_on |
 | out  | awaiting_completion | form (+ funds) sent; completion owed     | them | F2C from day sent  |
 | both | completed           | done                                     |      |                    |
@@ -58,6 +59,9 @@ Outgoing:
 | from                | event                           | to                  | sends / commands            |
 |---------------------|---------------------------------|---------------------|-----------------------------|
 | (none)              | Letter, checks pass             | releasing           | TerminateAndDebit [+PayOut] |
+| (none)              | Letter, payout above the limit  | awaiting_approval   | nothing (commands held)     |
+| awaiting_approval   | PayoutApproved                  | releasing           | the held commands           |
+| awaiting_approval   | Rejection                       | rejected            |                             |
 | (none)              | Letter, refused                 | rejected            | rejection (the reason)      |
 | releasing           | LedgerApplied                   | awaiting_completion | form [+ fund transfer]      |
 | releasing           | LedgerRefused, none applied     | rejected            | rejection                   |
@@ -69,6 +73,14 @@ Outgoing:
 | awaiting_completion | Rejection                       | discrepancy         |                             |
 | awaiting_completion | Tick after due date             | (same)              | reminder                    |
 | releasing           | Tick                            | (same)              | ledger commands again       |
+
+Money goes only where the agency directory says: the fund transfer pays
+``Context.counterpart_account`` (the receiving agency's account in the directory), never the account
+the contact letter names; a letter whose account differs is noted (``case.letter_account_differs``)
+and otherwise ignored. A payout to the person needs the letter's name and ID number and the payout
+account's holder to match the outgoing books (`policy.check_letter`), and a payout of more than
+``Agency.payout_approval_limit_fen`` waits in ``awaiting_approval`` until an operator approves it
+(`PayoutApproved`); nothing changes in the books before that.
 
 Anything else (a message seen before, a second letter or form for the case, an event for a
 terminal case, an event for the other role) changes nothing and yields a note. Money that arrives
@@ -127,6 +139,7 @@ from agents.domain.case.events import (
     LedgerRefused,
     LetterReceived,
     MessageEvent,
+    PayoutApproved,
     RejectionReceived,
     ReminderReceived,
     Tick,
@@ -172,6 +185,7 @@ __all__ = [
     "Note",
     "OutboundMessage",
     "PayOut",
+    "PayoutApproved",
     "ReceivedFunds",
     "RejectionReceived",
     "ReminderReceived",

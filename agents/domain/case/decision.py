@@ -16,7 +16,7 @@ from agents.domain.case.model import Case, Role, State
 from agents.domain.continuity import DEFAULT_WAITING_MONTHS
 from agents.domain.deadlines import Regime
 from agents.domain.workdays import WorkdayCalendar
-from schemas.common import AgencyDetails, Document
+from schemas.common import AgencyDetails, BankAccount, Document
 from schemas.errors import ContractError
 from schemas.notices import RejectionReason, RejectionV1
 from schemas.registry import known_versions, negotiate_version
@@ -38,6 +38,10 @@ class Agency:
     waiting_months: int = DEFAULT_WAITING_MONTHS
     """Waiting period (等待期) this agency sets after a broken continuity: 0 to 6 months
     (`agents.domain.continuity`; 6 by default, 3 where the local rules say so)."""
+    payout_approval_limit_fen: int | None = None
+    """A payout to a person of more than this many fen waits for an operator's approval (state
+    ``awaiting_approval``, `PayoutApproved`); ``None``: no approval step. The agent's setting
+    ``JIEXU_PAYOUT_APPROVAL_LIMIT_FEN`` defaults to 0, which holds every payout."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +50,9 @@ class Context:
 
     ``account``: the ledger's `lookup` of the event's person (application or letter only).
     ``other_open_case``: another open case for this person exists in this agency's store.
+    ``counterpart_account``: the counterpart's bank account as the agency directory lists it
+    (``None``: the directory lists none that is valid). A fund transfer pays this account and no
+    other: never an account a message names.
     """
 
     agency: Agency
@@ -54,6 +61,7 @@ class Context:
     account: PersonAccount | None = None
     other_open_case: bool = False
     counterpart_versions: Mapping[str, Sequence[int]] | None = None
+    counterpart_account: BankAccount | None = None
 
 
 @dataclass(frozen=True)

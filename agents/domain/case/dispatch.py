@@ -12,12 +12,19 @@ from agents.domain.case.events import (
     LedgerApplied,
     LedgerRefused,
     LetterReceived,
+    PayoutApproved,
     RejectionReceived,
     ReminderReceived,
     Tick,
 )
 from agents.domain.case.model import Case, Role, State
-from agents.domain.case.outgoing import _on_completion, _on_letter, _on_rejection_at_outgoing, _on_released
+from agents.domain.case.outgoing import (
+    _on_completion,
+    _on_letter,
+    _on_payout_approved,
+    _on_rejection_at_outgoing,
+    _on_released,
+)
 from agents.domain.case.receiving import (
     _on_application,
     _on_credited,
@@ -46,6 +53,8 @@ def decide(case: Case | None, event: Event, ctx: Context) -> Decision:
         return Decision(notes=(Note("case.unknown_case", {"event": type(event).__name__}),))
     if isinstance(event, Tick):
         return _on_tick(case, event.today, ctx)
+    if isinstance(event, PayoutApproved):
+        return _on_payout_approved(case, event, ctx)
     if isinstance(event, LedgerApplied | LedgerRefused):
         if case.state not in (State.RELEASING, State.CREDITING):
             return _ignore("case.stale_ledger_result", case, event)

@@ -25,6 +25,7 @@ __all__ = [
     "LedgerRefused",
     "LetterReceived",
     "MessageEvent",
+    "PayoutApproved",
     "RejectionReceived",
     "ReminderReceived",
     "Tick",
@@ -109,6 +110,17 @@ class Tick:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PayoutApproved:
+    """An operator of this (outgoing) agency approves a payout held in ``awaiting_approval``.
+
+    ``approved_by``: who approved it, as the operator's command records it (kept in the history).
+    """
+
+    case_id: uuid.UUID
+    approved_by: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class LedgerApplied:
     """The results of the case's pending ledger commands, in order (replayed results included)."""
 
@@ -129,7 +141,7 @@ class LedgerRefused:
 MessageEvent = (
     LetterReceived | FormReceived | FundsReceived | CompletionReceived | RejectionReceived | ReminderReceived
 )
-Event = ApplicationSubmitted | MessageEvent | Tick | LedgerApplied | LedgerRefused
+Event = ApplicationSubmitted | MessageEvent | Tick | LedgerApplied | LedgerRefused | PayoutApproved
 
 
 def event_for_message(message: Message) -> MessageEvent | None:

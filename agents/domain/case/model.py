@@ -47,6 +47,7 @@ class State(StrEnum):
     AWAITING_FORM = "awaiting_form"
     AWAITING_FUNDS = "awaiting_funds"
     CREDITING = "crediting"
+    AWAITING_APPROVAL = "awaiting_approval"
     RELEASING = "releasing"
     AWAITING_COMPLETION = "awaiting_completion"
     COMPLETED = "completed"
@@ -118,6 +119,9 @@ class Case(_Frozen):
     """Fund transfers received (receiving); before the form arrives these are held."""
     booked: Booked | None = None
     pending_commands: tuple[LedgerCommand, ...] = ()
+    held_commands: tuple[LedgerCommand, ...] = ()
+    """Outgoing, ``awaiting_approval``: the ledger commands (with the payout) that run once an
+    operator approves the payout; nothing has changed in the books before that."""
     rejection_reason: RejectionReason | None = None
     rejection_text: str | None = None
     discrepancy: Discrepancy | None = None

@@ -33,12 +33,19 @@ from agents.domain.case.decision import (
     _seen,
     _send,
 )
-from agents.domain.case.events import CompletionReceived, LedgerApplied, LetterReceived, RejectionReceived
+from agents.domain.case.events import (
+    CompletionReceived,
+    LedgerApplied,
+    LetterReceived,
+    PayoutApproved,
+    RejectionReceived,
+)
 from agents.domain.case.model import Booked, Case, Discrepancy, Role, State
 from agents.domain.case.timing import _enter
 from agents.domain.certificate import Holder, IssuingAgency, ParticipationCertificate
 from agents.domain.continuity import Continuity, ContinuityOutcome
 from agents.domain.deadlines import Step, due_date
+from schemas.common import BankAccount
 from schemas.funds import FundTransferV1, RemittanceMark
 from schemas.information import BalanceDisposition, ContributionPeriod, InformationFormV2
 from schemas.notices import RejectionReason, TransferCompletedV1, TransferCompletedV2
@@ -72,6 +79,7 @@ def _on_letter(event: LetterReceived, ctx: Context) -> Decision:
         letter=letter,
         account=account,
         other_open_case=ctx.other_open_case,
+        payee_known=ctx.counterpart_account is not None,
     )
     if refusal is None and "information_form" in missing:
         refusal = policy.Refusal(
@@ -127,6 +135,35 @@ def _on_letter(event: LetterReceived, ctx: Context) -> Decision:
         )
     if letter.payout_requested and plan.disposition is not BalanceDisposition.PAID_TO_PERSON:
         notes.append(Note("case.payout_not_needed", {**_ids(case), "disposition": plan.disposition.value}))
+    payee = ctx.counterpart_account
+    if payee is not None and _account_key(letter.receiving_agency.bank_account) != _account_key(payee):
+        # The money goes to the directory's account whatever the letter says; the operator is told.
+        notes.append(Note("case.letter_account_differs", _ids(case)))
+    limit = agency.payout_approval_limit_fen
+    if plan.payout_fen > 0 and limit is not None and plan.payout_fen > limit:
+        held = _enter(
+            case,
+            State.AWAITING_APPROVAL,
+            today,
+            ctx.calendar,
+            held_commands=tuple(commands),
+            note=(
+                f"余额支付 {policy.yuan(plan.payout_fen)} 元超过审批限额，待经办人审批 (a payout above "
+                f"the approval limit of {policy.yuan(limit)} yuan waits for an operator: jiexu case "
+                "approve-payout)"
+            ),
+        )
+        notes.append(
+            Note("case.payout_held", {**_ids(held), "amount_fen": plan.payout_fen, "limit_fen": limit})
+        )
+        return _decision(
+            None,
+            held,
+            "LetterReceived",
+            notes=notes,
+            disposition=plan.disposition.value,
+            held_for_approval=True,
+        )
     releasing = _enter(
         case,
         State.RELEASING,
@@ -164,14 +201,17 @@ def _on_released(case: Case, event: LedgerApplied, ctx: Context) -> Decision:
     messages: list[OutboundMessage] = []
     if form is not None and booked.amount_fen > 0:
         try:
+            if ctx.counterpart_account is None:
+                raise ValueError("no directory account for the receiving agency")
+            # The directory's account, never the one the letter names (a diverted account).
             transfer = FundTransferV1(
                 amount=booked.amount_fen,
                 payer_account=ctx.agency.details.bank_account,
-                payee_account=case.letter.receiving_agency.bank_account,
+                payee_account=ctx.counterpart_account,
                 information_form_id=form_id,
                 remittance_mark=RemittanceMark(name=case.person.name, id_number=case.person.id_number),
             )
-        except ValidationError:
+        except (ValidationError, ValueError):
             form = None
         else:
             messages.append(_send(case, transfer, "fund_transfer", case.letter_message_id))
@@ -250,6 +290,34 @@ def _certificate(case: Case, form: InformationFormV2, ctx: Context) -> Participa
         )
     except (ValidationError, ValueError):
         return None
+
+
+def _account_key(account: BankAccount) -> tuple[str, str]:
+    return (account.bank_code, account.account_number)
+
+
+def _on_payout_approved(case: Case, event: PayoutApproved, ctx: Context) -> Decision:
+    """An operator approves the held payout: the held ledger commands run now."""
+    if case.state is not State.AWAITING_APPROVAL or not case.held_commands:
+        return _ignore("case.nothing_to_approve", case, event)
+    commands = tuple(case.held_commands)
+    releasing = _enter(
+        case,
+        State.RELEASING,
+        ctx.today,
+        ctx.calendar,
+        pending_commands=commands,
+        held_commands=(),
+        note="余额支付已审批 (payout approved)",
+    )
+    return _decision(
+        case,
+        releasing,
+        "PayoutApproved",
+        commands=commands,
+        notes=(Note("case.payout_approved", _ids(releasing)),),
+        approved_by=event.approved_by,
+    )
 
 
 def _shift_month(month: str, delta: int) -> str:
@@ -383,6 +451,20 @@ def _on_rejection_at_outgoing(case: Case, event: RejectionReceived, ctx: Context
     if not case.is_open:
         return _ignore("case.stale_rejection", case, event)
     rejection = event.rejection
+    if case.state is State.AWAITING_APPROVAL:
+        # Nothing has changed in the books yet: the case simply ends.
+        rejected = _enter(
+            case,
+            State.REJECTED,
+            ctx.today,
+            ctx.calendar,
+            held_commands=(),
+            rejection_reason=rejection.reason_code,
+            rejection_text=rejection.text,
+            note=rejection.text,
+            seen=_seen(case, event.message_id),
+        )
+        return _decision(case, rejected, "RejectionReceived", reason=rejection.reason_code.value)
     expected = received = None
     if rejection.reason_code is RejectionReason.AMOUNT_MISMATCH and case.booked is not None:
         expected = case.booked.amount_fen

@@ -31,6 +31,7 @@ _DEADLINES: Mapping[State, tuple[Step, OverdueStep, bool]] = {
     State.AWAITING_FORM: (Step.LETTER_TO_FORM_AND_FUNDS, OverdueStep.INFORMATION_FORM, True),
     State.AWAITING_FUNDS: (Step.LETTER_TO_FORM_AND_FUNDS, OverdueStep.FUND_TRANSFER, True),
     State.CREDITING: (Step.FORM_TO_COMPLETION, OverdueStep.TRANSFER_COMPLETED, False),
+    State.AWAITING_APPROVAL: (Step.LETTER_TO_FORM_AND_FUNDS, OverdueStep.INFORMATION_FORM, False),
     State.RELEASING: (Step.LETTER_TO_FORM_AND_FUNDS, OverdueStep.INFORMATION_FORM, False),
     State.AWAITING_COMPLETION: (Step.FORM_TO_COMPLETION, OverdueStep.TRANSFER_COMPLETED, True),
 }
@@ -48,6 +49,7 @@ def _enter(case: Case, state: State, today: date, calendar: WorkdayCalendar, **u
                 "whose_turn": None,
                 "overdue_step": None,
                 "pending_commands": (),
+                "held_commands": (),
             }
         )
     step, owed, theirs = timing
