@@ -1,5 +1,5 @@
 """`jiexu conformance` against jiexu's own agent: every step passes; an agent that does not copy
-the reconciler (the gap a foreign implementation had) fails exactly those steps."""
+the reconciler (the gap a foreign implementation had) fails exactly the reconciliation steps."""
 
 from __future__ import annotations
 
@@ -76,9 +76,13 @@ async def test_an_agent_that_does_not_copy_the_reconciler_fails_those_steps(
         checks = await run_conformance(
             ConformanceSettings(**{**settings.__dict__, "timeout_s": 5.0})
         )
+        # Configured without a reconciler, the agent also refuses statement requests (they are
+        # accepted from the configured reconciler only).
         assert _failed(checks) == [
             "copy of the form to the reconciler",
+            "statement request answered",
             "copy of the rejection to the reconciler",
+            "statement request answered (unknown case)",
         ]
 
 
