@@ -1,20 +1,8 @@
-"""The agency directory: who the agencies are, what they speak, their keys and bank accounts.
+"""The agency directory: loading the file, decoding keys, lookups.
 
-A JSON file, shared by every agency (it holds no secrets)::
-
-    {
-      "agencies": [
-        {
-          "code": "110000",
-          "name": "北京市医疗保障事务中心",
-          "supported_versions": {"information_form": [1, 2], "fund_transfer": [1]},
-          "public_key": "<base64 of the raw 32-byte Ed25519 public key>",
-          "bank_account": {"bank_name": "...", "bank_code": "...",
-                           "account_name": "...", "account_number": "..."},
-          "address": "...", "phone": "..."
-        }
-      ]
-    }
+The file's format is part of the published contract: its models are `schemas.directory`
+(``schemas/json/directory.schema.json``), re-exported here so ``from broker.directory import
+AgencyEntry`` keeps working.
 """
 
 from __future__ import annotations
@@ -24,18 +12,16 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import ValidationError
 
-from broker.signing import Ed25519PublicKey, load_public_key
-from schemas.envelope import AgencyCodeStr
+from broker.signing import Ed25519PublicKey
+from schemas.directory import AgencyEntry, DirectoryBankAccount, DirectoryFile
 from schemas.errors import JiexuError
 
 __all__ = ["AgencyDirectory", "AgencyEntry", "DirectoryBankAccount", "DirectoryError", "UnknownAgency"]
 
-_NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
-_MessageType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z_]*$", max_length=64)]
+_DirectoryFile = DirectoryFile
 
 
 class DirectoryError(JiexuError):
@@ -47,67 +33,6 @@ class UnknownAgency(JiexuError, KeyError):
 
     def __str__(self) -> str:
         return f"agency {self.args[0]!r} is not in the agency directory"
-
-
-class DirectoryBankAccount(BaseModel):
-    """An agency's bank account as the directory file lists it (checked more loosely than the
-    contract's `schemas.common.BankAccount`, which a message carries)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    bank_name: _NonEmpty
-    bank_code: _NonEmpty
-    account_name: _NonEmpty
-    account_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{6,34}$")]
-
-
-class AgencyEntry(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    code: AgencyCodeStr
-    name: _NonEmpty
-    supported_versions: dict[_MessageType, tuple[Annotated[int, Field(ge=1)], ...]]
-    public_key: str = Field(description="base64 of the raw 32-byte Ed25519 public key")
-    bank_account: DirectoryBankAccount
-    address: str | None = None
-    phone: str | None = None
-
-    @field_validator("supported_versions")
-    @classmethod
-    def _versions_sorted_unique(
-        cls, value: dict[str, tuple[int, ...]]
-    ) -> dict[str, tuple[int, ...]]:
-        for message_type, versions in value.items():
-            if not versions:
-                raise ValueError(f"{message_type}: at least one version")
-            if len(set(versions)) != len(versions):
-                raise ValueError(f"{message_type}: versions repeat: {list(versions)}")
-        return {t: tuple(sorted(v)) for t, v in value.items()}
-
-    @field_validator("public_key")
-    @classmethod
-    def _key_loads(cls, value: str) -> str:
-        load_public_key(value)  # ValueError -> a validation error naming the field
-        return value.strip()
-
-    def key(self) -> Ed25519PublicKey:
-        return load_public_key(self.public_key)
-
-
-class _DirectoryFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    agencies: list[AgencyEntry]
-
-    @field_validator("agencies")
-    @classmethod
-    def _codes_unique(cls, value: list[AgencyEntry]) -> list[AgencyEntry]:
-        seen: set[str] = set()
-        for entry in value:
-            if entry.code in seen:
-                raise ValueError(f"agency {entry.code} is listed twice")
-            seen.add(entry.code)
-        return value
 
 
 class AgencyDirectory:

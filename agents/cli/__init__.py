@@ -68,6 +68,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "certificate_app",
         "Verify a participation certificate (参保凭证) against the directory.",
     ),
+    "conformance": (
+        "agents.cli.conformance_cmd",
+        "conformance_command",
+        "Play the counterparts and the reconciler against another agency's implementation.",
+    ),
 }
 
 
