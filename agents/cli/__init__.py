@@ -9,6 +9,7 @@ from agents.cli.bench_cmd import bench_command
 from agents.cli.demo_cmd import demo_command
 from agents.cli.dlq_cmd import dlq_app
 from agents.cli.keys_cmd import keys_app
+from agents.cli.ledger_cmd import ledger_app
 from agents.cli.reconcile_cmd import reconcile_command
 from agents.cli.schemas_cmd import schemas_app
 from agents.cli.smoke import smoke_command
@@ -42,6 +43,7 @@ app.command("reconcile")(reconcile_command)
 app.command("agent")(agent_command)
 app.command("apply")(apply_command)
 app.add_typer(case_app, name="case")
+app.add_typer(ledger_app, name="ledger")
 app.command("status")(status_command)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 from agents.domain.case import ApplicationSubmitted, case_from_data
+from agents.ledger.choice import LedgerConfigError, resolve_ledger_factory
 from agents.service.bootstrap import open_service, open_store
 from agents.service.process import run_agent
 from agents.service.settings import AgentSettings
@@ -37,6 +38,25 @@ def _settings(agency: str, **options: Any) -> AgentSettings:
         raise typer.Exit(2) from exc
 
 
+def _check_ledger(settings: AgentSettings) -> None:
+    """Fail at startup, in one line, when ``JIEXU_LEDGER`` names no usable ledger."""
+    try:
+        resolve_ledger_factory(settings.ledger)
+    except LedgerConfigError as exc:
+        typer.echo(f"invalid configuration: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _run_with_ledger(run: Any) -> Any:
+    """``asyncio.run(run)``, a `LedgerConfigError` raised while opening the ledger (a missing
+    DSN, an adapter that is not a ledger) printed as one line, exit 2."""
+    try:
+        return asyncio.run(run)
+    except LedgerConfigError as exc:
+        typer.echo(f"invalid configuration: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
 def agent_command(
     agency: str = _AGENCY,
     data_dir: Path | None = _DATA,
@@ -59,7 +79,8 @@ def agent_command(
         database_url=database_url,
         prefetch=prefetch,
     )
-    asyncio.run(run_agent(settings))
+    _check_ledger(settings)
+    _run_with_ledger(run_agent(settings))
 
 
 def apply_command(
@@ -90,6 +111,7 @@ def apply_command(
     settings = _settings(
         agency, data_dir=data_dir, secrets_dir=secrets_dir, directory=directory
     )
+    _check_ledger(settings)
     try:
         person = Person(name=name, gender=gender, id_number=id_number)
         account = BankAccount.model_validate_json(payout_account) if payout_account else None
@@ -115,7 +137,7 @@ def apply_command(
             await opened.close()
         return _case_summary(case_from_data(case.model_dump(mode="json")))
 
-    summary = asyncio.run(run())
+    summary = _run_with_ledger(run())
     if as_json:
         typer.echo(json.dumps(summary, ensure_ascii=False))
     else:

@@ -12,14 +12,17 @@ publisher) and defaulted from the settings otherwise:
 * `open_store` / `open_agency_store`: an agency's store alone (``jiexu case show``,
   ``jiexu status``).
 
-Only this module chooses adapters (`SqliteStore`, `PostgresStore`, `SqliteLedger`); everything
-else is given the ports (`Store`, `LedgerPort`). Every path comes from `AgentSettings.paths`
-(`agents.service.paths.Paths`). Objects handed in as overrides are owned by what is returned:
-closing it closes them too.
+Only this module chooses adapters (`SqliteStore`, `PostgresStore`; the ledger through
+`agents.ledger.choice`, ``JIEXU_LEDGER``); everything else is given the ports (`Store`,
+`LedgerPort`). Every path comes from `AgentSettings.paths` (`agents.service.paths.Paths`).
+Objects handed in as overrides are owned by what is returned: closing it closes them too.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -30,8 +33,8 @@ from agents.calendars import open_calendar
 from agents.domain.case import Agency
 from agents.domain.clock import Clock, SystemClock
 from agents.domain.workdays import WorkdayCalendar
+from agents.ledger import choice
 from agents.ledger.base import LedgerPort
-from agents.ledger.sqlite import SqliteLedger
 from agents.service.agency import AgencyService
 from agents.service.paths import Paths
 from agents.service.relay import OutboxRelay
@@ -57,6 +60,7 @@ __all__ = [
     "open_ledger",
     "open_service",
     "open_store",
+    "relay_claimant",
 ]
 
 
@@ -98,8 +102,26 @@ async def open_store(settings: AgentSettings, clock: Clock | None = None) -> Sto
 
 
 async def open_ledger(settings: AgentSettings, clock: Clock | None = None) -> LedgerPort:
-    """The agency's books: the SQLite reference ledger in the data dir."""
-    return await SqliteLedger.open(settings.paths.ledger(settings.agency), settings.agency, clock=clock)
+    """The agency's books, as ``JIEXU_LEDGER`` chooses (`agents.ledger.choice`; the default is
+    the SQLite reference ledger in the data dir). Raises `choice.LedgerConfigError`."""
+    return await choice.open_ledger(
+        settings.ledger,
+        agency=settings.agency,
+        path=settings.paths.ledger(settings.agency),
+        database_url=settings.database_url,
+        ledger_url=settings.ledger_url,
+        clock=clock,
+    )
+
+
+def relay_claimant(settings: AgentSettings) -> str:
+    """Who this process's relay claims outbox rows as: on PostgreSQL one replica among many,
+    so this host and process (a restarted replica is a new claimant: what the dead one held
+    waits for its lease); on SQLite the only process of the file, so always the same name (a
+    restarted agent takes its rows back at once)."""
+    if settings.database_url:
+        return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"sqlite:{settings.agency}"
 
 
 def load_calendar(settings: AgentSettings) -> WorkdayCalendar:
@@ -248,7 +270,13 @@ async def bootstrap_agent(
                 connection, agency=settings.agency, private_key=resources.private_key
             )
         await publisher.start()
-        relay = OutboxRelay(resources.store, publisher, clock=resources.clock)
+        relay = OutboxRelay(
+            resources.store,
+            publisher,
+            clock=resources.clock,
+            claimant=relay_claimant(settings),
+            lease_s=settings.outbox_lease_s,
+        )
         opened = resources.service(settings, calendar, relay.wake)
         consumer = Consumer(
             connection,

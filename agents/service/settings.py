@@ -28,6 +28,17 @@ class AgentSettings(BaseSettings):
     database_url: str | None = Field(
         None, description="PostgreSQL DSN for the store (default: SQLite in data_dir)"
     )
+    ledger: str = Field(
+        "sqlite",
+        description="the agency's books: sqlite, postgres, a jiexu.ledgers entry point or "
+        "package.module:factory (see agents.ledger.choice)",
+    )
+    ledger_url: str | None = Field(
+        None, description="PostgreSQL DSN for JIEXU_LEDGER=postgres (default: the store's)"
+    )
+    outbox_lease_s: float = Field(
+        30.0, gt=0, description="how long a replica's relay holds the outbox rows it claimed"
+    )
     regime: Regime = Field(Regime.R2021, description="deadline rules: 2016 or 2021")
     calendar_dir: Path | None = Field(None, description="extra working-day calendar files")
     accepts_funds: bool = Field(True, description="whether this agency can receive balances")
