@@ -169,6 +169,21 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    # Numbered after whatever precedes it at merge time: never edit it once shipped, append.
+    Migration(
+        2,
+        "outbox claims: which relay holds a row, until when, how often it was claimed",
+        sqlite=(
+            "ALTER TABLE outbox ADD COLUMN claimed_by TEXT",
+            "ALTER TABLE outbox ADD COLUMN claimed_until TEXT",
+            "ALTER TABLE outbox ADD COLUMN claims INTEGER NOT NULL DEFAULT 0",
+        ),
+        postgres=(
+            "ALTER TABLE outbox ADD COLUMN claimed_by text",
+            "ALTER TABLE outbox ADD COLUMN claimed_until timestamptz",
+            "ALTER TABLE outbox ADD COLUMN claims integer NOT NULL DEFAULT 0",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
