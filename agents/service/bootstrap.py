@@ -194,6 +194,7 @@ class _Resources:
             private_key=self.private_key,
             reconciler=settings.reconciler,
             on_commit=on_commit,
+            recover_grace_s=settings.recover_grace_s if settings.database_url else 0.0,
         )
         return OpenedService(service, self.store, self.ledger, self.directory)
 

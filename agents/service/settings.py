@@ -39,6 +39,12 @@ class AgentSettings(BaseSettings):
     outbox_lease_s: float = Field(
         30.0, gt=0, description="how long a replica's relay holds the outbox rows it claimed"
     )
+    recover_grace_s: float = Field(
+        10.0,
+        ge=0,
+        description="with a PostgreSQL store (replicas), pending ledger commands of a case "
+        "changed this recently are left to the replica driving them",
+    )
     regime: Regime = Field(Regime.R2021, description="deadline rules: 2016 or 2021")
     calendar_dir: Path | None = Field(None, description="extra working-day calendar files")
     accepts_funds: bool = Field(True, description="whether this agency can receive balances")
