@@ -53,7 +53,7 @@ async def _replicas(
         AgencyService(
             agency=agent.agency,
             store=store,
-            ledger=ledger or agent.books.ledger,  # type: ignore[arg-type]
+            ledger=ledger or agent.books.ledger,
             directory=agent.service.directory,
             calendar=agent.service.calendar,
             clock=clock,

@@ -43,15 +43,18 @@ from agents.service.process import OpenedService, open_service
 from agents.service.settings import AgentSettings
 from agents.tools.bench.processes import settings_env
 from agents.tools.provision import AgencyProfile, Provisioned, provision
+from agents.tools.seed import make_mover
 from broker.connection import connect
 from broker.names import RECONCILER_CODE, inbox_queue
 from broker.pytest_plugin import TestVhost
 from broker.topology import delete_agency_users
+from schemas.common import InsuranceType
 from schemas.registry import parse
 from tests.integration.agent_processes import REPO, AgentRun
 from tests.integration.postgres_support import postgres_url
 from tests.integration.test_chaos import (
     AGENCIES,
+    KINDS,
     RETRY_DELAYS_MS,
     Transfer,
     _application,
@@ -62,7 +65,6 @@ from tests.integration.test_chaos import (
     _open_log,
     _poll,
     _start_reconciler,
-    _transfers,
 )
 from tests.integration.test_chaos import _settled as settled_report
 from tests.integration.transport_support import queue_counts
@@ -70,6 +72,7 @@ from tests.integration.transport_support import queue_counts
 pytestmark = pytest.mark.integration
 
 REPLICAS = 3
+PER_DIRECTION = 150  # transfers each way: 300 cases, a third of each branch
 WAIT_S = 240.0  # a bound on waiting for an outcome, never asserted as a duration
 KILLS_EACH = 1  # each replica is killed at random at least this many times
 # Each replica dies once at its own crash point, armed at every start until it has fired. Early
@@ -104,6 +107,28 @@ async def database_url() -> AsyncIterator[str]:
         )
         await admin.execute(f"DROP DATABASE IF EXISTS {name}")
         await admin.close()
+
+
+def _transfers(rng: random.Random) -> list[Transfer]:
+    transfers: list[Transfer] = []
+    seq = 0
+    for outgoing, receiving in ((AGENCIES[1], AGENCIES[0]), (AGENCIES[0], AGENCIES[1])):
+        for n in range(PER_DIRECTION):
+            seq += 1
+            kind = KINDS[n % len(KINDS)]
+            out, into = make_mover(
+                rng,
+                outgoing,
+                receiving,
+                seq,
+                insurance_type=InsuranceType.EMPLOYEE,
+                retiree=False,
+                arrears=False,
+                zero_balance=kind == "zero",
+            )
+            case_id = uuid.UUID(int=rng.getrandbits(128))
+            transfers.append(Transfer(kind, outgoing, receiving, out, into, case_id))
+    return transfers
 
 
 async def _seed(database_url: str, transfers: list[Transfer]) -> dict[str, int]:
