@@ -82,7 +82,12 @@ def agency_config(settings: AgentSettings, directory: AgencyDirectory) -> Agency
 
 
 async def open_agency_store(
-    paths: Paths, code: str, *, database_url: str | None = None, clock: Clock | None = None
+    paths: Paths,
+    code: str,
+    *,
+    database_url: str | None = None,
+    clock: Clock | None = None,
+    pool_size: int = 10,
 ) -> Store:
     """Agency ``code``'s store: its schema in PostgreSQL when ``database_url`` is given, else its
     SQLite file under ``paths``."""
@@ -90,14 +95,20 @@ async def open_agency_store(
         # Imported here: asyncpg is loaded only where PostgreSQL is configured.
         from agents.store.postgres import PostgresStore
 
-        return await PostgresStore.open(database_url, schema=f"agency_{code}", clock=clock)
+        return await PostgresStore.open(
+            database_url, schema=f"agency_{code}", clock=clock, max_size=pool_size
+        )
     return await SqliteStore.open(paths.store(code), clock=clock)
 
 
 async def open_store(settings: AgentSettings, clock: Clock | None = None) -> Store:
     """The store ``settings`` configure (``JIEXU_DATABASE_URL``, else SQLite in the data dir)."""
     return await open_agency_store(
-        settings.paths, settings.agency, database_url=settings.database_url, clock=clock
+        settings.paths,
+        settings.agency,
+        database_url=settings.database_url,
+        clock=clock,
+        pool_size=settings.database_pool_size,
     )
 
 
@@ -111,6 +122,7 @@ async def open_ledger(settings: AgentSettings, clock: Clock | None = None) -> Le
         database_url=settings.database_url,
         ledger_url=settings.ledger_url,
         clock=clock,
+        pool_size=settings.database_pool_size,
     )
 
 

@@ -28,6 +28,12 @@ class AgentSettings(BaseSettings):
     database_url: str | None = Field(
         None, description="PostgreSQL DSN for the store (default: SQLite in data_dir)"
     )
+    database_pool_size: int = Field(
+        10,
+        ge=1,
+        description="PostgreSQL connections at most per pool (the store's, and the ledger's with "
+        "JIEXU_LEDGER=postgres): replicas x 2 x this must fit the server's max_connections",
+    )
     ledger: str = Field(
         "sqlite",
         description="the agency's books: sqlite, postgres, a jiexu.ledgers entry point or "

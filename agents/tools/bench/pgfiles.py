@@ -1,6 +1,6 @@
 """`PostgresWorldFiles`: the queries of `agents.tools.bench.files.WorldFiles` on a bench world whose
 stores and ledgers are in PostgreSQL (``agency_<code>`` and ``ledger_<code>`` schemas of one
-database); the reconciler's report stays its SQLite file. Each call connects, reads and closes.
+database); the reconciler's report stays its SQLite file. One connection, kept until `close`.
 """
 
 # S608: the interpolated fragments are schema names made from 6-digit agency codes.
@@ -56,15 +56,22 @@ class PostgresWorldFiles(WorldFiles):
         super().__init__(paths, codes)
         self.codes = list(codes)
         self.dsn = dsn
+        self._conn: asyncpg.Connection | None = None
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(self.dsn)
+        # One connection for the world's whole life: the bench polls often, and a connection
+        # per poll costs the server a process start each time.
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(self.dsn)
         try:
-            return list(await conn.fetch(sql, *args))
+            return list(await self._conn.fetch(sql, *args))
         except asyncpg.UndefinedTableError:
             return []  # not created yet: the agents have not opened their stores
-        finally:
-            await conn.close()
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
 
     async def _each_store(self, sql: str) -> list[asyncpg.Record]:
         return [row for code in self.codes for row in await self._fetch(sql.format(s=f"agency_{code}"))]

@@ -223,6 +223,8 @@ class World:
         self.front.clear()
         if self.provisioned is not None:
             await asyncio.to_thread(self.provisioned.teardown)
+        if isinstance(self.files, PostgresWorldFiles):
+            await self.files.close()
         if self.dsn is not None and self.config.database_url:
             await drop_database(self.config.database_url, self.dsn)
             self.dsn = None
