@@ -42,6 +42,13 @@ _DATABASE_URL = typer.Option(
     "--database-url",
     help="full flow: a PostgreSQL server for the stores and ledgers (a database per world)",
 )
+_POOL_SIZE = typer.Option(
+    3,
+    "--pool-size",
+    min=1,
+    help="full flow on PostgreSQL: each process's pool size (agents x replicas x 2 x this must "
+    "fit the server's max_connections)",
+)
 _REPLICAS = typer.Option(
     None,
     "--replicas",
@@ -71,6 +78,7 @@ def bench_command(
     work_dir: Path | None = _WORK_DIR,
     database_url: str | None = _DATABASE_URL,
     replicas: str | None = _REPLICAS,
+    pool_size: int = _POOL_SIZE,
 ) -> None:
     """Measure, in one run on one broker, raw aio-pika against jiexu's transport and full flow.
 
@@ -102,6 +110,7 @@ def bench_command(
                 work_dir=work_dir,
                 keep_files=work_dir is not None,
                 database_url=database_url,
+                agent_settings={"database_pool_size": pool_size} if database_url else {},
             )
             sections.append(
                 replica_flow_section(config, counts) if counts else flow_section(config)
