@@ -222,6 +222,16 @@ class Replicas:
             self.kills[name] >= KILLS_EACH and self.crashes[name] == 1 for name in self.names
         )
 
+    def up(self, name: Replica) -> bool:
+        """Started and consuming (its log says so): a replica still importing on a busy machine
+        is not killed again, or a loaded machine would only ever be starting agents."""
+        run = self.runs.get(name)
+        return (
+            run is not None
+            and run.process.returncode is None
+            and '"agent_started"' in run.output
+        )
+
     async def run(self, rng: random.Random, stop: asyncio.Event) -> None:
         order: list[Replica] = []
         while not stop.is_set():
@@ -232,6 +242,8 @@ class Replicas:
             await self.revive()
             if not order:
                 order = rng.sample(self.names, len(self.names))
+            if not self.up(order[-1]):
+                continue  # its turn comes when it is up
             victim = order.pop()
             await self.kill(victim)
             await self.start(victim)
