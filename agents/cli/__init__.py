@@ -68,6 +68,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "certificate_app",
         "Verify a participation certificate (参保凭证) against the directory.",
     ),
+    "ledger": (
+        "agents.cli.ledger_cmd",
+        "ledger_app",
+        "Import people into the agency's books, or look one up.",
+    ),
     "conformance": (
         "agents.cli.conformance_cmd",
         "conformance_command",

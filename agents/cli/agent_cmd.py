@@ -79,6 +79,16 @@ def _check_agency_known(settings: AgentSettings) -> None:
     AgencyDirectory.load(settings.directory).get(settings.agency)
 
 
+def _check_ledger(settings: AgentSettings) -> None:
+    """Fail at startup, in one line, when ``JIEXU_LEDGER`` names no usable ledger."""
+    from agents.ledger.choice import LedgerConfigError, resolve_ledger_factory
+
+    try:
+        resolve_ledger_factory(settings.ledger)
+    except LedgerConfigError as exc:
+        raise CliError(f"invalid configuration: {exc}") from None
+
+
 def agent_command(
     agency: str = _AGENCY,
     data_dir: Path | None = _DATA,
@@ -111,6 +121,7 @@ def agent_command(
         database_url=database_url,
         prefetch=prefetch,
     )
+    _check_ledger(settings)
     _check_agency_known(settings)
     asyncio.run(run_agent(settings))
 
@@ -159,6 +170,7 @@ def apply_command(
 
     configure_logging(level="WARNING", json=as_json)
     settings = _settings(agency, data_dir=data_dir, secrets_dir=secrets_dir, directory=directory)
+    _check_ledger(settings)
     _check_agency_known(settings)
     person = Person(name=name, gender=Gender(gender.value), id_number=id_number)
     account = BankAccount.model_validate_json(payout_account) if payout_account else None

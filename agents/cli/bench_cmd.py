@@ -9,7 +9,15 @@ from typing import Any
 
 import typer
 
-from agents.tools.bench import SECTIONS, BenchConfig, FlowConfig, add_flow_ratios, flow_section, run_bench
+from agents.tools.bench import (
+    SECTIONS,
+    BenchConfig,
+    FlowConfig,
+    add_flow_ratios,
+    flow_section,
+    replica_flow_section,
+    run_bench,
+)
 from broker.logging import configure_logging
 from broker.provider import BrokerUnavailable, acquire_broker
 
@@ -29,6 +37,24 @@ _BACKLOG = typer.Option(
 )
 _WINDOW = typer.Option(200, "--window", min=1, help="full flow: applications open at once, at most")
 _WORK_DIR = typer.Option(None, "--work-dir", help="full flow: keep the agents' files and logs here")
+_DATABASE_URL = typer.Option(
+    None,
+    "--database-url",
+    help="full flow: a PostgreSQL server for the stores and ledgers (a database per world)",
+)
+_POOL_SIZE = typer.Option(
+    3,
+    "--pool-size",
+    min=1,
+    help="full flow on PostgreSQL: each process's pool size (agents x replicas x 2 x this must "
+    "fit the server's max_connections)",
+)
+_REPLICAS = typer.Option(
+    None,
+    "--replicas",
+    help="full flow: agents per agency, a comma list (e.g. 1,2,3: the flow once per count, "
+    "larger size only, no backlog; needs --database-url above 1)",
+)
 
 _HUMAN = [
     ("raw_publish", "raw aio-pika publish, confirms"),
@@ -50,12 +76,23 @@ def bench_command(
     backlog: int = _BACKLOG,
     window: int = _WINDOW,
     work_dir: Path | None = _WORK_DIR,
+    database_url: str | None = _DATABASE_URL,
+    replicas: str | None = _REPLICAS,
+    pool_size: int = _POOL_SIZE,
 ) -> None:
     """Measure, in one run on one broker, raw aio-pika against jiexu's transport and full flow.
 
     The broker is JIEXU_AMQP_URL's, else the provider chain's (local broker, container, node).
     """
     configure_logging(level="WARNING", json=as_json)
+    try:
+        counts = [int(n) for n in replicas.split(",")] if replicas else []
+    except ValueError as exc:
+        typer.echo(f"--replicas is a comma list of numbers, not {replicas!r}", err=True)
+        raise typer.Exit(2) from exc
+    if any(n < 1 for n in counts) or (max(counts, default=1) > 1 and not database_url):
+        typer.echo("--replicas needs numbers of 1 or more, and --database-url above 1", err=True)
+        raise typer.Exit(2)
     try:
         provided = acquire_broker()
     except BrokerUnavailable as exc:
@@ -64,18 +101,19 @@ def bench_command(
     try:
         sections = list(SECTIONS)
         if flow:
+            config = FlowConfig(
+                transfers=transfers,
+                agencies=agencies,
+                backlog=backlog,
+                window=window,
+                prefetch=prefetch,
+                work_dir=work_dir,
+                keep_files=work_dir is not None,
+                database_url=database_url,
+                agent_settings={"database_pool_size": pool_size} if database_url else {},
+            )
             sections.append(
-                flow_section(
-                    FlowConfig(
-                        transfers=transfers,
-                        agencies=agencies,
-                        backlog=backlog,
-                        window=window,
-                        prefetch=prefetch,
-                        work_dir=work_dir,
-                        keep_files=work_dir is not None,
-                    )
-                )
+                replica_flow_section(config, counts) if counts else flow_section(config)
             )
         result = add_flow_ratios(
             run_bench(
@@ -110,6 +148,14 @@ def bench_command(
         typer.echo(f"  the same on an idle core (codec), us CPU/msg: {steps}")
     if "sizes" in result:
         _print_flow(result)
+    for run in result.get("replica_runs", []):
+        lat = run["latency_ms"]
+        typer.echo(
+            f"  {run['replicas']} replica(s) per agency ({result['flow_store']}): "
+            f"{run['transfers']:,} transfers  {run['flow_transfers_per_s']:,.1f} transfers/s  "
+            f"latency p50 {lat['p50']:,.0f} ms, p99 {lat['p99']:,.0f} ms  "
+            f"unexpected {run['unexpected_outcomes']}"
+        )
 
 
 def _print_flow(result: dict[str, Any]) -> None:

@@ -74,6 +74,10 @@ def _explain(exc: BaseException) -> str | None:
 
     if isinstance(exc, Refused):
         return str(exc)
+    from agents.ledger.choice import LedgerConfigError
+
+    if isinstance(exc, LedgerConfigError):
+        return f"invalid configuration: {exc}"
     from pydantic import ValidationError
 
     if isinstance(exc, ValidationError):

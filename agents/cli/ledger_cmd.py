@@ -3,15 +3,16 @@
 The commands reach the ledger through a `LedgerOpener`: given a `LedgerTarget` (the agency and
 whatever the command line overrides), an async context manager that yields the configured ledger
 and closes it. `ledger_app` uses `open_configured_ledger`, which makes the same choice as the
-agent (``JIEXU_LEDGER``, see `agents.ledger.choice`); a composition root may build the app with
-its own opener instead: ``make_ledger_app(opener)``.
+agent: `AgentSettings` from ``--agency``, the environment (``JIEXU_LEDGER``, ``JIEXU_LEDGER_URL``,
+``JIEXU_DATABASE_URL``, ``JIEXU_DATA_DIR``) and the command line's overrides, opened by the
+composition root's `agents.service.bootstrap.open_ledger` (see `agents.ledger.choice`). A test or
+another composition root may build the app with its own opener: ``make_ledger_app(opener)``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import typer
 from pydantic import TypeAdapter, ValidationError
 
 from agents.ledger.base import LedgerPort, PersonAccount
-from agents.ledger.choice import LedgerConfigError, ledger_settings_from_env, open_ledger
+from agents.ledger.choice import LedgerConfigError
 from agents.ledger.importer import (
     AccountBook,
     FileFormat,
@@ -31,6 +32,8 @@ from agents.ledger.importer import (
     import_people,
     read_people,
 )
+from agents.service.bootstrap import open_ledger
+from agents.service.settings import AgentSettings
 from schemas.common import CitizenId
 from schemas.pii import mask_name, mask_value
 
@@ -59,17 +62,25 @@ LedgerOpener = Callable[[LedgerTarget], AbstractAsyncContextManager[LedgerPort]]
 
 @asynccontextmanager
 async def open_configured_ledger(target: LedgerTarget) -> AsyncIterator[LedgerPort]:
-    """The ledger ``JIEXU_LEDGER`` names (overridden by ``target``), closed afterwards. The
-    SQLite file is ``<JIEXU_DATA_DIR or .jiexu/data>/<agency>/ledger.db``, as for the agent."""
-    spec, ledger_url = ledger_settings_from_env(os.environ)
-    data_dir = target.data_dir or Path(os.environ.get("JIEXU_DATA_DIR") or ".jiexu/data")
-    ledger = await open_ledger(
-        target.ledger or spec,
-        agency=target.agency,
-        path=data_dir / target.agency / "ledger.db",
-        database_url=target.database_url or os.environ.get("JIEXU_DATABASE_URL"),
-        ledger_url=target.ledger_url or ledger_url,
-    )
+    """The ledger the agent of ``target.agency`` opens (its `AgentSettings`: the environment,
+    overridden by ``target``), closed afterwards."""
+    overrides: dict[str, Any] = {
+        "data_dir": target.data_dir,
+        "database_url": target.database_url,
+        "ledger": target.ledger,
+        "ledger_url": target.ledger_url,
+    }
+    try:
+        settings = AgentSettings(
+            agency=target.agency, **{k: v for k, v in overrides.items() if v is not None}
+        )
+    except ValidationError as exc:
+        reason = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False)
+        )
+        raise LedgerConfigError(f"invalid configuration: {reason}") from exc
+    ledger = await open_ledger(settings)
     try:
         yield ledger
     finally:

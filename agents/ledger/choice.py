@@ -80,6 +80,8 @@ class LedgerContext:
     path: Path
     database_url: str | None = None
     ledger_url: str | None = None
+    pool_size: int = 10
+    """Connections at most in a pool the ledger keeps (``JIEXU_DATABASE_POOL_SIZE``)."""
 
     @property
     def data_dir(self) -> Path:
@@ -111,7 +113,9 @@ async def _open_postgres(context: LedgerContext) -> LedgerPort:
             f"{LEDGER_ENV}=postgres needs a PostgreSQL DSN: set {LEDGER_URL_ENV} "
             "(or JIEXU_DATABASE_URL to keep the books beside the store)"
         )
-    return await PostgresLedger.open(dsn, context.agency, clock=context.clock)
+    return await PostgresLedger.open(
+        dsn, context.agency, clock=context.clock, max_size=context.pool_size
+    )
 
 
 BUILTIN_LEDGERS: Mapping[str, LedgerFactory] = {"sqlite": _open_sqlite, "postgres": _open_postgres}
@@ -189,6 +193,7 @@ async def open_ledger(
     database_url: str | None = None,
     ledger_url: str | None = None,
     clock: Clock | None = None,
+    pool_size: int = 10,
 ) -> LedgerPort:
     """Open the ledger ``spec`` (the value of ``JIEXU_LEDGER``; None or empty: ``sqlite``) for
     ``agency``. ``path`` is the SQLite file (``AgentSettings.ledger_path``)."""
@@ -199,6 +204,7 @@ async def open_ledger(
         path=Path(path),
         database_url=database_url or None,
         ledger_url=ledger_url or None,
+        pool_size=pool_size,
     )
     made: Any = factory(context)
     if inspect.isawaitable(made):

@@ -49,5 +49,13 @@ class ReportOutbox:
             )
         return messages
 
+    async def claim_unpublished(
+        self, claimant: str, *, limit: int = 100, lease_s: float = 30.0
+    ) -> list[OutboxMessage]:
+        """The queued rows: the report is one process's SQLite file, its relay the only one, so
+        there is nobody to claim them from (a restarted reconciler marks its re-sends by their
+        age, `OutboxRelay`)."""
+        return await self.fetch_unpublished(limit)
+
     async def mark_published(self, ids: Sequence[int]) -> None:
         await self._report.mark_sent_seqs(ids, self._clock.now())

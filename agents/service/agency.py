@@ -21,6 +21,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import structlog
 
@@ -127,6 +128,7 @@ class AgencyService:
         metrics: AgentMetrics | None = None,
         freshness: Freshness | None = None,
         check_counterparts: bool = True,
+        recover_grace_s: float = 0.0,
     ) -> None:
         """``metrics``: ledger command latency, months certified and credited, reminders."""
         self.agency = agency
@@ -142,6 +144,9 @@ class AgencyService:
         self.freshness = freshness or Freshness()
         self._on_commit = on_commit or (lambda: None)
         self.metrics = metrics
+        # Replicas: a case changed this recently is likely being driven by the replica that
+        # changed it; `recover` leaves it for a later round (0: this process is the only one).
+        self.recover_grace_s = recover_grace_s
         self.stats = ServiceStats()
 
     # -- inputs ---------------------------------------------------------------------------------
@@ -258,12 +263,15 @@ class AgencyService:
         ticked = 0
         for record in await self.store.cases_due_before(today):
             ticked += 1
-            async with self.store.transaction() as tx:
-                current = await tx.get_case(record.case_id)
-                if current is None or not current.open:
-                    continue
-                decision = decide(case_from_data(current.data), Tick(today=today), self._context())
-                saved = await self._commit(tx, current, decision)
+            try:  # every replica ticks: the case row lock and version let one remind
+                async with self.store.transaction() as tx:
+                    current = await tx.get_case(record.case_id)
+                    if current is None or not current.open:
+                        continue
+                    decision = decide(case_from_data(current.data), Tick(today=today), self._context())
+                    saved = await self._commit(tx, current, decision)
+            except ConcurrentCaseUpdate:
+                continue  # changed meanwhile; the next round ticks what is stored then
             reminders = sum(1 for m in decision.messages if m.document.MESSAGE_TYPE == "reminder")
             self.stats.reminders += reminders
             if self.metrics is not None:
@@ -278,12 +286,17 @@ class AgencyService:
         return ticked
 
     async def recover(self) -> int:
-        """Run the ledger commands of every case left with pending ones (after a crash)."""
+        """Run the ledger commands of every case left with pending ones (after a crash), but
+        those changed within `recover_grace_s` (another replica's in flight). Replicas that
+        still race apply each change once: the ledger is idempotent per (case, operation), and
+        the case's version lets one of them commit the result."""
+        settled = self.clock.now() - timedelta(seconds=self.recover_grace_s)
         pending = [
             record.case_id
             for record in await self.store.list_cases(
                 open_only=True, states=sorted(state.value for state in _PENDING_STATES)
             )
+            if not self.recover_grace_s or record.updated_at <= settled
         ]
         for case_id in pending:
             await self._drive_commands_safely(case_id)

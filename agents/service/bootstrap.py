@@ -12,14 +12,17 @@ publisher) and defaulted from the settings otherwise:
 * `open_store` / `open_agency_store`: an agency's store alone (``jiexu case show``,
   ``jiexu status``).
 
-Only this module chooses adapters (`SqliteStore`, `PostgresStore`, `SqliteLedger`); everything
-else is given the ports (`Store`, `LedgerPort`). Every path comes from `AgentSettings.paths`
-(`agents.service.paths.Paths`). Objects handed in as overrides are owned by what is returned:
-closing it closes them too.
+Only this module chooses adapters (`SqliteStore`, `PostgresStore`; the ledger through
+`agents.ledger.choice`, ``JIEXU_LEDGER``); everything else is given the ports (`Store`,
+`LedgerPort`). Every path comes from `AgentSettings.paths` (`agents.service.paths.Paths`).
+Objects handed in as overrides are owned by what is returned: closing it closes them too.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,8 +34,8 @@ from agents.calendars import open_calendar
 from agents.domain.case import Agency
 from agents.domain.clock import Clock, SystemClock
 from agents.domain.workdays import WorkdayCalendar
+from agents.ledger import choice
 from agents.ledger.base import LedgerPort
-from agents.ledger.sqlite import SqliteLedger
 from agents.service.admission import Freshness
 from agents.service.agency import AgencyService
 from agents.service.metrics import AgentMetrics
@@ -60,6 +63,7 @@ __all__ = [
     "open_ledger",
     "open_service",
     "open_store",
+    "relay_claimant",
 ]
 
 
@@ -83,7 +87,12 @@ def agency_config(settings: AgentSettings, directory: AgencyDirectory) -> Agency
 
 
 async def open_agency_store(
-    paths: Paths, code: str, *, database_url: str | None = None, clock: Clock | None = None
+    paths: Paths,
+    code: str,
+    *,
+    database_url: str | None = None,
+    clock: Clock | None = None,
+    pool_size: int = 10,
 ) -> Store:
     """Agency ``code``'s store: its schema in PostgreSQL when ``database_url`` is given, else its
     SQLite file under ``paths``."""
@@ -91,20 +100,45 @@ async def open_agency_store(
         # Imported here: asyncpg is loaded only where PostgreSQL is configured.
         from agents.store.postgres import PostgresStore
 
-        return await PostgresStore.open(database_url, schema=f"agency_{code}", clock=clock)
+        return await PostgresStore.open(
+            database_url, schema=f"agency_{code}", clock=clock, max_size=pool_size
+        )
     return await SqliteStore.open(paths.store(code), clock=clock)
 
 
 async def open_store(settings: AgentSettings, clock: Clock | None = None) -> Store:
     """The store ``settings`` configure (``JIEXU_DATABASE_URL``, else SQLite in the data dir)."""
     return await open_agency_store(
-        settings.paths, settings.agency, database_url=settings.database_url, clock=clock
+        settings.paths,
+        settings.agency,
+        database_url=settings.database_url,
+        clock=clock,
+        pool_size=settings.database_pool_size,
     )
 
 
 async def open_ledger(settings: AgentSettings, clock: Clock | None = None) -> LedgerPort:
-    """The agency's books: the SQLite reference ledger in the data dir."""
-    return await SqliteLedger.open(settings.paths.ledger(settings.agency), settings.agency, clock=clock)
+    """The agency's books, as ``JIEXU_LEDGER`` chooses (`agents.ledger.choice`; the default is
+    the SQLite reference ledger in the data dir). Raises `choice.LedgerConfigError`."""
+    return await choice.open_ledger(
+        settings.ledger,
+        agency=settings.agency,
+        path=settings.paths.ledger(settings.agency),
+        database_url=settings.database_url,
+        ledger_url=settings.ledger_url,
+        clock=clock,
+        pool_size=settings.database_pool_size,
+    )
+
+
+def relay_claimant(settings: AgentSettings) -> str:
+    """Who this process's relay claims outbox rows as: on PostgreSQL one replica among many,
+    so this host and process (a restarted replica is a new claimant: what the dead one held
+    waits for its lease); on SQLite the only process of the file, so always the same name (a
+    restarted agent takes its rows back at once)."""
+    if settings.database_url:
+        return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"sqlite:{settings.agency}"
 
 
 def load_calendar(settings: AgentSettings) -> WorkdayCalendar:
@@ -183,6 +217,7 @@ class _Resources:
                 max_age=timedelta(days=settings.message_max_age_days),
                 max_ahead=timedelta(seconds=settings.message_max_ahead_s),
             ),
+            recover_grace_s=settings.recover_grace_s if settings.database_url else 0.0,
         )
         return OpenedService(service, self.store, self.ledger, self.directory)
 
@@ -263,7 +298,14 @@ async def bootstrap_agent(
                 connection, agency=settings.agency, private_key=resources.private_key
             )
         await publisher.start()
-        relay = OutboxRelay(resources.store, publisher, clock=resources.clock, metrics=metrics)
+        relay = OutboxRelay(
+            resources.store,
+            publisher,
+            clock=resources.clock,
+            metrics=metrics,
+            claimant=relay_claimant(settings),
+            lease_s=settings.outbox_lease_s,
+        )
         opened = resources.service(settings, calendar, relay.wake, metrics)
         consumer = Consumer(
             connection,

@@ -7,6 +7,15 @@ committed before this relay started, or one whose publish failed without a confi
 the ``x-jiexu-republished`` header, so the recipient acks a copy it has handled instead of
 dead-lettering it as a replay.
 
+Several relays may share one outbox (an agency's replicas on one PostgreSQL store): each round
+*claims* its rows for a lease (`agents.store.base.Store.claim_unpublished`), so no other relay
+publishes them while the lease holds, and a relay that died holds them only until its lease
+expires. A row claimed before (its `OutboxMessage.claims` > 0: a dead or stalled relay may have
+published it) goes out marked republished too. ``claimant`` names this relay (unique per running
+replica; stable across restarts where only one process can use the store, as with SQLite, so a
+restarted agent takes its own rows back at once); ``lease_s`` must exceed how long a round's
+publishing takes.
+
 The relay needs only an `Outbox` (an agency's `agents.store.base.Store` is one; the reconciler's
 report is one through `agents.reconcile.outbox.ReportOutbox`) and a `BodyPublisher`
 (`broker.publisher.Publisher`).
@@ -37,7 +46,9 @@ log = structlog.get_logger("jiexu.agents.service.relay")
 class Outbox(Protocol):
     """Where committed outgoing messages wait: the part of a store the relay uses."""
 
-    async def fetch_unpublished(self, limit: int = 100) -> Sequence[OutboxMessage]: ...
+    async def claim_unpublished(
+        self, claimant: str, *, limit: int = 100, lease_s: float = 30.0
+    ) -> Sequence[OutboxMessage]: ...
 
     async def mark_published(self, ids: Sequence[int]) -> None: ...
 
@@ -66,9 +77,13 @@ class OutboxRelay:
         failure_pause_s: float = 1.0,
         clock: Clock | None = None,
         metrics: ProcessMetrics | None = None,
+        claimant: str = "relay",
+        lease_s: float = 30.0,
     ) -> None:
         self._store = store
         self._metrics = metrics
+        self.claimant = claimant
+        self._lease_s = lease_s
         self._publisher = publisher
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
@@ -113,7 +128,9 @@ class OutboxRelay:
 
     async def publish_once(self) -> tuple[int, int]:
         """One round: returns (published, failed)."""
-        rows = await self._store.fetch_unpublished(self._batch_size)
+        rows = await self._store.claim_unpublished(
+            self.claimant, limit=self._batch_size, lease_s=self._lease_s
+        )
         if not rows:
             return 0, 0
         crash_point("before_publish")
@@ -152,7 +169,7 @@ class OutboxRelay:
 
     async def _publish(self, row: OutboxMessage) -> None:
         headers = dict(row.headers)
-        if row.created_at < self._started_at or row.id in self._attempted:
+        if row.claims or row.created_at < self._started_at or row.id in self._attempted:
             headers[HEADER_REPUBLISHED] = True
         properties = body_properties(row.body, self._publisher.user_id, headers)
         await self._publisher.publish_body(EXCHANGE, row.routing_key, row.body, properties)

@@ -30,6 +30,29 @@ class AgentSettings(BaseSettings):
     database_url: str | None = Field(
         None, description="PostgreSQL DSN for the store (default: SQLite in data_dir)"
     )
+    database_pool_size: int = Field(
+        10,
+        ge=1,
+        description="PostgreSQL connections at most per pool (the store's, and the ledger's with "
+        "JIEXU_LEDGER=postgres): replicas x 2 x this must fit the server's max_connections",
+    )
+    ledger: str = Field(
+        "sqlite",
+        description="the agency's books: sqlite, postgres, a jiexu.ledgers entry point or "
+        "package.module:factory (see agents.ledger.choice)",
+    )
+    ledger_url: str | None = Field(
+        None, description="PostgreSQL DSN for JIEXU_LEDGER=postgres (default: the store's)"
+    )
+    outbox_lease_s: float = Field(
+        30.0, gt=0, description="how long a replica's relay holds the outbox rows it claimed"
+    )
+    recover_grace_s: float = Field(
+        10.0,
+        ge=0,
+        description="with a PostgreSQL store (replicas), pending ledger commands of a case "
+        "changed this recently are left to the replica driving them",
+    )
     regime: Regime = Field(Regime.R2021, description="deadline rules: 2016 or 2021")
     calendar_dir: Path | None = Field(None, description="extra working-day calendar files")
     accepts_funds: bool = Field(True, description="whether this agency can receive balances")

@@ -125,7 +125,9 @@ class OutboxMessage:
     """A message committed with a state change, waiting for the relay to publish it.
 
     `id` is assigned by the store (pass 0); it orders the outbox. `body` is the encoded envelope,
-    `headers` the AMQP headers the relay should set.
+    `headers` the AMQP headers the relay should set. `claims`: how many times a relay had claimed
+    the row before the claim that returned it (`Store.claim_unpublished`); more than 0 means it
+    may have been published already.
     """
 
     message_id: UUID
@@ -137,6 +139,7 @@ class OutboxMessage:
     headers: Mapping[str, Any] = field(default_factory=dict)
     published_at: datetime | None = None
     id: int = 0
+    claims: int = 0
 
     def __post_init__(self) -> None:
         _require_aware("created_at", self.created_at)
@@ -203,6 +206,18 @@ class Store(Protocol):
 
     async def fetch_unpublished(self, limit: int = 100) -> list[OutboxMessage]:
         """The oldest outbox messages not yet published, in outbox order."""
+        ...
+
+    async def claim_unpublished(
+        self, claimant: str, *, limit: int = 100, lease_s: float = 30.0
+    ) -> list[OutboxMessage]:
+        """Claim the oldest unpublished rows for ``claimant`` until now + ``lease_s``, and return
+        them in outbox order: rows nobody holds, rows whose lease has expired (their holder died
+        or stalled) and rows ``claimant`` already holds. While a lease holds, no other claimant
+        gets the row; so several relays on one store (an agency's replicas) publish each row once
+        in normal operation. Each returned row's `OutboxMessage.claims` counts the claims before
+        this one: more than 0, it may have gone out already (the relay marks it republished).
+        Times are the store's clock."""
         ...
 
     async def mark_published(self, ids: Sequence[int]) -> None:

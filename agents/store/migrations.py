@@ -206,6 +206,21 @@ MIGRATIONS += (
             "CREATE INDEX inbox_handled_at ON inbox (handled_at)",
         ),
     ),
+    # Never edit a migration once shipped: append.
+    Migration(
+        3,
+        "outbox claims: which relay holds a row, until when, how often it was claimed",
+        sqlite=(
+            "ALTER TABLE outbox ADD COLUMN claimed_by TEXT",
+            "ALTER TABLE outbox ADD COLUMN claimed_until TEXT",
+            "ALTER TABLE outbox ADD COLUMN claims INTEGER NOT NULL DEFAULT 0",
+        ),
+        postgres=(
+            "ALTER TABLE outbox ADD COLUMN claimed_by text",
+            "ALTER TABLE outbox ADD COLUMN claimed_until timestamptz",
+            "ALTER TABLE outbox ADD COLUMN claims integer NOT NULL DEFAULT 0",
+        ),
+    ),
 )
 
 LEGACY_SENDER = ""

@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeAlias
 from uuid import UUID
 
@@ -101,6 +101,7 @@ def _outbox(row: asyncpg.Record) -> OutboxMessage:
         headers=row["headers"],
         created_at=row["created_at"],
         published_at=row["published_at"],
+        claims=row.get("prior_claims", 0),
     )
 
 
@@ -369,6 +370,25 @@ class PostgresStore:
             limit,
         )
         return [_outbox(row) for row in rows]
+
+    async def claim_unpublished(
+        self, claimant: str, *, limit: int = 100, lease_s: float = 30.0
+    ) -> list[OutboxMessage]:
+        # SKIP LOCKED: a replica claiming at the same moment takes the next rows instead of
+        # waiting for these; the lease (claimed_until) keeps them ours after the commit.
+        now = self._clock.now()
+        rows = await self._fetch(
+            f"UPDATE outbox SET claimed_by = $1, claimed_until = $2, claims = claims + 1 "
+            f"WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL "
+            f"AND (claimed_until IS NULL OR claimed_until <= $3 OR claimed_by = $1) "
+            f"ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) "
+            f"RETURNING {_OUTBOX_COLUMNS}, claims - 1 AS prior_claims",
+            claimant,
+            now + timedelta(seconds=lease_s),
+            now,
+            limit,
+        )
+        return sorted((_outbox(row) for row in rows), key=lambda m: m.id)
 
     async def has_handled(self, consumer: str, message_id: UUID, *, sender: str) -> bool:
         rows = await self._fetch(

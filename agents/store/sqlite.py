@@ -21,7 +21,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -85,6 +85,7 @@ def _outbox(row: sqlite3.Row | tuple[Any, ...]) -> OutboxMessage:
         headers=loads(row[6]),
         created_at=parse_ts(row[7]),
         published_at=parse_ts(row[8]) if row[8] is not None else None,
+        claims=row[9] if len(row) > 9 else 0,
     )
 
 
@@ -337,6 +338,22 @@ class SqliteStore:
             (limit,),
         )
         return [_outbox(row) for row in rows]
+
+    async def claim_unpublished(
+        self, claimant: str, *, limit: int = 100, lease_s: float = 30.0
+    ) -> list[OutboxMessage]:
+        # One process per file, so no race between claimants; the lease is kept all the same,
+        # so the method means what it means on PostgreSQL. The writer's lock serialises claims.
+        now = self._clock.now()
+        async with self._db.transaction() as conn:
+            rows = conn.execute(
+                f"UPDATE outbox SET claimed_by = ?, claimed_until = ?, claims = claims + 1 "
+                f"WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL "
+                f"AND (claimed_until IS NULL OR claimed_until <= ? OR claimed_by = ?) "
+                f"ORDER BY id LIMIT ?) RETURNING {_OUTBOX_COLUMNS}, claims - 1",
+                (claimant, ts(now + timedelta(seconds=lease_s)), ts(now), claimant, limit),
+            ).fetchall()
+        return sorted((_outbox(row) for row in rows), key=lambda m: m.id)
 
     async def has_handled(self, consumer: str, message_id: UUID, *, sender: str) -> bool:
         rows = self._fetchall(

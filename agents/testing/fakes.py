@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
@@ -199,6 +199,8 @@ class _Tables:
         self.outbox: dict[int, OutboxMessage] = {}
         self.outbox_ids: set[UUID] = set()
         self.next_outbox_id = 1
+        # outbox id -> (claimant, claimed until, claims so far)
+        self.claims: dict[int, tuple[str, datetime, int]] = {}
         self.inbox: dict[tuple[str, str, UUID], datetime] = {}
         self.business_keys: set[tuple[str, str]] = set()
         self.held: list[HeldMessage] = []
@@ -211,6 +213,7 @@ class _Tables:
         tables.outbox = dict(self.outbox)
         tables.outbox_ids = set(self.outbox_ids)
         tables.next_outbox_id = self.next_outbox_id
+        tables.claims = dict(self.claims)
         tables.inbox = dict(self.inbox)
         tables.business_keys = set(self.business_keys)
         tables.held = list(self.held)
@@ -347,6 +350,26 @@ class InMemoryStore:
     async def fetch_unpublished(self, limit: int = 100) -> list[OutboxMessage]:
         rows = (row for row in self._tables.outbox.values() if row.published_at is None)
         return sorted(rows, key=lambda row: row.id)[:limit]
+
+    async def claim_unpublished(
+        self, claimant: str, *, limit: int = 100, lease_s: float = 30.0
+    ) -> list[OutboxMessage]:
+        async with self._lock:
+            now = self._clock.now()
+            claims = dict(self._tables.claims)
+            taken: list[OutboxMessage] = []
+            for row in sorted(self._tables.outbox.values(), key=lambda row: row.id):
+                if len(taken) >= limit:
+                    break
+                if row.published_at is not None:
+                    continue
+                holder, until, count = claims.get(row.id, ("", now, 0))
+                if count and holder != claimant and until > now:
+                    continue
+                claims[row.id] = (claimant, now + timedelta(seconds=lease_s), count + 1)
+                taken.append(replace(row, claims=count))
+            self._tables.claims = claims
+            return taken
 
     async def mark_published(self, ids: Sequence[int]) -> None:
         if not ids:

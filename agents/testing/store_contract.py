@@ -373,6 +373,51 @@ class StoreContract(abc.ABC):
         await store.mark_published([])
         assert [m.id for m in await store.fetch_unpublished()] == [added[1].id, added[3].id]
 
+    async def test_a_claimed_row_is_no_other_claimants_while_the_lease_holds(
+        self, store: Store
+    ) -> None:
+        async with store.transaction() as tx:
+            added = await tx.add_outbox([make_message(n) for n in range(5)])
+        first = await store.claim_unpublished("replica-a", limit=3, lease_s=30)
+        assert [m.id for m in first] == [m.id for m in added[:3]]
+        assert [m.claims for m in first] == [0, 0, 0]
+        assert first[0].body == added[0].body and first[0].headers == added[0].headers
+        second = await store.claim_unpublished("replica-b", limit=10, lease_s=30)
+        assert [m.id for m in second] == [m.id for m in added[3:]]
+        self.clock.advance(seconds=29)
+        assert await store.claim_unpublished("replica-c", lease_s=30) == []
+        # the holder may claim its own rows again (a failed publish retried): marked as such
+        again = await store.claim_unpublished("replica-a", limit=10, lease_s=30)
+        assert [(m.id, m.claims) for m in again] == [(m.id, 1) for m in added[:3]]
+        # claiming does not publish: the rows stay in the outbox until marked
+        assert len(await store.fetch_unpublished()) == 5
+
+    async def test_concurrent_claimants_get_disjoint_rows(self, store: Store) -> None:
+        async with store.transaction() as tx:
+            added = await tx.add_outbox([make_message(n) for n in range(40)])
+        batches = await asyncio.gather(
+            *(store.claim_unpublished(f"replica-{n}", limit=7, lease_s=30) for n in range(8))
+        )
+        ids = [m.id for batch in batches for m in batch]
+        assert len(ids) == len(set(ids))
+        assert sorted(ids) == sorted(m.id for m in added)
+        for batch in batches:
+            assert [m.id for m in batch] == sorted(m.id for m in batch)
+
+    async def test_an_expired_lease_is_claimable_and_marks_the_row_claimed_before(
+        self, store: Store
+    ) -> None:
+        async with store.transaction() as tx:
+            added = await tx.add_outbox([make_message(1), make_message(2)])
+        held = await store.claim_unpublished("dead-replica", lease_s=10)
+        assert len(held) == 2
+        self.clock.advance(seconds=11)  # the holder died: its lease runs out
+        taken = await store.claim_unpublished("live-replica", lease_s=10)
+        assert [(m.id, m.claims) for m in taken] == [(m.id, 1) for m in added]
+        await store.mark_published([taken[0].id])
+        self.clock.advance(seconds=11)
+        assert [m.id for m in await store.claim_unpublished("third", lease_s=10)] == [added[1].id]
+
     async def test_an_outbox_message_id_is_unique(self, store: Store) -> None:
         message = make_message()
         async with store.transaction() as tx:

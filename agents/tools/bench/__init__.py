@@ -21,11 +21,19 @@ appended to them when the full flow runs.
 Modules: `context` (what every section gets, the shared timers), `raw` (the aio-pika ceiling),
 `hop` (jiexu's transport, its steps, the codec), `run` (the vhost, the sections, the ratios);
 for the full flow `processes` (agents as child processes), `files` (reading a world's SQLite
-files), `world` (one provisioned world and its front office) and `flow` (the two measurements).
+files), `world` (one provisioned world and its front office) and `flow` (the two measurements, and the
+flow per number of replicas per agency on PostgreSQL, `replica_flow_section`; `pgfiles` reads such
+a world's databases).
 """
 
 from agents.tools.bench.context import BenchConfig, BenchContext, Section, sample_document
-from agents.tools.bench.flow import add_flow_ratios, flow_section, run_flow
+from agents.tools.bench.flow import (
+    add_flow_ratios,
+    flow_section,
+    replica_flow_section,
+    run_flow,
+    run_replica_flows,
+)
 from agents.tools.bench.hop import codec, signed_hop, transport, transport_steps
 from agents.tools.bench.processes import settings_env
 from agents.tools.bench.raw import raw_hop, raw_publish
@@ -44,8 +52,10 @@ __all__ = [
     "flow_section",
     "raw_hop",
     "raw_publish",
+    "replica_flow_section",
     "run_bench",
     "run_flow",
+    "run_replica_flows",
     "sample_document",
     "settings_env",
     "signed_hop",

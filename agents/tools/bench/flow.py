@@ -28,10 +28,11 @@ whether memory grows with the backlog (``first``, ``last``, ``peak`` and ``by_pr
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,13 @@ from agents.tools.figures import latency_summary
 from broker.names import RECONCILER_CODE
 from broker.provider import BrokerEndpoint
 
-__all__ = ["add_flow_ratios", "flow_section", "run_flow"]
+__all__ = [
+    "add_flow_ratios",
+    "flow_section",
+    "replica_flow_section",
+    "run_flow",
+    "run_replica_flows",
+]
 
 log = structlog.get_logger("jiexu.bench.flow")
 
@@ -243,6 +250,54 @@ def _rss_ratio(small: Mapping[str, float | None], large: Mapping[str, float | No
     if ratios:
         ratios["max"] = max(ratios.values())
     return ratios
+
+
+async def run_replica_flows(
+    endpoint: BrokerEndpoint, config: FlowConfig, counts: Sequence[int]
+) -> dict[str, Any]:
+    """The flow (the larger size only, no backlog) with each number of replicas per agency in
+    ``counts``, on PostgreSQL (``config.database_url``): transfers/s and latency for each."""
+    runs: list[dict[str, Any]] = []
+    for count in counts:
+        one = dataclasses.replace(config, replicas=count, backlog=0)
+        root = config.work_dir or Path(tempfile.mkdtemp(prefix="jiexu-bench-replicas-"))
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            size = await _flow_size(endpoint, one, config.transfers, root / f"r{count}")
+        finally:
+            if not config.keep_files and config.work_dir is None:
+                shutil.rmtree(root, ignore_errors=True)
+        runs.append(
+            {
+                "replicas": count,
+                "transfers": size["transfers"],
+                "finished": size["finished"],
+                "flow_transfers_per_s": size["flow_transfers_per_s"],
+                "flow_msgs_per_s": size["flow_msgs_per_s"],
+                "latency_ms": size["latency_ms"],
+                "unexpected_outcomes": size["unexpected_outcomes"],
+                "money_conserved": size["money_conserved"],
+                "reconciled": size["reconciled"],
+                "cpu_s": size["cpu_s"],
+                "exit_codes": size["exit_codes"],
+            }
+        )
+    return {
+        "flow_agencies": config.agencies,
+        "flow_window": config.window,
+        "flow_prefetch": config.prefetch,
+        "flow_store": "postgresql" if config.database_url else "sqlite",
+        "replica_runs": runs,
+    }
+
+
+def replica_flow_section(config: FlowConfig, counts: Sequence[int]) -> Section:
+    """The flow per replica count as a `jiexu bench` section."""
+
+    async def flow(ctx: BenchContext) -> dict[str, Any]:
+        return await run_replica_flows(ctx.endpoint, config, counts)
+
+    return flow
 
 
 def flow_section(config: FlowConfig) -> Section:

@@ -18,6 +18,7 @@ from typing import Any
 from agents.service.bootstrap import OpenedService, open_ledger, open_service
 from agents.service.settings import AgentSettings
 from agents.tools.bench.files import WorldFiles
+from agents.tools.bench.pgfiles import PostgresWorldFiles, create_database, drop_database
 from agents.tools.bench.processes import (
     REPO,
     Child,
@@ -68,6 +69,11 @@ class FlowConfig:
     sample_interval_s: float = 1.0
     agent_settings: Mapping[str, Any] = field(default_factory=dict)
     """Extra `AgentSettings` for every agent (e.g. ``{"verify_in_thread": False}``)."""
+    database_url: str | None = None
+    """A PostgreSQL server: each world's stores and ledgers go into a database made on it for the
+    world (dropped afterwards), with ``JIEXU_LEDGER=postgres``. None: SQLite files."""
+    replicas: int = 1
+    """``jiexu agent`` processes per agency (more than one needs ``database_url``)."""
     work_dir: Path | None = None
     """Where the worlds' files go (default: a temporary directory, removed afterwards)."""
     keep_files: bool = False
@@ -109,6 +115,7 @@ class World:
         self.planned: list[Planned] = []
         self.files: WorldFiles | None = None
         self.submitted = 0
+        self.dsn: str | None = None
 
     # -- set up and tear down
     async def provision(self) -> None:
@@ -122,7 +129,11 @@ class World:
             user_prefix=f"bflow{tag}-",
             retry_delays_ms=FLOW_RETRY_DELAYS_MS,
         )
-        self.files = WorldFiles(self.provisioned.paths, self.codes)
+        if self.config.database_url:
+            self.dsn = await create_database(self.config.database_url, f"jiexu_bench_{tag}")
+            self.files = PostgresWorldFiles(self.provisioned.paths, self.codes, self.dsn)
+        else:
+            self.files = WorldFiles(self.provisioned.paths, self.codes)
         planned, per_agency = plan_transfers(
             self.codes, self.transfers, random.Random(self.config.seed)
         )
@@ -138,17 +149,26 @@ class World:
 
     def settings(self, code: str) -> AgentSettings:
         assert self.provisioned is not None
+        stored: dict[str, Any] = (
+            {"database_url": self.dsn, "ledger": "postgres"} if self.dsn is not None else {}
+        )
         return self.provisioned.settings(
-            code, **{"prefetch": self.config.prefetch, **self.config.agent_settings}
+            code, **{"prefetch": self.config.prefetch, **stored, **self.config.agent_settings}
         )
 
     async def start(self) -> None:
         assert self.provisioned is not None
         log_dir = self.base / "logs"
+        replicas = self.config.replicas
         for code in self.codes:
-            self.children[code] = await spawn(
-                code, ["agent", "--agency", code], settings_env(self.settings(code)), log_dir
-            )
+            for n in range(replicas):
+                name = code if replicas == 1 else f"{code}/{n + 1}"
+                self.children[name] = await spawn(
+                    name.replace("/", "-"),
+                    ["agent", "--agency", code],
+                    settings_env(self.settings(code)),
+                    log_dir,
+                )
         p = self.provisioned
         reconciler_env = {k: v for k, v in os.environ.items() if not k.startswith("JIEXU_")}
         reconciler_env["PYTHONPATH"] = os.pathsep.join(
@@ -188,7 +208,8 @@ class World:
                         f"bench: {child.name} exited with {child.process.returncode} at start; "
                         f"see {child.log_path}"
                     )
-            if all(n >= 1 for n in await asyncio.to_thread(consumers)):
+            wanted = [self.config.replicas] * len(self.codes) + [1]  # the reconciler: one
+            if all(n >= w for n, w in zip(await asyncio.to_thread(consumers), wanted, strict=True)):
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError("bench: the agents did not start consuming")
@@ -202,6 +223,11 @@ class World:
         self.front.clear()
         if self.provisioned is not None:
             await asyncio.to_thread(self.provisioned.teardown)
+        if isinstance(self.files, PostgresWorldFiles):
+            await self.files.close()
+        if self.dsn is not None and self.config.database_url:
+            await drop_database(self.config.database_url, self.dsn)
+            self.dsn = None
 
     # -- the front office
     async def _apply(self, item: Planned) -> None:
