@@ -48,8 +48,9 @@ from agents.domain.case import (
 from agents.domain.clock import Clock
 from agents.domain.workdays import WorkdayCalendar
 from agents.faults import crash_point
-from agents.ledger.base import LedgerEntry, LedgerPeriod, LedgerPort, PersonAccount
+from agents.ledger.base import LedgerEntry, LedgerPort, PersonAccount
 from agents.service.certificates import sign_certificate
+from agents.service.ledger_credit import run_credit
 from agents.service.metrics import AgentMetrics
 from agents.service.statements import statement_document
 from agents.store.base import (
@@ -318,26 +319,7 @@ class AgencyService:
                 command.amount_fen,
                 command.bank_account.model_dump(mode="json"),
             )
-        return await self.ledger.credit(
-            command.case_id,
-            command.id_number,
-            command.months,
-            command.deemed_months,
-            command.amount_fen,
-            tuple(
-                LedgerPeriod(
-                    from_month=p.from_month,
-                    to_month=p.to_month,
-                    region=p.region,
-                    insurance_type=p.insurance_type,
-                    months=p.months,
-                )
-                for p in command.periods
-            ),
-            command.insurance_type,
-            name=command.name,
-            gender=command.gender,
-        )
+        return await run_credit(self.ledger, command)  # continuity too, if the ledger takes it
 
     # -- statements for the reconciliation agent ------------------------------------------------
     async def _answer_statement(self, message: Message) -> None:
