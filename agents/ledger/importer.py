@@ -26,6 +26,11 @@ column                required  meaning
 ``retiree``           no        ``true``/``false`` (CSV also ``1``/``0``); default false
 ``enrolled``          no        ``true``/``false``; default true (false: the relationship
                                 here has already been transferred out)
+``enrolment_start``   no        参保起始月: the first month of the person's current
+                                participation here, ``YYYY-MM``; empty (CSV) or absent or
+                                ``null`` (JSON) when not known. The receiving agency decides
+                                continuity from it (else from the application's month); it
+                                must be empty when ``enrolled`` is false
 ====================  ========  ==========================================================
 
 Periods, in CSV: ``FROM..TO:REGION:TYPE:MONTHS``, several separated by ``;``, oldest first, e.g.
@@ -35,6 +40,9 @@ when every month of the span was paid). In JSON lines: a list of objects with ``
 amount; ``"100"`` is refused). Each period must be valid as in the information form: months
 written ``YYYY-MM``, a 6-digit region, ``1 <= months <=`` the calendar months it spans, periods
 in order without overlapping.
+
+The continuity decided at a transfer (``PersonAccount.continuity``) is the agent's record, written
+by its credit; a file does not carry it.
 
 All or nothing. Every row is checked first (the contract's own types, `schemas.common`, and the
 information form's rules); any problem is reported as ``line N: field: what is wrong`` (never
@@ -74,6 +82,7 @@ from schemas.common import (
     Fen,
     Gender,
     InsuranceType,
+    Month,
     Months,
     PersonName,
     gender_of_citizen_id,
@@ -109,7 +118,7 @@ REQUIRED_COLUMNS = (
     "periods",
     "balance_fen",
 )
-COLUMNS = (*REQUIRED_COLUMNS, "arrears_fen", "retiree", "enrolled")
+COLUMNS = (*REQUIRED_COLUMNS, "arrears_fen", "retiree", "enrolled", "enrolment_start")
 _FEN_COLUMNS = frozenset({"balance_fen", "arrears_fen"})
 _MONTH_COLUMNS = frozenset({"months_paid", "deemed_months"})
 _SUFFIXES: Mapping[str, FileFormat] = {
@@ -180,6 +189,7 @@ class _Row(BaseModel):
     arrears_fen: Fen = 0
     retiree: StrictBool = False
     enrolled: StrictBool = True
+    enrolment_start: Month | None = None
 
 
 # --- reading the file -------------------------------------------------------------------------
@@ -241,6 +251,8 @@ def _csv_value(column: str, text: str, line: int, problems: list[RowProblem]) ->
         if lowered in ("false", "0"):
             return False
         problems.append(RowProblem(line, column, "must be true or false"))
+        return None
+    if column == "enrolment_start" and text == "":
         return None
     if column == "periods":
         periods: list[dict[str, Any]] = []
@@ -332,6 +344,13 @@ def _cross_checks(row: _Row) -> list[tuple[str, str]]:
         found.append(
             ("balance_fen", "must be 0 for resident insurance (390): it has no personal account")
         )
+    if row.enrolment_start is not None and not row.enrolled:
+        found.append(
+            (
+                "enrolment_start",
+                "must be empty when enrolled is false: the participation here has ended",
+            )
+        )
     if row.months_paid + row.deemed_months > MAX_MONTHS:
         found.append(("deemed_months", f"months_paid plus deemed_months exceed {MAX_MONTHS}"))
     for number, (earlier, later) in enumerate(pairwise(row.periods), 2):
@@ -374,6 +393,7 @@ def _account(row: _Row, region: str) -> PersonAccount:
             )
             for p in row.periods
         ),
+        enrolment_start=row.enrolment_start,
     )
 
 
@@ -447,6 +467,7 @@ def format_people(accounts: Iterable[PersonAccount], file_format: FileFormat) ->
             "arrears_fen": a.arrears_fen,
             "retiree": a.retiree,
             "enrolled": a.enrolled,
+            "enrolment_start": a.enrolment_start,
         }
         for a in accounts
     ]
