@@ -26,11 +26,8 @@ column                required  meaning
 ``retiree``           no        ``true``/``false`` (CSV also ``1``/``0``); default false
 ``enrolled``          no        ``true``/``false``; default true (false: the relationship
                                 here has already been transferred out)
-``enrolment_start``   no        参保起始月: the first month of the person's current
-                                participation here, ``YYYY-MM``; empty (CSV) or absent or
-                                ``null`` (JSON) when not known. The receiving agency decides
-                                continuity from it (else from the application's month); it
-                                must be empty when ``enrolled`` is false
+``enrolment_start``   no        ``YYYY-MM``, the current participation's first month here;
+                                empty or ``null`` when unknown or ``enrolled`` is false
 ====================  ========  ==========================================================
 
 Periods, in CSV: ``FROM..TO:REGION:TYPE:MONTHS``, several separated by ``;``, oldest first, e.g.
@@ -40,9 +37,6 @@ when every month of the span was paid). In JSON lines: a list of objects with ``
 amount; ``"100"`` is refused). Each period must be valid as in the information form: months
 written ``YYYY-MM``, a 6-digit region, ``1 <= months <=`` the calendar months it spans, periods
 in order without overlapping.
-
-The continuity decided at a transfer (``PersonAccount.continuity``) is the agent's record, written
-by its credit; a file does not carry it.
 
 All or nothing. Every row is checked first (the contract's own types, `schemas.common`, and the
 information form's rules); any problem is reported as ``line N: field: what is wrong`` (never
@@ -242,17 +236,15 @@ def _csv_value(column: str, text: str, line: int, problems: list[RowProblem]) ->
             )
             return None
         return int(text)
+    if text == "" and column in ("retiree", "enrolled", "enrolment_start"):
+        return None  # the default
     if column in ("retiree", "enrolled"):
-        if text == "":
-            return None
         lowered = text.lower()
         if lowered in ("true", "1"):
             return True
         if lowered in ("false", "0"):
             return False
         problems.append(RowProblem(line, column, "must be true or false"))
-        return None
-    if column == "enrolment_start" and text == "":
         return None
     if column == "periods":
         periods: list[dict[str, Any]] = []
@@ -345,12 +337,7 @@ def _cross_checks(row: _Row) -> list[tuple[str, str]]:
             ("balance_fen", "must be 0 for resident insurance (390): it has no personal account")
         )
     if row.enrolment_start is not None and not row.enrolled:
-        found.append(
-            (
-                "enrolment_start",
-                "must be empty when enrolled is false: the participation here has ended",
-            )
-        )
+        found.append(("enrolment_start", "must be empty when enrolled is false: it has ended"))
     if row.months_paid + row.deemed_months > MAX_MONTHS:
         found.append(("deemed_months", f"months_paid plus deemed_months exceed {MAX_MONTHS}"))
     for number, (earlier, later) in enumerate(pairwise(row.periods), 2):
@@ -383,16 +370,8 @@ def _account(row: _Row, region: str) -> PersonAccount:
         months_paid=row.months_paid,
         deemed_months=row.deemed_months,
         balance_fen=row.balance_fen,
-        periods=tuple(
-            LedgerPeriod(
-                from_month=p.from_month,
-                to_month=p.to_month,
-                region=p.region,
-                insurance_type=p.insurance_type,
-                months=p.months,
-            )
-            for p in row.periods
-        ),
+        # The form's period has the books' period's five fields (schemas.information).
+        periods=tuple(LedgerPeriod.from_json(p.model_dump(mode="json")) for p in row.periods),
         enrolment_start=row.enrolment_start,
     )
 
