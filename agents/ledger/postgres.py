@@ -26,7 +26,8 @@ same person at once both insert, the primary key on ``accounts`` refuses the sec
 runs its transaction again and finds the account. Lost connections, deadlocks and serialization
 failures are raised as `TransientError` (the caller retries; the key makes that harmless).
 
-Schema versions (``ledger_schema_version``, one row per version applied): 2 added
+Schema versions (``ledger_schema_version``: a row for each version the schema was opened at; a
+new schema starts at the current one): 2 added
 ``accounts.enrolment_start`` (``YYYY-MM``) and ``accounts.continuity`` (jsonb, the last credit's
 continuity decision); opening a version-1 schema adds them (``ADD COLUMN IF NOT EXISTS``, NULL for
 the people already there) under the setup lock, and records version 2.
