@@ -119,6 +119,8 @@ def _masked(account: PersonAccount) -> dict[str, Any]:
         "balance_fen": account.balance_fen,
         "arrears_fen": account.arrears_fen,
         "periods": [p.to_json() for p in account.periods],
+        "enrolment_start": account.enrolment_start,
+        "continuity": None if account.continuity is None else account.continuity.model_dump(mode="json"),
     }
 
 
@@ -242,6 +244,14 @@ def make_ledger_app(opener: LedgerOpener = open_configured_ledger) -> typer.Type
             typer.echo(
                 f"  {period.from_month}..{period.to_month}  {period.region}  "
                 f"{period.insurance_type.value}  {period.months} months"
+            )
+        if account.enrolment_start is not None:
+            typer.echo(f"enrolled here since {account.enrolment_start}")
+        if (c := account.continuity) is not None:  # decided at the last transfer in
+            owed = f", back-payment {', '.join(c.back_payment_months)}" * bool(c.back_payment_months)
+            typer.echo(
+                f"continuity {c.outcome.value}: gap {c.gap_months} months{owed}, waiting "
+                f"{c.waiting_months} months, benefits from {c.benefits_from}"
             )
 
     return app

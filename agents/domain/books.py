@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from uuid import UUID
 
+from agents.domain.continuity import Continuity
 from schemas.common import Gender, InsuranceType
 
 __all__ = [
@@ -22,12 +23,28 @@ __all__ = [
     "LedgerPeriod",
     "Participation",
     "PersonAccount",
+    "continuity_from_json",
+    "continuity_to_json",
     "period_months",
 ]
 
 Participation = Literal["active", "stopped"]
 _MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 LedgerOperation = Literal["terminate_and_debit", "credit", "pay_out"]
+
+
+def continuity_to_json(continuity: Continuity | None) -> dict[str, Any] | None:
+    """A continuity decision as the books store it (JSON), or None."""
+    return None if continuity is None else continuity.model_dump(mode="json")
+
+
+def continuity_from_json(value: Mapping[str, Any] | str | None) -> Continuity | None:
+    """The stored form back (a JSON object, or its text as a TEXT column holds it), or None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return Continuity.model_validate_json(value)
+    return Continuity.model_validate(value)
 
 
 def period_months(from_month: str, to_month: str) -> int:
@@ -90,9 +107,16 @@ class PersonAccount:
     ``enrolment_start`` (``YYYY-MM``, optional): the first month of the person's current
     participation here, as the books know it. The receiving agency decides continuity from it
     (`agents.domain.continuity`); where the books do not say (``None``), the case takes the month
-    of the application instead. The reference SQLite and PostgreSQL ledgers do not store it yet
-    (their ``accounts`` tables have no such column, so ``lookup`` answers ``None``); an adapter
-    over a core system that knows the enrolment date fills it.
+    of the application instead. Every shipped ledger stores it (``jiexu ledger import`` takes it as
+    an optional column); an adapter over a core system that knows the enrolment date fills it. A
+    credit that carries a continuity decision fills it when the books had none (with the month that
+    decision used), and ``terminate_and_debit`` clears it: the participation it started has ended.
+
+    ``continuity`` (optional): what the receiving agency decided at the person's last transfer in
+    (`agents.domain.continuity.Continuity`): whether continuity held, the months to pay back, the
+    waiting period and ``benefits_from``, the first month benefits are paid. Written by a credit
+    that carries it, cleared by ``terminate_and_debit``; ``None`` for a person never transferred in
+    (or credited by an agent that did not decide it).
     """
 
     id_number: str
@@ -109,6 +133,7 @@ class PersonAccount:
     balance_fen: int = 0
     periods: tuple[LedgerPeriod, ...] = ()
     enrolment_start: str | None = None
+    continuity: Continuity | None = None
 
     def __post_init__(self) -> None:
         # Accept the plain codes ("310", "male") too; store the enums.
@@ -128,7 +153,9 @@ class LedgerEntry:
 
     For ``terminate_and_debit`` `months`, `deemed_months` and `periods` are what was certified
     (build the information form from them: they survive a crash and a replay, whereas the
-    account itself no longer holds them); for ``credit`` what was credited.
+    account itself no longer holds them); for ``credit`` what was credited, and `continuity` the
+    continuity decision the credit recorded (``None`` when the credit carried none; the JSON form
+    then has no ``continuity`` key, as entries stored before it existed).
     """
 
     case_id: UUID
@@ -140,10 +167,11 @@ class LedgerEntry:
     retained_fen: int = 0
     balance_after_fen: int = 0
     periods: tuple[LedgerPeriod, ...] = ()
+    continuity: Continuity | None = None
     replayed: bool = field(default=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        value: dict[str, Any] = {
             "case_id": str(self.case_id),
             "operation": self.operation,
             "id_number": self.id_number,
@@ -154,6 +182,9 @@ class LedgerEntry:
             "balance_after_fen": self.balance_after_fen,
             "periods": [period.to_json() for period in self.periods],
         }
+        if self.continuity is not None:
+            value["continuity"] = self.continuity.model_dump(mode="json")
+        return value
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any], *, replayed: bool = False) -> LedgerEntry:
@@ -167,5 +198,6 @@ class LedgerEntry:
             retained_fen=int(value["retained_fen"]),
             balance_after_fen=int(value["balance_after_fen"]),
             periods=tuple(LedgerPeriod.from_json(p) for p in value.get("periods", ())),
+            continuity=continuity_from_json(value.get("continuity")),
             replayed=replayed,
         )

@@ -6,6 +6,7 @@ loads no driver.
 """
 
 from agents.ledger.base import (
+    Continuity,
     InsufficientBalance,
     LedgerEntry,
     LedgerOperation,
@@ -23,6 +24,7 @@ from agents.ledger.base import (
 from agents.ledger.choice import LedgerConfigError, LedgerContext, open_ledger
 
 __all__ = [
+    "Continuity",
     "InsufficientBalance",
     "LedgerConfigError",
     "LedgerContext",

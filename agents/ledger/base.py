@@ -30,10 +30,12 @@ from agents.domain.books import (
     PersonAccount,
     period_months,
 )
+from agents.domain.continuity import Continuity
 from schemas.common import Gender, InsuranceType
 from schemas.errors import DomainRuleViolation
 
 __all__ = [
+    "Continuity",
     "Gender",
     "InsufficientBalance",
     "InsuranceType",
@@ -171,10 +173,20 @@ class LedgerPort(Protocol):
         *,
         name: str | None = None,
         gender: Gender | None = None,
+        continuity: Continuity | None = None,
     ) -> LedgerEntry:
         """Receiving side: add the months, deemed months, periods and balance; the person is
         enrolled and active here afterwards. An unknown person is enrolled with `name`/`gender`
-        (required then, else `PersonNotFound`)."""
+        (required then, else `PersonNotFound`).
+
+        `continuity` (added after the first release of the port, optional): what the receiving
+        case decided (`agents.domain.continuity.Continuity`: kept, kept with back-payment, or
+        broken; the months to pay back; the waiting period and the first month of benefits).
+        Record it with the credit, once (it is part of the idempotent operation: the entry's
+        ``continuity`` and the account's ``continuity``; the account's ``enrolment_start`` takes
+        its month when the books had none). The agent passes it only when it has one and the
+        adapter's ``credit`` declares the parameter (or ``**kwargs``), so an adapter written to
+        the older signature keeps working and simply does not record it."""
         ...
 
     async def pay_out(

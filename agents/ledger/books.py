@@ -1,4 +1,9 @@
-"""The bookkeeping rules every ledger adapter applies: pure functions, account in, account out."""
+"""The bookkeeping rules every ledger adapter applies: pure functions, account in, account out.
+
+`credit_args` builds the arguments a credit's idempotency record keeps (the same dict in every
+adapter, so a replay with other arguments is noticed alike); a credit without a continuity
+decision has no ``continuity`` key, as records written before the port took it.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ from uuid import UUID
 
 import structlog
 
+from agents.domain.books import continuity_to_json
+from agents.domain.continuity import Continuity
 from agents.ledger.base import (
     InsufficientBalance,
     LedgerEntry,
@@ -19,7 +26,13 @@ from agents.ledger.base import (
 )
 from schemas.common import Gender, InsuranceType
 
-__all__ = ["apply_credit", "apply_pay_out", "apply_terminate", "warn_if_args_differ"]
+__all__ = [
+    "apply_credit",
+    "apply_pay_out",
+    "apply_terminate",
+    "credit_args",
+    "warn_if_args_differ",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +74,9 @@ def apply_terminate(
         deemed_months=0,
         periods=(),
         balance_fen=balance_after,
+        # The participation here has ended: its start and the continuity decided for it with it.
+        enrolment_start=None,
+        continuity=None,
     )
     return updated, entry
 
@@ -78,7 +94,10 @@ def apply_credit(
     region: str,
     name: str | None,
     gender: Gender | None,
+    continuity: Continuity | None = None,
 ) -> tuple[PersonAccount, LedgerEntry]:
+    """Add what the credit brings. With ``continuity`` the account records that decision (replacing
+    an earlier one) and, if the books had no enrolment start, the month the decision used."""
     _non_negative("months", months)
     _non_negative("deemed_months", deemed_months)
     _non_negative("amount_fen", amount_fen)
@@ -103,6 +122,12 @@ def apply_credit(
         balance_fen=account.balance_fen + amount_fen,
         periods=tuple(sorted((*account.periods, *periods), key=lambda p: p.from_month)),
     )
+    if continuity is not None:
+        updated = replace(
+            updated,
+            continuity=continuity,
+            enrolment_start=updated.enrolment_start or continuity.enrolment_start,
+        )
     entry = LedgerEntry(
         case_id=case_id,
         operation="credit",
@@ -112,8 +137,32 @@ def apply_credit(
         amount_fen=amount_fen,
         balance_after_fen=updated.balance_fen,
         periods=tuple(periods),
+        continuity=continuity,
     )
     return updated, entry
+
+
+def credit_args(
+    id_number: str,
+    months: int,
+    deemed_months: int,
+    amount_fen: int,
+    periods: Sequence[LedgerPeriod],
+    insurance_type: InsuranceType,
+    continuity: Continuity | None = None,
+) -> dict[str, Any]:
+    """The arguments of a credit as its idempotency record keeps them (JSON)."""
+    args: dict[str, Any] = {
+        "id_number": id_number,
+        "months": months,
+        "deemed_months": deemed_months,
+        "amount_fen": amount_fen,
+        "periods": [p.to_json() for p in periods],
+        "insurance_type": insurance_type.value,
+    }
+    if continuity is not None:
+        args["continuity"] = continuity_to_json(continuity)
+    return args
 
 
 def apply_pay_out(

@@ -26,6 +26,8 @@ column                required  meaning
 ``retiree``           no        ``true``/``false`` (CSV also ``1``/``0``); default false
 ``enrolled``          no        ``true``/``false``; default true (false: the relationship
                                 here has already been transferred out)
+``enrolment_start``   no        ``YYYY-MM``, the current participation's first month here;
+                                empty or ``null`` when unknown or ``enrolled`` is false
 ====================  ========  ==========================================================
 
 Periods, in CSV: ``FROM..TO:REGION:TYPE:MONTHS``, several separated by ``;``, oldest first, e.g.
@@ -74,6 +76,7 @@ from schemas.common import (
     Fen,
     Gender,
     InsuranceType,
+    Month,
     Months,
     PersonName,
     gender_of_citizen_id,
@@ -109,7 +112,7 @@ REQUIRED_COLUMNS = (
     "periods",
     "balance_fen",
 )
-COLUMNS = (*REQUIRED_COLUMNS, "arrears_fen", "retiree", "enrolled")
+COLUMNS = (*REQUIRED_COLUMNS, "arrears_fen", "retiree", "enrolled", "enrolment_start")
 _FEN_COLUMNS = frozenset({"balance_fen", "arrears_fen"})
 _MONTH_COLUMNS = frozenset({"months_paid", "deemed_months"})
 _SUFFIXES: Mapping[str, FileFormat] = {
@@ -180,6 +183,7 @@ class _Row(BaseModel):
     arrears_fen: Fen = 0
     retiree: StrictBool = False
     enrolled: StrictBool = True
+    enrolment_start: Month | None = None
 
 
 # --- reading the file -------------------------------------------------------------------------
@@ -232,9 +236,9 @@ def _csv_value(column: str, text: str, line: int, problems: list[RowProblem]) ->
             )
             return None
         return int(text)
+    if text == "" and column in ("retiree", "enrolled", "enrolment_start"):
+        return None  # the default
     if column in ("retiree", "enrolled"):
-        if text == "":
-            return None
         lowered = text.lower()
         if lowered in ("true", "1"):
             return True
@@ -332,6 +336,8 @@ def _cross_checks(row: _Row) -> list[tuple[str, str]]:
         found.append(
             ("balance_fen", "must be 0 for resident insurance (390): it has no personal account")
         )
+    if row.enrolment_start is not None and not row.enrolled:
+        found.append(("enrolment_start", "must be empty when enrolled is false: it has ended"))
     if row.months_paid + row.deemed_months > MAX_MONTHS:
         found.append(("deemed_months", f"months_paid plus deemed_months exceed {MAX_MONTHS}"))
     for number, (earlier, later) in enumerate(pairwise(row.periods), 2):
@@ -364,16 +370,9 @@ def _account(row: _Row, region: str) -> PersonAccount:
         months_paid=row.months_paid,
         deemed_months=row.deemed_months,
         balance_fen=row.balance_fen,
-        periods=tuple(
-            LedgerPeriod(
-                from_month=p.from_month,
-                to_month=p.to_month,
-                region=p.region,
-                insurance_type=p.insurance_type,
-                months=p.months,
-            )
-            for p in row.periods
-        ),
+        # The form's period has the books' period's five fields (schemas.information).
+        periods=tuple(LedgerPeriod.from_json(p.model_dump(mode="json")) for p in row.periods),
+        enrolment_start=row.enrolment_start,
     )
 
 
@@ -447,6 +446,7 @@ def format_people(accounts: Iterable[PersonAccount], file_format: FileFormat) ->
             "arrears_fen": a.arrears_fen,
             "retiree": a.retiree,
             "enrolled": a.enrolled,
+            "enrolment_start": a.enrolment_start,
         }
         for a in accounts
     ]

@@ -25,6 +25,12 @@ A person not yet in the books (a credit that enrols) has no row to lock; two cas
 same person at once both insert, the primary key on ``accounts`` refuses the second, which then
 runs its transaction again and finds the account. Lost connections, deadlocks and serialization
 failures are raised as `TransientError` (the caller retries; the key makes that harmless).
+
+Schema versions (``ledger_schema_version``: a row for each version the schema was opened at; a
+new schema starts at the current one): 2 added
+``accounts.enrolment_start`` (``YYYY-MM``) and ``accounts.continuity`` (jsonb, the last credit's
+continuity decision); opening a version-1 schema adds them (``ADD COLUMN IF NOT EXISTS``, NULL for
+the people already there) under the setup lock, and records version 2.
 """
 
 # S608: the only interpolated SQL fragments are this module's column-list constant and the
@@ -43,9 +49,11 @@ import asyncpg
 import structlog
 
 from agents.db.codec import dumps, loads
+from agents.domain.books import continuity_from_json, continuity_to_json
 from agents.domain.clock import Clock, SystemClock
 from agents.faults import crash_point
 from agents.ledger.base import (
+    Continuity,
     LedgerEntry,
     LedgerOperation,
     LedgerPeriod,
@@ -53,7 +61,13 @@ from agents.ledger.base import (
     PersonAccount,
     statement_from_entries,
 )
-from agents.ledger.books import apply_credit, apply_pay_out, apply_terminate, warn_if_args_differ
+from agents.ledger.books import (
+    apply_credit,
+    apply_pay_out,
+    apply_terminate,
+    credit_args,
+    warn_if_args_differ,
+)
 from schemas.common import Gender, InsuranceType
 from schemas.errors import TransientError
 
@@ -69,7 +83,7 @@ log = structlog.get_logger(__name__)
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # One lock id for "set up a ledger schema", so replicas starting together do not race on DDL.
 _SETUP_LOCK = 0x6A69_6578_756C_6467  # "jiexuldg"
-_LEDGER_SCHEMA_VERSION = 1
+_LEDGER_SCHEMA_VERSION = 2
 # A new person enrolled by two cases at once: the loser reruns; more than this is a bug.
 _ENROL_RETRIES = 5
 
@@ -93,6 +107,9 @@ _TABLES = (
         balance_fen bigint NOT NULL CHECK (balance_fen >= 0),
         periods jsonb NOT NULL
     )""",
+    # Version 2: the start of the current participation and the last credit's continuity.
+    "ALTER TABLE accounts ADD COLUMN IF NOT EXISTS enrolment_start text",
+    "ALTER TABLE accounts ADD COLUMN IF NOT EXISTS continuity jsonb",
     # result is NULL only inside the transaction that claimed the key; it is set before commit.
     """CREATE TABLE IF NOT EXISTS ledger_ops (
         case_id uuid NOT NULL,
@@ -117,26 +134,25 @@ _TABLES = (
 
 _ACCOUNT_COLUMNS = (
     "id_number, name, gender, insurance_type, enrolled, participation, region, arrears_fen, "
-    "retiree, months_paid, deemed_months, balance_fen, periods"
+    "retiree, months_paid, deemed_months, balance_fen, periods, enrolment_start, continuity"
 )
+_VALUES = "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
 _UPSERT_ACCOUNT = (
-    f"INSERT INTO accounts ({_ACCOUNT_COLUMNS}) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
+    f"INSERT INTO accounts ({_ACCOUNT_COLUMNS}) {_VALUES} "
     "ON CONFLICT (id_number) DO UPDATE SET name = EXCLUDED.name, gender = EXCLUDED.gender, "
     "insurance_type = EXCLUDED.insurance_type, enrolled = EXCLUDED.enrolled, "
     "participation = EXCLUDED.participation, region = EXCLUDED.region, "
     "arrears_fen = EXCLUDED.arrears_fen, retiree = EXCLUDED.retiree, "
     "months_paid = EXCLUDED.months_paid, deemed_months = EXCLUDED.deemed_months, "
-    "balance_fen = EXCLUDED.balance_fen, periods = EXCLUDED.periods"
+    "balance_fen = EXCLUDED.balance_fen, periods = EXCLUDED.periods, "
+    "enrolment_start = EXCLUDED.enrolment_start, continuity = EXCLUDED.continuity"
 )
-_INSERT_ACCOUNT = (
-    f"INSERT INTO accounts ({_ACCOUNT_COLUMNS}) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-)
+_INSERT_ACCOUNT = f"INSERT INTO accounts ({_ACCOUNT_COLUMNS}) {_VALUES}"
 _UPDATE_ACCOUNT = (
     "UPDATE accounts SET name = $2, gender = $3, insurance_type = $4, enrolled = $5, "
     "participation = $6, region = $7, arrears_fen = $8, retiree = $9, months_paid = $10, "
-    "deemed_months = $11, balance_fen = $12, periods = $13 WHERE id_number = $1"
+    "deemed_months = $11, balance_fen = $12, periods = $13, enrolment_start = $14, "
+    "continuity = $15 WHERE id_number = $1"
 )
 
 # Errors that a retry may cure: lost connections, deadlocks, serialization failures, shutdown.
@@ -171,6 +187,8 @@ def _account(row: asyncpg.Record) -> PersonAccount:
         deemed_months=row["deemed_months"],
         balance_fen=row["balance_fen"],
         periods=tuple(LedgerPeriod.from_json(p) for p in row["periods"]["periods"]),
+        enrolment_start=row["enrolment_start"],
+        continuity=continuity_from_json(row["continuity"]),
     )
 
 
@@ -190,6 +208,8 @@ def _account_values(account: PersonAccount) -> tuple[Any, ...]:
         account.balance_fen,
         # jsonb goes through the pool's object codec; wrap the list so it is one.
         {"periods": [p.to_json() for p in account.periods]},
+        account.enrolment_start,
+        continuity_to_json(account.continuity),
     )
 
 
@@ -352,15 +372,11 @@ class PostgresLedger:
         *,
         name: str | None = None,
         gender: Gender | None = None,
+        continuity: Continuity | None = None,
     ) -> LedgerEntry:
-        args = {
-            "id_number": id_number,
-            "months": months,
-            "deemed_months": deemed_months,
-            "amount_fen": amount_fen,
-            "periods": [p.to_json() for p in periods],
-            "insurance_type": insurance_type.value,
-        }
+        args = credit_args(
+            id_number, months, deemed_months, amount_fen, periods, insurance_type, continuity
+        )
         return await self._run(
             case_id,
             "credit",
@@ -378,6 +394,7 @@ class PostgresLedger:
                 region=self.region,
                 name=name,
                 gender=gender,
+                continuity=continuity,
             ),
         )
 

@@ -5,6 +5,10 @@ Each operation runs in one unit of work (`agents.db.sqlite.SqliteDb`: ``BEGIN IM
 group commit, a savepoint per unit) that reads that row, and if absent changes the account and
 inserts the row, so the balance change and its idempotency key commit or vanish together. An
 operation returns only after its commit (WAL, ``synchronous=FULL``).
+
+Schema version (``PRAGMA user_version``) 2 added ``accounts.enrolment_start`` (``YYYY-MM``) and
+``accounts.continuity`` (the last credit's continuity decision, JSON); opening a version-1 file adds
+them (``ALTER TABLE ... ADD COLUMN`` for each column not there yet, NULL for existing people).
 """
 
 # S608: the only interpolated SQL fragment is this module's column-list constant.
@@ -21,9 +25,11 @@ from uuid import UUID
 
 from agents.db.codec import ts
 from agents.db.sqlite import SqliteDb
+from agents.domain.books import continuity_from_json, continuity_to_json
 from agents.domain.clock import Clock, SystemClock
 from agents.faults import crash_point
 from agents.ledger.base import (
+    Continuity,
     LedgerEntry,
     LedgerOperation,
     LedgerPeriod,
@@ -31,7 +37,13 @@ from agents.ledger.base import (
     PersonAccount,
     statement_from_entries,
 )
-from agents.ledger.books import apply_credit, apply_pay_out, apply_terminate, warn_if_args_differ
+from agents.ledger.books import (
+    apply_credit,
+    apply_pay_out,
+    apply_terminate,
+    credit_args,
+    warn_if_args_differ,
+)
 from schemas.common import Gender, InsuranceType
 
 __all__ = ["SqliteLedger"]
@@ -71,12 +83,18 @@ _SCHEMA = (
         at TEXT NOT NULL
     )""",
 )
-_LEDGER_SCHEMA_VERSION = 1
+# Columns added after version 1, in order: added to an older file when it is opened.
+_ADDED_COLUMNS = (
+    ("enrolment_start", "TEXT"),  # version 2: YYYY-MM or NULL
+    ("continuity", "TEXT"),  # version 2: agents.domain.continuity.Continuity as JSON, or NULL
+)
+_LEDGER_SCHEMA_VERSION = 2
 
 _ACCOUNT_COLUMNS = (
     "id_number, name, gender, insurance_type, enrolled, participation, region, arrears_fen, "
-    "retiree, months_paid, deemed_months, balance_fen, periods"
+    "retiree, months_paid, deemed_months, balance_fen, periods, enrolment_start, continuity"
 )
+_ACCOUNT_VALUES = "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _dumps(value: Any) -> str:
@@ -98,6 +116,8 @@ def _account(row: Sequence[Any]) -> PersonAccount:
         deemed_months=row[10],
         balance_fen=row[11],
         periods=tuple(LedgerPeriod.from_json(p) for p in json.loads(row[12])),
+        enrolment_start=row[13],
+        continuity=continuity_from_json(row[14]),
     )
 
 
@@ -116,6 +136,8 @@ def _account_values(account: PersonAccount) -> tuple[Any, ...]:
         account.deemed_months,
         account.balance_fen,
         _dumps([p.to_json() for p in account.periods]),
+        account.enrolment_start,
+        None if account.continuity is None else _dumps(continuity_to_json(account.continuity)),
     )
 
 
@@ -124,6 +146,10 @@ def _setup(db: sqlite3.Connection) -> None:
     try:
         for statement in _SCHEMA:
             db.execute(statement)
+        present = {row[1] for row in db.execute("PRAGMA table_info(accounts)").fetchall()}
+        for column, kind in _ADDED_COLUMNS:
+            if column not in present:
+                db.execute(f"ALTER TABLE accounts ADD COLUMN {column} {kind}")
         db.execute(f"PRAGMA user_version = {_LEDGER_SCHEMA_VERSION}")
         db.execute("COMMIT")
     except BaseException:
@@ -181,8 +207,7 @@ class SqliteLedger:
                 return entry
             account, entry = apply(_load(db, id_number))
             db.execute(
-                f"INSERT OR REPLACE INTO accounts ({_ACCOUNT_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO accounts ({_ACCOUNT_COLUMNS}) {_ACCOUNT_VALUES}",
                 _account_values(account),
             )
             db.execute(
@@ -206,8 +231,7 @@ class SqliteLedger:
     async def put_account(self, account: PersonAccount) -> None:
         async with self._db.transaction() as db:
             db.execute(
-                f"INSERT OR REPLACE INTO accounts ({_ACCOUNT_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO accounts ({_ACCOUNT_COLUMNS}) {_ACCOUNT_VALUES}",
                 _account_values(account),
             )
 
@@ -215,8 +239,7 @@ class SqliteLedger:
         """Seed many accounts in one transaction."""
         async with self._db.transaction() as db:
             db.executemany(
-                f"INSERT OR REPLACE INTO accounts ({_ACCOUNT_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO accounts ({_ACCOUNT_COLUMNS}) {_ACCOUNT_VALUES}",
                 [_account_values(account) for account in accounts],
             )
 
@@ -249,15 +272,11 @@ class SqliteLedger:
         *,
         name: str | None = None,
         gender: Gender | None = None,
+        continuity: Continuity | None = None,
     ) -> LedgerEntry:
-        args = {
-            "id_number": id_number,
-            "months": months,
-            "deemed_months": deemed_months,
-            "amount_fen": amount_fen,
-            "periods": [p.to_json() for p in periods],
-            "insurance_type": insurance_type.value,
-        }
+        args = credit_args(
+            id_number, months, deemed_months, amount_fen, periods, insurance_type, continuity
+        )
         return await self._run(
             case_id,
             "credit",
@@ -275,6 +294,7 @@ class SqliteLedger:
                 region=self.region,
                 name=name,
                 gender=gender,
+                continuity=continuity,
             ),
         )
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from agents.domain.case import Credit, PayOut, TerminateAndDebit
-from agents.ledger.base import LedgerEntry, LedgerPeriod, LedgerPort
+from agents.ledger.base import LedgerEntry, LedgerPort
+from agents.service.ledger_credit import run_credit
 
 __all__ = ["run_command"]
 
@@ -21,23 +22,4 @@ async def run_command(ledger: LedgerPort, command: TerminateAndDebit | PayOut | 
             command.amount_fen,
             command.bank_account.model_dump(mode="json"),
         )
-    return await ledger.credit(
-        command.case_id,
-        command.id_number,
-        command.months,
-        command.deemed_months,
-        command.amount_fen,
-        tuple(
-            LedgerPeriod(
-                from_month=p.from_month,
-                to_month=p.to_month,
-                region=p.region,
-                insurance_type=p.insurance_type,
-                months=p.months,
-            )
-            for p in command.periods
-        ),
-        command.insurance_type,
-        name=command.name,
-        gender=command.gender,
-    )
+    return await run_credit(ledger, command)  # continuity too, if the ledger takes it

@@ -19,6 +19,7 @@ from uuid import UUID
 from agents.db.codec import dumps, loads, mask_key
 from agents.domain.clock import Clock, SystemClock
 from agents.ledger.base import (
+    Continuity,
     LedgerEntry,
     LedgerOperation,
     LedgerPeriod,
@@ -26,7 +27,13 @@ from agents.ledger.base import (
     PersonAccount,
     statement_from_entries,
 )
-from agents.ledger.books import apply_credit, apply_pay_out, apply_terminate, warn_if_args_differ
+from agents.ledger.books import (
+    apply_credit,
+    apply_pay_out,
+    apply_terminate,
+    credit_args,
+    warn_if_args_differ,
+)
 from agents.store import SCHEMA_VERSION
 from agents.store.base import (
     CaseRecord,
@@ -124,15 +131,11 @@ class InMemoryLedger:
         *,
         name: str | None = None,
         gender: Gender | None = None,
+        continuity: Continuity | None = None,
     ) -> LedgerEntry:
-        args = {
-            "id_number": id_number,
-            "months": months,
-            "deemed_months": deemed_months,
-            "amount_fen": amount_fen,
-            "periods": [p.to_json() for p in periods],
-            "insurance_type": insurance_type.value,
-        }
+        args = credit_args(
+            id_number, months, deemed_months, amount_fen, periods, insurance_type, continuity
+        )
         replayed = self._replay(case_id, "credit", args)
         if replayed is not None:
             return replayed
@@ -148,6 +151,7 @@ class InMemoryLedger:
             region=self.region,
             name=name,
             gender=gender,
+            continuity=continuity,
         )
         return self._commit(account, entry, args)
 

@@ -21,6 +21,7 @@ pytest-asyncio, in its ``auto`` or ``strict`` mode.
 from __future__ import annotations
 
 import abc
+import inspect
 import random
 from collections.abc import AsyncIterator
 from datetime import date
@@ -30,8 +31,11 @@ import pytest
 import pytest_asyncio
 from structlog.testing import capture_logs
 
+from agents.domain.continuity import assess_continuity
 from agents.ledger import (
+    Continuity,
     InsufficientBalance,
+    LedgerEntry,
     LedgerPeriod,
     LedgerStatement,
     PersonAccount,
@@ -42,6 +46,11 @@ from agents.ledger import (
 from schemas.common import Gender, InsuranceType, make_citizen_id
 
 __all__ = ["LedgerContract", "person"]
+
+# Ended 2025-12 at the old place: enrolled here 2026-05 breaks continuity (4 months, 6 waiting,
+# benefits from 2026-11); enrolled 2026-03 keeps it once 2026-01 and 2026-02 are paid back.
+BROKEN = assess_continuity("2025-12", "2026-05", waiting_months=6)
+BACK_PAYMENT = assess_continuity("2025-12", "2026-03")
 
 BANK = {"bank_name": "中国工商银行", "account_name": "张伟", "account_number": "6222020200112233445"}
 
@@ -292,6 +301,118 @@ class LedgerContract(abc.ABC):
         account = await receiving.lookup("11010519491231002X")
         assert account is not None
         assert (account.months_paid, account.balance_fen) == (36, 1_235_567)
+
+    # --- continuity (the credit's optional keyword) and the enrolment start ------------------
+
+    @staticmethod
+    def _require_continuity(ledger: SeedableLedger) -> None:
+        """An adapter written to the port before ``credit`` took ``continuity`` still serves the
+        agent (which then records no continuity); these tests are skipped for it, saying so."""
+        parameters = inspect.signature(ledger.credit).parameters
+        if "continuity" not in parameters and not any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+        ):
+            pytest.skip("this adapter's credit takes no continuity (the port before issue 17)")
+
+    async def _credit(
+        self, ledger: SeedableLedger, case_id: UUID, continuity: Continuity | None
+    ) -> LedgerEntry:
+        return await ledger.credit(
+            case_id,
+            "11010519491231002X",
+            24,
+            36,
+            1_234_567,
+            person().periods,
+            InsuranceType.EMPLOYEE,
+            name="张伟",
+            gender=Gender.FEMALE,
+            continuity=continuity,
+        )
+
+    async def test_an_account_keeps_its_enrolment_start_and_continuity(self) -> None:
+        ledger = await self.open_ledger("440300")
+        self._require_continuity(ledger)
+        seeded = person(region="440300", enrolment_start="2026-05", continuity=BROKEN)
+        await ledger.put_account(seeded)
+        assert await ledger.lookup("11010519491231002X") == seeded
+        await ledger.put_account(person(region="440300"))  # replaced: both gone again
+        assert await ledger.lookup("11010519491231002X") == person(region="440300")
+
+    async def test_a_credit_with_continuity_is_recorded_once(self) -> None:
+        receiving = await self.open_ledger("440300")
+        self._require_continuity(receiving)
+        case_id = uuid4()
+        first = await self._credit(receiving, case_id, BROKEN)
+        again = await self._credit(receiving, case_id, BROKEN)
+        assert again == first and again.replayed
+        assert first.continuity == BROKEN
+        account = await receiving.lookup("11010519491231002X")
+        assert account is not None
+        assert account.continuity == BROKEN
+        # A new person enrolled by the credit starts where the decision said.
+        assert account.enrolment_start == "2026-05"
+        assert account.continuity.waiting_period == ("2026-05", "2026-10")
+        assert account.continuity.benefits_from == "2026-11"
+        assert (account.months_paid, account.balance_fen) == (24, 1_234_567)
+        # A replay with another decision keeps the first, changes nothing, and warns.
+        with capture_logs() as logs:
+            other = await self._credit(receiving, case_id, BACK_PAYMENT)
+        assert other == first and other.continuity == BROKEN
+        assert [e["event"] for e in logs] == ["ledger.replay_with_different_arguments"]
+        assert await receiving.lookup("11010519491231002X") == account
+        assert await receiving.total_credited_fen() == 1_234_567
+        # The statement (the reconciler's document) has no field for it: unchanged.
+        assert await receiving.statement(case_id) == LedgerStatement(
+            case_id=case_id,
+            role="receiving",
+            months_credited=24,
+            deemed_credited=36,
+            amount_credited_fen=1_234_567,
+        )
+
+    async def test_a_credit_keeps_the_books_enrolment_start_and_the_latest_decision(
+        self,
+    ) -> None:
+        receiving = await self.open_ledger("440300")
+        self._require_continuity(receiving)
+        await receiving.put_account(
+            person(
+                region="440300", participation="active", enrolment_start="2026-03",
+                continuity=BROKEN,
+            )
+        )
+        entry = await self._credit(receiving, uuid4(), BACK_PAYMENT)
+        assert entry.continuity == BACK_PAYMENT
+        account = await receiving.lookup("11010519491231002X")
+        assert account is not None
+        assert (account.enrolment_start, account.continuity) == ("2026-03", BACK_PAYMENT)
+        assert account.continuity is not None
+        assert account.continuity.back_payment_months == ("2026-01", "2026-02")
+
+    async def test_a_credit_without_continuity_records_none(self) -> None:
+        receiving = await self.open_ledger("440300")
+        await receiving.put_account(
+            person(region="440300", participation="active", enrolment_start="2026-03")
+        )
+        entry = await receiving.credit(uuid4(), "11010519491231002X", 12, 0, 1000)
+        assert entry.continuity is None
+        account = await receiving.lookup("11010519491231002X")
+        assert account is not None
+        assert (account.enrolment_start, account.continuity) == ("2026-03", None)
+
+    async def test_transferring_out_ends_the_enrolment_start_and_continuity(self) -> None:
+        ledger = await self.open_ledger("110000")
+        self._require_continuity(ledger)
+        await ledger.put_account(person(enrolment_start="2024-01", continuity=BACK_PAYMENT))
+        await ledger.terminate_and_debit(uuid4(), "11010519491231002X", 0)
+        account = await ledger.lookup("11010519491231002X")
+        assert account is not None
+        assert (account.enrolled, account.enrolment_start, account.continuity) == (
+            False,
+            None,
+            None,
+        )
 
     # --- both ends -----------------------------------------------------------------------------
 

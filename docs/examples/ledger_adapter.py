@@ -7,6 +7,9 @@ Your adapter wraps your own core system the same way. What it must do (`agents.l
   operation)**: the first call applies the change and stores its result *in the same
   transaction*; every later call with the same pair returns that stored result with
   ``replayed=True`` and changes nothing. The agent relies on it: it repeats a call after a crash;
+  ``credit`` takes an optional ``continuity`` (the receiving case's decision: kept, back-payment
+  months, waiting period, first month of benefits) to record with the credit and on the account;
+  an adapter without that keyword still works, the agent then leaves continuity out of its books;
 * ``statement(case_id)``: what the books hold for one case (for the reconciler);
 * ``close()``.
 
@@ -40,7 +43,9 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from agents.domain.books import continuity_from_json, continuity_to_json
 from agents.ledger.base import (
+    Continuity,
     LedgerEntry,
     LedgerOperation,
     LedgerPeriod,
@@ -48,7 +53,13 @@ from agents.ledger.base import (
     PersonAccount,
     statement_from_entries,
 )
-from agents.ledger.books import apply_credit, apply_pay_out, apply_terminate, warn_if_args_differ
+from agents.ledger.books import (
+    apply_credit,
+    apply_pay_out,
+    apply_terminate,
+    credit_args,
+    warn_if_args_differ,
+)
 from agents.ledger.choice import LedgerContext
 from schemas.common import Gender, InsuranceType
 
@@ -72,12 +83,16 @@ def _account_to_json(account: PersonAccount) -> dict[str, Any]:
         "deemed_months": account.deemed_months,
         "balance_fen": account.balance_fen,
         "periods": [period.to_json() for period in account.periods],
+        "enrolment_start": account.enrolment_start,
+        "continuity": continuity_to_json(account.continuity),
     }
 
 
 def _account_from_json(value: Mapping[str, Any]) -> PersonAccount:
+    # Books written before enrolment_start and continuity existed lack both keys: None then.
     fields = dict(value)
     fields["periods"] = tuple(LedgerPeriod.from_json(p) for p in value["periods"])
+    fields["continuity"] = continuity_from_json(value.get("continuity"))
     return PersonAccount(**fields)
 
 
@@ -163,15 +178,11 @@ class JsonFileLedger:
         *,
         name: str | None = None,
         gender: Gender | None = None,
+        continuity: Continuity | None = None,
     ) -> LedgerEntry:
-        args = {
-            "id_number": id_number,
-            "months": months,
-            "deemed_months": deemed_months,
-            "amount_fen": amount_fen,
-            "periods": [p.to_json() for p in periods],
-            "insurance_type": insurance_type.value,
-        }
+        args = credit_args(
+            id_number, months, deemed_months, amount_fen, periods, insurance_type, continuity
+        )
         return await self._once(
             case_id,
             "credit",
@@ -189,6 +200,7 @@ class JsonFileLedger:
                 region=self.region,
                 name=name,
                 gender=gender,
+                continuity=continuity,
             ),
         )
 

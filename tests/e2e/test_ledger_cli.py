@@ -16,10 +16,12 @@ import pytest
 from typer.testing import CliRunner
 
 from agents.cli.ledger_cmd import LedgerTarget, ledger_app, make_ledger_app
+from agents.domain.continuity import assess_continuity
 from agents.ledger import LedgerPort
 from agents.ledger.importer import format_people
 from agents.ledger.sqlite import SqliteLedger
 from agents.testing.fakes import InMemoryLedger
+from agents.testing.ledger_contract import person as account_of
 from agents.tools.seed import generate_people
 from schemas.pii import mask_value
 from tests.integration.postgres_support import PostgresSchema
@@ -194,3 +196,30 @@ def test_the_sqlite_file_is_where_the_agent_keeps_it(
             await ledger.close()
 
     assert asyncio.run(count()) == 12
+
+
+def test_show_says_the_enrolment_start_and_the_continuity_recorded(tmp_path: Path) -> None:
+    decided = assess_continuity("2025-12", "2026-03")
+    seeded = account_of(region=AGENCY, enrolment_start="2026-03", continuity=decided)
+
+    async def seed() -> None:
+        books = await SqliteLedger.open(tmp_path / AGENCY / "ledger.db", AGENCY)
+        try:
+            await books.put_account(seeded)
+        finally:
+            await books.close()
+
+    (tmp_path / AGENCY).mkdir()
+    asyncio.run(seed())
+    env = {"JIEXU_DATA_DIR": str(tmp_path), "JIEXU_LEDGER": ""}
+    args = ["show", "--id-number", seeded.id_number, "--agency", AGENCY]
+    human = CliRunner().invoke(ledger_app, args, env=env)
+    assert human.exit_code == 0, human.output
+    assert "enrolled here since 2026-03" in human.stdout
+    assert (
+        "continuity kept_with_back_payment: gap 2 months, back-payment 2026-01, 2026-02, "
+        "waiting 0 months, benefits from 2026-03"
+    ) in human.stdout
+    shown = json.loads(CliRunner().invoke(ledger_app, [*args, "--json"], env=env).stdout)
+    assert shown["person"]["enrolment_start"] == "2026-03"
+    assert shown["person"]["continuity"] == decided.model_dump(mode="json")

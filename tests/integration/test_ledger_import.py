@@ -105,6 +105,26 @@ class ImportIntoALedger:
             periods=(),
         )
 
+    @pytest.mark.parametrize("file_format", ["csv", "jsonl"])
+    async def test_the_enrolment_start_is_imported_and_kept(
+        self, ledger: SeedableLedger, tmp_path: Path, file_format: str
+    ) -> None:
+        people = [
+            dataclasses.replace(p, enrolment_start=f"20{10 + i % 15}-{1 + i % 12:02d}")
+            if p.enrolled and i % 3
+            else p
+            for i, p in enumerate(generate_people(REGION, 30, random.Random(8)))
+        ]
+        assert {p.enrolment_start is None for p in people} == {True, False}
+        path = tmp_path / f"people.{file_format}"
+        path.write_text(format_people(people, file_format), encoding="utf-8")  # type: ignore[arg-type]
+        report = await import_people(ledger, read_people(path, REGION))
+        assert report.added == 30
+        assert await everyone(ledger, [p.id_number for p in people]) == people
+        again = await import_people(ledger, read_people(path, REGION))
+        assert (again.added, again.unchanged) == (0, 30)
+
+
 class TestImportIntoSqlite(ImportIntoALedger):
     @pytest.fixture
     async def ledger(self, tmp_path: Path) -> AsyncIterator[SeedableLedger]:

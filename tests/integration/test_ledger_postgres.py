@@ -21,7 +21,7 @@ from structlog.testing import capture_logs
 
 from agents.ledger import SeedableLedger
 from agents.ledger.postgres import PostgresLedger
-from agents.testing.ledger_contract import BANK, LedgerContract, person
+from agents.testing.ledger_contract import BANK, BROKEN, LedgerContract, person
 from agents.tools.seed import generate_people
 from schemas.common import Gender, InsuranceType, make_citizen_id
 from tests.integration.postgres_support import PostgresSchema
@@ -70,6 +70,53 @@ class TestPostgresLedger(LedgerContract):
             assert await reopened.total_balance_fen() == 1_233_567
         finally:
             await reopened.close()
+
+    async def test_a_version_1_schema_gains_the_new_columns_and_keeps_its_books(
+        self, postgres_schema: PostgresSchema
+    ) -> None:
+        ledger = await open_replica(postgres_schema, "440300")
+        old = person(region="440300", participation="active")
+        await ledger.put_account(old)
+        await ledger.close()
+        # Back to what version 1 left: no enrolment_start, no continuity, version row 1 only.
+        conn = await asyncpg.connect(postgres_schema.url)
+        try:
+            await conn.execute(
+                f"ALTER TABLE {postgres_schema.name}.accounts "
+                "DROP COLUMN enrolment_start, DROP COLUMN continuity"
+            )
+            await conn.execute(f"DELETE FROM {postgres_schema.name}.ledger_schema_version")
+            await conn.execute(
+                f"INSERT INTO {postgres_schema.name}.ledger_schema_version (version) VALUES (1)"
+            )
+        finally:
+            await conn.close()
+        for _ in range(2):  # opening again finds the columns there and changes nothing
+            ledger = await open_replica(postgres_schema, "440300")
+            try:
+                assert await ledger.lookup(ID) == old
+            finally:
+                await ledger.close()
+        conn = await asyncpg.connect(postgres_schema.url)
+        try:
+            versions = await conn.fetch(
+                f"SELECT version FROM {postgres_schema.name}.ledger_schema_version ORDER BY 1"
+            )
+        finally:
+            await conn.close()
+        assert [row["version"] for row in versions] == [1, 2]
+        ledger = await open_replica(postgres_schema, "440300")
+        try:
+            entry = await ledger.credit(uuid4(), ID, 1, 0, 100, continuity=BROKEN)
+            assert entry.continuity == BROKEN
+            account = await ledger.lookup(ID)
+            assert account is not None
+            assert (account.enrolment_start, account.continuity) == ("2026-05", BROKEN)
+            seeded = person(region="440300", enrolment_start="2024-02", continuity=BROKEN)
+            await ledger.put_accounts([seeded])  # the bulk upsert writes both columns too
+            assert await ledger.lookup(ID) == seeded
+        finally:
+            await ledger.close()
 
     async def test_the_default_schema_is_named_after_the_agency(
         self, postgres_schema: PostgresSchema, ledger_schemas: list[str]

@@ -158,3 +158,45 @@ def test_json_lines_are_checked_as_strictly(line: str, field: str, message: str)
     named = {p.field: p for p in problems}
     assert {p.line for p in problems} == {2}
     assert message in named[field].message
+
+
+def test_the_optional_enrolment_start_column_in_csv_and_json_lines() -> None:
+    header = f"{HEADER},enrolment_start"
+    other = GOOD.replace(ID, "110105194912310046")
+    [(_, known), (_, unknown)] = parse_people(
+        f"{header}\n{GOOD},2026-03\n{other},\n", REGION, "csv"
+    )
+    assert (known.enrolment_start, unknown.enrolment_start) == ("2026-03", None)
+    for value, expected in (("2026-03", "2026-03"), (None, None)):
+        [(_, account)] = parse_people(good_json(enrolment_start=value), REGION, "jsonl")
+        assert account.enrolment_start == expected
+    [(_, absent)] = parse_people(
+        json.dumps({k: v for k, v in json.loads(good_json()).items() if k != "enrolment_start"}),
+        REGION,
+        "jsonl",
+    )
+    assert absent.enrolment_start is None
+    # Written back by format_people, both formats read the same.
+    for file_format in ("csv", "jsonl"):
+        text = format_people([known, unknown], file_format)  # type: ignore[arg-type]
+        assert [a for _, a in parse_people(text, REGION, file_format)] == [known, unknown]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("cells", "message"),
+    [
+        ("true,2026-13", "01 to 12"),
+        ("true,2026-3", "YYYY-MM"),
+        ("false,2026-03", "must be empty when enrolled is false"),
+    ],
+)
+def test_a_bad_enrolment_start_is_named(cells: str, message: str) -> None:
+    row = GOOD.removesuffix(",true") + f",{cells}"
+    problems = rejected(f"{HEADER},enrolment_start\n{row}\n")
+    assert [(p.line, p.field) for p in problems] == [(2, "enrolment_start")]
+    assert message in problems[0].message
+
+
+def test_a_json_enrolment_start_must_be_a_month_text() -> None:
+    problems = rejected(f"{good_json(enrolment_start=202603)}\n", "jsonl")
+    assert [(p.line, p.field) for p in problems] == [(1, "enrolment_start")]

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents.domain.continuity import Continuity
 from schemas.common import BankAccount, Gender, InsuranceType
 from schemas.information import ContributionPeriod
 
@@ -48,7 +49,9 @@ class Credit(_Command):
     """Receiving: add the certified months and the balance received; the person is active here.
 
     ``ledger.credit(case_id, id_number, months, deemed_months, amount_fen, periods,
-    insurance_type, name=name, gender=gender)`` (``periods`` converted to the ledger's type)."""
+    insurance_type, name=name, gender=gender, continuity=continuity)`` (``periods`` converted to
+    the ledger's type; ``continuity``, the case's decision, only when set and the ledger takes it;
+    a command stored before it existed has none)."""
 
     operation: Literal["credit"] = "credit"
     months: int = Field(ge=0)
@@ -58,6 +61,7 @@ class Credit(_Command):
     insurance_type: InsuranceType
     name: str
     gender: Gender
+    continuity: Continuity | None = None
 
 
 LedgerCommand = Annotated[TerminateAndDebit | PayOut | Credit, Field(discriminator="operation")]

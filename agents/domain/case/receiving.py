@@ -287,6 +287,7 @@ def _settle(old: Case, case: Case, event_name: str, causation: uuid.UUID, ctx: C
     if mismatched_ids:
         notes.append(Note("case.funds_name_another_form", {**_ids(case), "count": len(mismatched_ids)}))
     insurance_type = case.insurance_type_to or form.insurance_type
+    continuity = _continuity(case, form, ctx)
     credit = Credit(
         case_id=case.case_id,
         id_number=case.person.id_number,
@@ -297,8 +298,8 @@ def _settle(old: Case, case: Case, event_name: str, causation: uuid.UUID, ctx: C
         insurance_type=insurance_type,
         name=case.person.name,
         gender=case.person.gender,
+        continuity=continuity,
     )
-    continuity = _continuity(case, form, ctx)
     crediting = _enter(
         case,
         State.CREDITING,
