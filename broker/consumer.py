@@ -85,6 +85,7 @@ log = structlog.get_logger("jiexu.broker.consumer")
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_RETRY_DELAYS_MS: tuple[int, ...] = (1000, 5000, 30000)  # = broker.topology's default
 DETAIL_MAX_CHARS = 2000
+CANCEL_TIMEOUT_S = 5.0
 
 Handler = Callable[[Message, DeliveryInfo], Awaitable[None]]
 """``async def handle(message, delivery) -> None``: returns only after its own commit."""
@@ -291,7 +292,8 @@ class Consumer:
         timeout = self.settings.drain_timeout_s if timeout_s is None else timeout_s
         if self._queue is not None and self._consumer_tag is not None:
             try:
-                await self._queue.cancel(self._consumer_tag)
+                # Bounded: a stalled node never answers the cancel.
+                await asyncio.wait_for(self._queue.cancel(self._consumer_tag), CANCEL_TIMEOUT_S)
             except Exception as exc:  # the channel may already be gone; the drain still runs
                 log.warning("consumer_cancel_failed", agency=self.agency, error=repr(exc))
         unfinished = await self._drain(timeout)
@@ -300,7 +302,7 @@ class Consumer:
         if self._channel is not None:
             self._connection.forget(self._channel)
             with contextlib.suppress(Exception):
-                await self._channel.close()
+                await asyncio.wait_for(self._channel.close(), CANCEL_TIMEOUT_S)
         if self._publisher is not None and self._owns_publisher:
             await self._publisher.close()
         log.info("consumer_stopped", agency=self.agency, **_stats_fields(self.stats))

@@ -96,7 +96,9 @@ def _amqp_url(amqp_url: str | None, vhost: str | None, secrets_dir: Path) -> str
         secret = load_agency_secret(path)
     except ValueError as exc:
         raise _fail(str(exc)) from exc
-    if secret.get("amqp_url") and vhost is None:
+    # JIEXU_AMQP_URL says where the broker is (every node of a cluster): it wins over the URL
+    # the secrets file remembers from `topology apply`, as for the agents.
+    if secret.get("amqp_url") and vhost is None and not os.environ.get("JIEXU_AMQP_URL"):
         return secret["amqp_url"]
     try:
         endpoint = BrokerEndpoint.from_url(

@@ -33,11 +33,15 @@ def status_command(
     administrator) with JIEXU_MANAGEMENT_URL; stores are read from the data directory or
     JIEXU_DATABASE_URL."""
     configure_logging(level="ERROR", json=True)
-    endpoint = BrokerEndpoint.from_url(
-        os.environ.get("JIEXU_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
-        os.environ.get("JIEXU_MANAGEMENT_URL"),
-        "JIEXU_AMQP_URL",
-    )
+    try:
+        endpoint = BrokerEndpoint.from_url(
+            os.environ.get("JIEXU_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+            os.environ.get("JIEXU_MANAGEMENT_URL"),
+            "JIEXU_AMQP_URL",
+        )
+    except ValueError as exc:
+        typer.echo(f"jiexu status: JIEXU_AMQP_URL: {exc}", err=True)
+        raise typer.Exit(2) from None
     api = endpoint.management()
     try:
         status = asyncio.run(

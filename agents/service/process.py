@@ -12,10 +12,8 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import structlog
-from yarl import URL
 
 from agents.domain.case import Agency
 from agents.domain.clock import Clock, SystemClock
@@ -27,6 +25,7 @@ from agents.service.settings import AgentSettings
 from agents.store.base import Store
 from agents.store.postgres import PostgresStore
 from agents.store.sqlite import SqliteStore
+from broker.address import parse_broker_url
 from broker.connection import BrokerConnection, connect
 from broker.consumer import Consumer, ConsumerSettings, run_until_signal
 from broker.directory import AgencyDirectory
@@ -70,11 +69,11 @@ def agency_amqp_url(settings: AgentSettings) -> str:
             f"no broker URL for agency {settings.agency}: set JIEXU_AMQP_URL or run "
             "`jiexu topology apply` with it set"
         )
-    url = URL(base)
-    vhost = secret.get("vhost", "/")
+    # Every node the URL names (a cluster), with this agency's own login.
     return (
-        f"{url.scheme}://{quote(secret['username'], safe='')}:{quote(secret['password'], safe='')}"
-        f"@{url.host}:{url.port}/{quote(vhost, safe='')}"
+        parse_broker_url(base)
+        .with_login(secret["username"], secret["password"], secret.get("vhost", "/"))
+        .url()
     )
 
 

@@ -20,6 +20,7 @@ from agents.faults import crash_point
 from agents.store.base import OutboxMessage, Store
 from broker.delivery import HEADER_REPUBLISHED
 from broker.names import EXCHANGE
+from broker.outage import Outage
 from broker.publisher import Publisher, body_properties
 
 __all__ = ["OutboxRelay"]
@@ -53,6 +54,8 @@ class OutboxRelay:
         self._started_at = (clock or SystemClock()).now()
         self._attempted: set[int] = set()
         self.published = 0
+        # One warning when publishing starts failing (a broker outage), one when it recovers.
+        self._outage = Outage("outbox_publish_failed", log)
 
     def wake(self) -> None:
         """A handler committed new rows: publish them now instead of at the next poll."""
@@ -94,21 +97,21 @@ class OutboxRelay:
         )
         done: list[int] = []
         failed = 0
+        first_error: Exception | None = None
         for row, result in zip(rows, results, strict=True):
             if isinstance(result, BaseException):
                 if not isinstance(result, Exception):
                     raise result
                 failed += 1
+                first_error = first_error or result
                 self._attempted.add(row.id)
-                log.warning(
-                    "outbox_publish_failed",
-                    message_id=str(row.message_id),
-                    recipient=row.recipient,
-                    message_type=row.message_type,
-                    error=repr(result),
-                )
+                log.debug("outbox_row_publish_failed", message_id=str(row.message_id), error=repr(result))
             else:
                 done.append(row.id)
+        if first_error is not None:
+            self._outage.failed(failed, error=repr(first_error))
+        elif done:
+            self._outage.succeeded(published=len(done))
         if done:
             crash_point("after_publish_before_mark")
             await self._store.mark_published(done)
