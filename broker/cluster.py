@@ -367,6 +367,16 @@ class LocalCluster:
         self._reap(node, timeout_s)
         return node
 
+    def stop_all(self, timeout_s: float = 60.0) -> None:
+        """Stop every node cleanly and at once (SIGTERM to all, then wait for each)."""
+        for node in self.nodes:
+            if node.paused:
+                self.resume(node.index)
+            if node.running:
+                self._signal(node, signal.SIGTERM)
+        for node in self.nodes:
+            self._reap(node, timeout_s)
+
     def pause(self, which: int | str) -> ClusterNode:
         """SIGSTOP: the node freezes (its sockets stay open, nothing answers), as a stalled VM."""
         node = self.node(which)

@@ -310,6 +310,14 @@ class Publisher:
                     ),
                     self.confirm_timeout_s,
                 )
+            except asyncio.CancelledError as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # this task is being cancelled: not a publish outcome
+                # aiormq cancels the pending confirms of a connection it closes.
+                raise PublishInterrupted(
+                    f"publishing {message_id} to {exchange!r} interrupted: connection closed"
+                ) from exc
             except TimeoutError as exc:
                 self._connection.abandon(f"no confirm within {self.confirm_timeout_s:g} s")
                 raise PublishInterrupted(
