@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import random
 from types import TracebackType
 from typing import Any
@@ -47,6 +48,37 @@ DEFAULT_ATTEMPT_TIMEOUT_S = 5.0
 """One connection attempt to one node: a frozen node accepts TCP and then says nothing."""
 CLOSE_TIMEOUT_S = 5.0
 NEXT_NODE_DELAY_S = 0.05
+
+
+class _ReconnectNoiseAsWarning(logging.Filter):
+    """aiormq and aio-pika log the routine events of a lost connection at ERROR: each failed
+    connection attempt, the broker closing connections on shutdown, and the robust channels'
+    close callbacks failing because the transport is gone. With several nodes these are routine
+    (the next node is tried at once) and the outage itself is reported once by
+    `amqp_connection_lost` / `amqp_connection_restored`. Such records are kept, as warnings
+    without a traceback; every other error stays an error."""
+
+    _PREFIXES = (
+        "error when creating transport",
+        "Reconnect attempt failed",
+        "Unexpected connection close from remote",
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR:
+            return True
+        text = str(record.msg)
+        routine = text.startswith(self._PREFIXES) or (
+            text.startswith("Callback %r error") and "RobustChannel._on_close" in record.getMessage()
+        )
+        if routine:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+for _name in ("aiormq.connection", "aio_pika.robust_connection", "aio_pika.tools"):
+    logging.getLogger(_name).addFilter(_ReconnectNoiseAsWarning())
 
 
 class BrokerUnreachable(ConnectionError):
@@ -102,7 +134,7 @@ class BackoffRobustConnection(RobustConnection):
     async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
         # Called when an established connection is lost and when an attempt fails: either way
         # the next attempt goes to the next node.
-        if not self._close_called:
+        if not self._close_called and self.connection_attempt > 0:  # once connected at all
             if self._lost_at is None:
                 self._lost_at = self.loop.time()
                 log.warning("amqp_connection_lost", connection=str(self), error=_reason(closing))

@@ -228,6 +228,8 @@ class Flow:
     transfers: list[Transfer]
     opened: dict[str, OpenedService]
     log_dir: Path
+    order: list[int] | None = None
+    """The nodes in the agents' URL, in order (default c1, c2, c3): they connect to the first."""
     runs: dict[str, AgentRun] = field(default_factory=dict)
     starts: dict[str, int] = field(default_factory=dict)
     drains: int = 0
@@ -255,7 +257,8 @@ class Flow:
 
     async def start(self, code: str) -> AgentRun:
         self.starts[code] = self.starts.get(code, 0) + 1
-        settings = self.provisioned.settings(code, deadline_interval_s=0.5)
+        url = self.cluster.endpoint(self.order).amqp_url(vhost=self.vhost.name)
+        settings = self.provisioned.settings(code, deadline_interval_s=0.5, amqp_url=url)
         run = await start_agent(settings, self.log_dir, start=self.starts[code])
         self.runs[code] = run
         return run
@@ -297,7 +300,7 @@ async def _run_flow(
     tmp_path: Path,
     disturb: Callable[[Flow], Awaitable[None]],
     *,
-    before_agents: Callable[[], None] | None = None,
+    before_agents: Callable[[Flow], None] | None = None,
     transfers: int = TRANSFERS,
 ) -> Flow:
     provisioned = provision(
@@ -312,7 +315,7 @@ async def _run_flow(
     money_before = await _seed(provisioned, flow.transfers)
     try:
         if before_agents is not None:
-            before_agents()
+            before_agents(flow)
         for code in (JIUJIANG, ZHENGZHOU):
             await flow.start(code)
             flow.opened[code] = await open_service(provisioned.settings(code))
@@ -354,7 +357,10 @@ def _report(flow: Flow) -> None:
             "amqp_connection_abandoned",
         )
     }
-    errors = len(re.findall(r'"level": "(error|critical)"', logs))
+    error_lines = [line for line in logs.splitlines() if re.search(r'"level": "(error|critical)"', line)]
+    errors = len(error_lines)
+    for line in error_lines[:5]:
+        print(f"  error line: {line[:300]}")
     print(
         f"\n{len(flow.transfers)} transfers, {flow.drains} drains; "
         f"log events {counts}; error lines {errors}"
@@ -364,9 +370,9 @@ def _report(flow: Flow) -> None:
     assert counts["outbox_publish_failed"] <= 4 * starts, counts
 
 
-def _leader_of(cluster: LocalCluster, vhost: str, queue: str) -> int:
-    leader = cluster.leaders(vhost)[queue]
-    return next(n.index for n in cluster.nodes if n.name == leader)
+def _leader_of(cluster: LocalCluster, vhost: str, queue: str) -> int | None:
+    leader = cluster.leaders(vhost).get(queue)
+    return next((n.index for n in cluster.nodes if n.name == leader), None)
 
 
 def _wait_sync(condition: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
@@ -382,17 +388,36 @@ def _wait_sync(condition: Callable[[], bool], what: str, timeout_s: float = WAIT
 async def test_the_node_leading_an_agency_inbox_killed_mid_flow_and_restarted_loses_nothing(
     rabbitmq_cluster: LocalCluster, cluster_vhost: TestVhost, tmp_path: Path
 ) -> None:
+    """The worst node to lose: it leads Jiujiang's inbox and both agents are connected to it."""
+    victim: list[int] = []
+
+    def connect_to_the_leader(flow: Flow) -> None:
+        leader = _leader_of(rabbitmq_cluster, cluster_vhost.name, inbox_queue(JIUJIANG))
+        assert leader is not None
+        victim.append(leader)
+        flow.order = [leader, *(n.index for n in rabbitmq_cluster.nodes if n.index != leader)]
+
     async def kill_the_leader(flow: Flow) -> None:
         done = await flow.progress_beyond(0, "the flow under way", by=len(flow.transfers) // 5)
-        victim = _leader_of(rabbitmq_cluster, cluster_vhost.name, inbox_queue(JIUJIANG))
-        rabbitmq_cluster.kill(victim)
-        # The exchange keeps completing transfers while that node is away.
+        (node,) = victim
+        assert _leader_of(rabbitmq_cluster, cluster_vhost.name, inbox_queue(JIUJIANG)) == node
+        rabbitmq_cluster.kill(node)
+        # The exchange keeps completing transfers while that node is away...
         done = await flow.progress_beyond(done, "transfers completed while the leader is dead")
-        assert _leader_of(rabbitmq_cluster, cluster_vhost.name, inbox_queue(JIUJIANG)) != victim
-        await asyncio.to_thread(rabbitmq_cluster.restart, victim)
-        print(f"\nkilled and restarted {rabbitmq_cluster.node(victim).short} at {done} terminal")
+        # ...because the inbox elected a leader on a live node.
+        await eventually(
+            lambda: _leader_of(rabbitmq_cluster, cluster_vhost.name, inbox_queue(JIUJIANG))
+            not in (None, node),
+            "a new leader for the inbox",
+            WAIT_S,
+        )
+        await asyncio.to_thread(rabbitmq_cluster.restart, node)
+        print(f"\nkilled and restarted {rabbitmq_cluster.node(node).short} at {done} terminal")
 
-    await _run_flow(rabbitmq_cluster, cluster_vhost, tmp_path, kill_the_leader)
+    flow = await _run_flow(
+        rabbitmq_cluster, cluster_vhost, tmp_path, kill_the_leader, before_agents=connect_to_the_leader
+    )
+    assert '"event": "amqp_connection_restored"' in flow.logs()
 
 
 async def test_the_node_the_agents_use_frozen_past_the_heartbeat_then_resumed_loses_nothing(
@@ -448,6 +473,6 @@ async def test_agents_whose_first_configured_node_is_down_start_and_work_through
         cluster_vhost,
         tmp_path,
         nothing,
-        before_agents=lambda: rabbitmq_cluster.kill(0),
+        before_agents=lambda flow: rabbitmq_cluster.kill(0),
         transfers=min(TRANSFERS, 40),
     )
