@@ -476,3 +476,56 @@ async def test_agents_whose_first_configured_node_is_down_start_and_work_through
         before_agents=lambda flow: rabbitmq_cluster.kill(0),
         transfers=min(TRANSFERS, 40),
     )
+
+
+# -- the command line on a cluster --------------------------------------------------------------
+
+
+def _jiexu(env_url: str, *args: str, cwd: Path) -> tuple[int, str, str]:
+    import subprocess
+    import sys
+
+    from tests.integration.agent_processes import REPO
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JIEXU_")}
+    env.update({"JIEXU_AMQP_URL": env_url, "PYTHONPATH": str(REPO)})
+    done = subprocess.run(
+        [sys.executable, "-c", "from agents.cli import main; main()", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        check=False,
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_topology_apply_and_status_take_a_url_naming_every_node_and_a_bad_one_in_one_line(
+    rabbitmq_cluster: LocalCluster, cluster_vhost: TestVhost, tmp_path: Path
+) -> None:
+    import json
+
+    prefix = f"t{uuid.uuid4().hex[:6]}-"
+    url = cluster_vhost.amqp_url
+    assert url.count(",") == 2
+    code, out, err = _jiexu(
+        url, "topology", "apply", "--agency", "110000", "--agency", "440300",
+        "--user-prefix", prefix, "--secrets-dir", str(tmp_path / "secrets"), "--json",
+        cwd=tmp_path,
+    )
+    assert code == 0, err
+    secret = json.loads((tmp_path / "secrets" / "110000.broker.json").read_text())
+    assert secret["amqp_url"].count(",") == 2  # the agents will know every node
+    try:
+        code, out, err = _jiexu(url, "status", "--vhost", cluster_vhost.name, "--json", cwd=tmp_path)
+        assert code == 0, err
+        inbox = json.loads(out)["broker"]["agencies"]["110000"]["inbox"]
+        assert len(inbox["members"]) == 3 and inbox["missing"] == [] and inbox["leader"]
+
+        code, out, err = _jiexu("amqp://u:p@h1:5681,,h2/", "status", "--json", cwd=tmp_path)
+        assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    finally:
+        spec = TopologySpec(agency_codes=("110000", "440300"), user_prefix=prefix)
+        with cluster_vhost.management() as api:
+            delete_agency_users(api, spec)
