@@ -505,6 +505,21 @@ class LocalCluster:
                 return {q["name"]: q.get("leader") or q.get("node", "") for q in api.list_queues(vhost)}
         raise ClusterError("no node's management API answers")
 
+    def log_lines(self, *needles: str) -> dict[str, list[str]]:
+        """Lines of each node's RabbitMQ log containing any of ``needles`` (case-insensitive):
+        what a test reports about partitions and autoheal."""
+        found: dict[str, list[str]] = {}
+        lowered = [n.lower() for n in needles]
+        for node in self.nodes:
+            lines: list[str] = []
+            for path in sorted((node.base / "log").glob("*.log")):
+                with contextlib.suppress(OSError):
+                    for line in path.read_text(errors="replace").splitlines():
+                        if any(n in line.lower() for n in lowered):
+                            lines.append(line)
+            found[node.short] = lines
+        return found
+
     def describe(self) -> dict[str, Any]:
         return {
             "nodes": [

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from broker.cluster import ClusterError, LocalCluster
+from broker.cluster import DEFAULT_PARTITION_HANDLING, ClusterError, LocalCluster
 from broker.management import ManagementClient
 from broker.provider import BrokerEndpoint, BrokerUnavailable, acquire_broker
 
@@ -86,7 +86,12 @@ def amqp_url(rabbitmq_vhost: TestVhost) -> str:
 def rabbitmq_cluster() -> Iterator[LocalCluster]:
     size = int(os.environ.get("JIEXU_CLUSTER_SIZE", "3"))
     try:
-        cluster = LocalCluster.create(size).start()
+        cluster = LocalCluster.create(
+            size,
+            partition_handling=os.environ.get(
+                "JIEXU_CLUSTER_PARTITION_HANDLING", DEFAULT_PARTITION_HANDLING
+            ),
+        ).start()
     except ClusterError as exc:
         pytest.fail(f"could not start a local RabbitMQ cluster: {exc}", pytrace=False)
     try:

@@ -311,6 +311,7 @@ async def _run_flow(
         user_prefix=f"t{uuid.uuid4().hex[:6]}-",
         retry_delays_ms=RETRY_DELAYS_MS,
     )
+    seen = {short: len(lines) for short, lines in cluster.log_lines(*_HEALING).items()}
     flow = Flow(cluster, vhost, provisioned, _transfers(transfers, random.Random(19)), {}, tmp_path / "logs")
     money_before = await _seed(provisioned, flow.transfers)
     try:
@@ -342,7 +343,17 @@ async def _run_flow(
         with vhost.management() as api:
             delete_agency_users(api, provisioned.spec)
     _report(flow)
+    healing = {
+        short: lines[seen.get(short, 0) :] for short, lines in cluster.log_lines(*_HEALING).items()
+    }
+    print(f"partition and autoheal lines in the node logs: { {k: len(v) for k, v in healing.items()} }")
+    for short, lines in healing.items():
+        for line in lines[:4]:
+            print(f"  {short}: {line[:220]}")
     return flow
+
+
+_HEALING = ("autoheal", "partitioned network", "inconsistent_database")
 
 
 def _report(flow: Flow) -> None:
@@ -361,9 +372,13 @@ def _report(flow: Flow) -> None:
     errors = len(error_lines)
     for line in error_lines[:5]:
         print(f"  error line: {line[:300]}")
+    down = re.findall(r'"event": "amqp_connection_restored"[^\n]*?"down_for_s": ([0-9.]+)', logs)
+    down += re.findall(r'"down_for_s": ([0-9.]+)[^\n]*"event": "amqp_connection_restored"', logs)
+    lasted = re.findall(r'"lasted_s": ([0-9.]+)', logs)
     print(
         f"\n{len(flow.transfers)} transfers, {flow.drains} drains; "
-        f"log events {counts}; error lines {errors}"
+        f"log events {counts}; error lines {errors}; "
+        f"connections down for {down} s; relay outages lasted {lasted} s"
     )
     # One warning per outage per relay, not one per row per round.
     starts = sum(flow.starts.values())
