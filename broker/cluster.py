@@ -41,7 +41,7 @@ import httpx
 import structlog
 
 from broker.management import ManagementClient
-from broker.provider import BrokerEndpoint, _rabbitmq_server_binary
+from broker.provider import BrokerEndpoint, ProvidedBroker, _rabbitmq_server_binary
 
 __all__ = [
     "DEFAULT_NET_TICKTIME_S",
@@ -49,6 +49,7 @@ __all__ = [
     "ClusterError",
     "ClusterNode",
     "LocalCluster",
+    "acquire_cluster",
     "local_cluster",
 ]
 
@@ -545,3 +546,12 @@ def local_cluster(size: int = 3, **options: Any) -> Iterator[LocalCluster]:
         yield cluster
     finally:
         cluster.close()
+
+
+def acquire_cluster(size: int = 3, **options: Any) -> ProvidedBroker:
+    """A started `LocalCluster` as a `ProvidedBroker` (``jiexu demo --cluster N``): its endpoint
+    names every node; ``close()`` kills the nodes and removes their directories."""
+    cluster = LocalCluster.create(size, **options).start()
+    provided = ProvidedBroker(cluster.endpoint())
+    provided._closers.append(cluster.close)
+    return provided

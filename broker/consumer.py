@@ -196,6 +196,9 @@ class RecentMessageIds:
     async def __call__(self, message_id: UUID) -> bool:
         return message_id in self._ids
 
+    def seen(self, message_id: UUID) -> bool:
+        return message_id in self._ids
+
     def remember(self, message_id: UUID) -> None:
         self._ids[message_id] = None
         self._ids.move_to_end(message_id)
@@ -248,6 +251,8 @@ class Consumer:
             self._recent = RecentMessageIds()
             seen = self._recent
         self._seen = seen
+        # Ids handled from a copy marked republished: their late originals are stale, not replays.
+        self._republished_handled = RecentMessageIds(capacity=10_000)
         self._publisher = publisher
         self._owns_publisher = publisher is None
         # Strong references: a channel or queue nobody holds is collected and never restored.
@@ -404,6 +409,18 @@ class Consumer:
                 # confirm): a harmless duplicate, logged, not a replay for the operators' DLQ.
                 log.info("duplicate_republish_acked", publisher_user=publisher)
                 raise _Duplicate
+            if message.user_id == self._own_user:
+                # Our own copy (a retry) of a message handled meanwhile: on a failover the ack
+                # of the original can be lost after its retry copy was confirmed; the original
+                # comes back redelivered and is handled, then the retry copy arrives.
+                log.info("duplicate_own_copy_acked", publisher_user=publisher)
+                raise _Duplicate
+            if self._republished_handled.seen(envelope.message_id):
+                # The original of a copy the sender's relay republished after a lost confirm
+                # (a stalled node) and that was handled first: the original, held by the stalled
+                # node, arrives late. A stale copy, not a replay.
+                log.info("stale_original_acked", publisher_user=publisher)
+                raise _Duplicate
             raise ContractError(
                 "replayed", f"message {envelope.message_id} was already handled"
             )
@@ -428,6 +445,8 @@ class Consumer:
             self._in_progress.discard(envelope.message_id)
         if self._recent is not None:
             self._recent.remember(envelope.message_id)
+        if header_str(message.headers, HEADER_REPUBLISHED):
+            self._republished_handled.remember(envelope.message_id)
 
     def _public_key(self, envelope: Envelope) -> Ed25519PublicKey:
         try:

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from agents.tools.demo import DemoResult, run_demo
+from broker.cluster import ClusterError, acquire_cluster
 from broker.logging import configure_logging
 from broker.provider import BrokerUnavailable, acquire_broker
 
@@ -30,13 +31,16 @@ def demo_command(
     data_dir: Path | None = typer.Option(
         None, help="keep the agencies' files here (default: a temporary directory, removed)"
     ),
+    cluster: int = typer.Option(
+        0, "--cluster", min=0, max=5, help="run on a throwaway cluster of N local RabbitMQ nodes"
+    ),
 ) -> None:
     """Provision N agencies and the reconciler, run M transfers through every branch, sum up."""
     configure_logging(level="WARNING", json=True)
     console = Console(stderr=True)
     try:
-        provided = acquire_broker()
-    except BrokerUnavailable as exc:
+        provided = acquire_cluster(cluster) if cluster else acquire_broker()
+    except (BrokerUnavailable, ClusterError) as exc:
         console.print(str(exc), markup=False)
         raise typer.Exit(2) from exc
     base = data_dir or Path(tempfile.mkdtemp(prefix="jiexu-demo-"))

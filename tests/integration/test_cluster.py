@@ -332,7 +332,10 @@ async def _run_flow(
         await _check_books(flow.opened, flow.transfers, money_before)
         leftovers = await _leftovers(vhost, flow.opened)
         for code, here in leftovers.items():
-            assert set(here) <= {inbox_queue(code)}, (code, here)
+            if not set(here) <= {inbox_queue(code)}:
+                ids = [i for where, found in here.items() if where.startswith("dlq") for i in found]
+                trail = [line[:400] for line in flow.logs().splitlines() if any(i and i in line for i in ids)]
+                pytest.fail(f"{code} dead-lettered {here}; their log lines:\n" + "\n".join(trail[:40]))
     finally:
         for run in flow.runs.values():
             if run.process.returncode is None:
