@@ -90,6 +90,7 @@ log = structlog.get_logger("jiexu.broker.consumer")
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_RETRY_DELAYS_MS: tuple[int, ...] = (1000, 5000, 30000)  # = broker.topology's default
 DETAIL_MAX_CHARS = 2000
+CANCEL_TIMEOUT_S = 5.0
 
 Handler = Callable[[Message, DeliveryInfo], Awaitable[None]]
 """``async def handle(message, delivery) -> None``: returns only after its own commit."""
@@ -212,6 +213,9 @@ class RecentMessageIds:
     async def __call__(self, message_id: UUID, sender: str = "") -> bool:
         return (sender, message_id) in self._ids
 
+    def seen(self, message_id: UUID, sender: str = "") -> bool:
+        return (sender, message_id) in self._ids
+
     def remember(self, message_id: UUID, sender: str = "") -> None:
         self._ids[(sender, message_id)] = None
         self._ids.move_to_end((sender, message_id))
@@ -271,6 +275,8 @@ class Consumer:
                 return await recent(message_id, sender)
 
             self._seen = remembered
+        # Ids handled from a copy marked republished: their late originals are stale, not replays.
+        self._republished_handled = RecentMessageIds(capacity=10_000)
         self._publisher = publisher
         self._owns_publisher = publisher is None
         # Strong references: a channel or queue nobody holds is collected and never restored.
@@ -326,7 +332,8 @@ class Consumer:
         timeout = self.settings.drain_timeout_s if timeout_s is None else timeout_s
         if self._queue is not None and self._consumer_tag is not None:
             try:
-                await self._queue.cancel(self._consumer_tag)
+                # Bounded: a stalled node never answers the cancel.
+                await asyncio.wait_for(self._queue.cancel(self._consumer_tag), CANCEL_TIMEOUT_S)
             except Exception as exc:  # the channel may already be gone; the drain still runs
                 log.warning("consumer_cancel_failed", agency=self.agency, error=repr(exc))
         unfinished = await self._drain(timeout)
@@ -335,7 +342,7 @@ class Consumer:
         if self._channel is not None:
             self._connection.forget(self._channel)
             with contextlib.suppress(Exception):
-                await self._channel.close()
+                await asyncio.wait_for(self._channel.close(), CANCEL_TIMEOUT_S)
         if self._publisher is not None and self._owns_publisher:
             await self._publisher.close()
         log.info("consumer_stopped", agency=self.agency, **_stats_fields(self.stats))
@@ -446,6 +453,18 @@ class Consumer:
                 # confirm): a harmless duplicate, logged, not a replay for the operators' DLQ.
                 log.info("duplicate_republish_acked", publisher_user=publisher)
                 raise _Duplicate
+            if message.user_id == self._own_user:
+                # Our own copy (a retry) of a message handled meanwhile: on a failover the ack
+                # of the original can be lost after its retry copy was confirmed; the original
+                # comes back redelivered and is handled, then the retry copy arrives.
+                log.info("duplicate_own_copy_acked", publisher_user=publisher)
+                raise _Duplicate
+            if self._republished_handled.seen(envelope.message_id):
+                # The original of a copy the sender's relay republished after a lost confirm
+                # (a stalled node) and that was handled first: the original, held by the stalled
+                # node, arrives late. A stale copy, not a replay.
+                log.info("stale_original_acked", publisher_user=publisher)
+                raise _Duplicate
             raise ContractError(
                 "replayed", f"message {envelope.message_id} was already handled"
             )
@@ -472,6 +491,8 @@ class Consumer:
             tally.handler_s = time.perf_counter() - started
         if self._recent is not None:
             self._recent.remember(envelope.message_id, envelope.sender)
+        if header_str(message.headers, HEADER_REPUBLISHED):
+            self._republished_handled.remember(envelope.message_id)
 
     def _public_key(self, envelope: Envelope) -> Ed25519PublicKey:
         try:

@@ -1,7 +1,14 @@
-"""A small client for the RabbitMQ management HTTP API (vhosts, users, permissions, queues)."""
+"""A small client for the RabbitMQ management HTTP API (vhosts, users, permissions, queues).
+
+On a cluster the client knows every node's API (``base_url`` may list several, comma-separated,
+or pass ``fallback_urls``): a node that refuses the connection or does not answer within the
+timeout (a frozen node accepts TCP and then says nothing) is left for the next one, so no call
+hangs while one node is down or stalled.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -22,11 +29,34 @@ def _q(name: str) -> str:
 class ManagementClient:
     """Synchronous wrapper over the endpoints jiexu needs; every call is idempotent where the API is."""
 
-    def __init__(self, base_url: str, username: str, password: str, timeout: float = 10.0) -> None:
-        self.base_url = base_url.rstrip("/")
+    def __init__(
+        self,
+        base_url: str,
+        username: str,
+        password: str,
+        timeout: float = 10.0,
+        *,
+        fallback_urls: Sequence[str] = (),
+    ) -> None:
+        urls = [u.strip().rstrip("/") for u in base_url.split(",") if u.strip()]
+        for extra in fallback_urls:
+            extra = extra.rstrip("/")
+            if extra not in urls:
+                urls.append(extra)
+        if not urls:
+            raise ValueError("no management URL")
+        self.base_urls = tuple(urls)
+        self._current = 0
+        # A short connect timeout: a node that is down refuses at once, a frozen one never answers.
         self._http = httpx.Client(
-            base_url=self.base_url + "/api", auth=(username, password), timeout=timeout
+            auth=(username, password),
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
         )
+
+    @property
+    def base_url(self) -> str:
+        """The node's API this client uses now (it moves on when a node does not answer)."""
+        return self.base_urls[self._current]
 
     def __enter__(self) -> ManagementClient:
         return self
@@ -42,9 +72,26 @@ class ManagementClient:
     def close(self) -> None:
         self._http.close()
 
+    def _send(
+        self, method: str, path: str, json: Any = None, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        """Send to the current node; on a transport error or timeout, to the next ones in turn."""
+        errors: list[str] = []
+        for step in range(len(self.base_urls)):
+            index = (self._current + step) % len(self.base_urls)
+            url = self.base_urls[index]
+            try:
+                response = self._http.request(method, f"{url}/api{path}", json=json, headers=headers)
+            except httpx.TransportError as exc:
+                errors.append(f"{url}: {type(exc).__name__} {exc}".strip())
+                continue
+            self._current = index
+            return response
+        raise ManagementError("management API unreachable: " + "; ".join(errors))
+
     def _request(self, method: str, path: str, json: Any = None, ok: tuple[int, ...] = ()) -> Any:
         try:
-            response = self._http.request(method, path, json=json)
+            response = self._send(method, path, json=json)
         except httpx.HTTPError as exc:
             raise ManagementError(f"management API at {self.base_url} unreachable: {exc}") from exc
         if response.status_code in ok:
@@ -206,6 +253,10 @@ class ManagementClient:
         return result
 
     def close_connection(self, name: str, reason: str = "closed by jiexu") -> None:
-        self._http.request(
-            "DELETE", f"/connections/{_q(name)}", headers={"X-Reason": reason}
-        )
+        self._send("DELETE", f"/connections/{_q(name)}", headers={"X-Reason": reason})
+
+    # -- cluster ----------------------------------------------------------------------------
+    def list_nodes(self) -> list[dict[str, Any]]:
+        """The cluster's nodes as this node sees them (``name``, ``running``, ``partitions``...)."""
+        result: list[dict[str, Any]] = self._request("GET", "/nodes")
+        return result

@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
 
 import structlog
 
+from broker.address import BrokerAddress, parse_broker_url
 from broker.management import ManagementClient, ManagementError
 
 __all__ = [
@@ -66,7 +66,11 @@ class BrokerUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class BrokerEndpoint:
-    """Where a broker answers: AMQP host/port, management API, administrator credentials."""
+    """Where a broker answers: AMQP host/port, management API, administrator credentials.
+
+    A cluster's endpoint also lists its other nodes (``more_hosts``, ``more_management_urls``):
+    `amqp_url` then names every node and `management` falls over from one node's API to the next.
+    """
 
     host: str
     amqp_port: int
@@ -75,36 +79,62 @@ class BrokerEndpoint:
     password: str
     source: str
     vhost: str = "/"
+    more_hosts: tuple[tuple[str, int], ...] = ()
+    more_management_urls: tuple[str, ...] = ()
+    query: str = ""
+
+    @property
+    def hosts(self) -> tuple[tuple[str, int], ...]:
+        return ((self.host, self.amqp_port), *self.more_hosts)
+
+    @property
+    def management_urls(self) -> tuple[str, ...]:
+        return (self.management_url, *self.more_management_urls)
+
+    def address(
+        self, vhost: str | None = None, username: str | None = None, password: str | None = None
+    ) -> BrokerAddress:
+        return BrokerAddress(
+            scheme="amqp",
+            hosts=self.hosts,
+            username=username or self.username,
+            password=password if password is not None else self.password,
+            vhost=vhost if vhost is not None else self.vhost,
+            query=self.query,
+        )
 
     def amqp_url(
         self, vhost: str | None = None, username: str | None = None, password: str | None = None
     ) -> str:
-        user = quote(username or self.username, safe="")
-        pwd = quote(password if password is not None else self.password, safe="")
-        vh = quote(vhost if vhost is not None else self.vhost, safe="")
-        return f"amqp://{user}:{pwd}@{self.host}:{self.amqp_port}/{vh}"
+        """The URL naming every node of this broker (one host for a single node)."""
+        return self.address(vhost, username, password).url()
 
-    def management(self) -> ManagementClient:
-        return ManagementClient(self.management_url, self.username, self.password)
+    def management(self, timeout: float = 10.0) -> ManagementClient:
+        return ManagementClient(
+            self.management_url,
+            self.username,
+            self.password,
+            timeout=timeout,
+            fallback_urls=self.more_management_urls,
+        )
 
     @classmethod
     def from_url(cls, url: str, management_url: str | None, source: str) -> BrokerEndpoint:
-        parts = urlsplit(url)
-        if parts.scheme not in ("amqp", "amqps"):
-            raise ValueError(f"not an AMQP URL: {url!r}")
-        host = parts.hostname or "127.0.0.1"
-        port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
-        username = unquote(parts.username or "guest")
-        password = unquote(parts.password or "guest")
-        vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+        """From ``JIEXU_AMQP_URL`` (one or several hosts) and ``JIEXU_MANAGEMENT_URL`` (optional,
+        one or several). Raises `BrokerURLError` (a `ValueError`) with a one-line message."""
+        address = parse_broker_url(url)
+        managers = address.management_urls(management_url)
         return cls(
-            host=host,
-            amqp_port=port,
-            management_url=management_url or f"http://{host}:15672",
-            username=username,
-            password=password,
+            host=address.host,
+            amqp_port=address.port,
+            management_url=managers[0],
+            username=address.username,
+            password=address.password,
             source=source,
-            vhost=vhost,
+            vhost=address.vhost,
+            more_hosts=address.hosts[1:],
+            more_management_urls=tuple(managers[1:]),
+            query=address.query,
         )
 
 
@@ -180,9 +210,10 @@ def _from_env_url(env: Mapping[str, str]) -> ProvidedBroker:
         endpoint = BrokerEndpoint.from_url(url, env.get("JIEXU_MANAGEMENT_URL"), "JIEXU_AMQP_URL")
     except ValueError as exc:
         raise _ProviderFailed(str(exc), "set JIEXU_AMQP_URL to amqp://user:pass@host:port/") from exc
-    if not _port_open(endpoint.host, endpoint.amqp_port):
+    if not any(_port_open(host, port) for host, port in endpoint.hosts):
+        where = ", ".join(f"{host}:{port}" for host, port in endpoint.hosts)
         raise _ProviderFailed(
-            f"nothing answers at {endpoint.host}:{endpoint.amqp_port}",
+            f"nothing answers at {where}",
             "start that broker, or unset JIEXU_AMQP_URL to let jiexu find or start one",
         )
     reason = _management_answers(endpoint)

@@ -5,6 +5,11 @@ once (a bounded semaphore), never from skipping them. A message the broker canno
 returned (``mandatory``) and raised as `UnroutableError`; a ``basic.nack`` as `PublishNacked`; a
 connection lost before the confirm as `PublishInterrupted` (the message may or may not have
 arrived, so the caller publishes again and the receiver's inbox absorbs the duplicate).
+
+A confirm has a deadline (``confirm_timeout_s``): a quorum queue confirms once a majority of its
+members has the message, and a node that stalls or has lost its majority never confirms. Past
+the deadline the publish fails as `PublishInterrupted` (the outbox row stays, to be sent again)
+and the connection is abandoned for another node (`BrokerConnection.abandon`).
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ BasicProperties = Basic.Properties
 HEADER_TYPE = "x-jiexu-type"
 HEADER_VERSION = "x-jiexu-version"
 DEFAULT_MAX_IN_FLIGHT = 500
+DEFAULT_CONFIRM_TIMEOUT_S = 10.0
 CONTENT_TYPE = "application/json"
 APP_ID = "jiexu"
 PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
@@ -191,8 +197,10 @@ class Publisher:
         agency: str,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         private_key: Ed25519PrivateKey | None = None,
+        confirm_timeout_s: float = DEFAULT_CONFIRM_TIMEOUT_S,
     ) -> None:
         self._connection = connection
+        self.confirm_timeout_s = confirm_timeout_s
         self.agency = agency
         self.user_id = connection.user
         self._private_key = private_key
@@ -209,7 +217,10 @@ class Publisher:
         if channel is not None:
             self._connection.forget(channel)
             if not channel.is_closed:
-                await channel.close()
+                try:
+                    await asyncio.wait_for(channel.close(), self.confirm_timeout_s)
+                except Exception as exc:  # a stalled node: the connection's close is bounded too
+                    log.debug("publisher_channel_close_failed", error=repr(exc))
 
     # -- envelopes -------------------------------------------------------------------------------
     def prepare(self, envelope: Envelope) -> tuple[Envelope, bytes]:
@@ -289,13 +300,30 @@ class Publisher:
         async with self._in_flight:
             try:
                 channel = await self._underlay()
-                result = await channel.basic_publish(
-                    body,
-                    exchange=exchange,
-                    routing_key=routing_key,
-                    properties=properties,
-                    mandatory=True,
+                result = await asyncio.wait_for(
+                    channel.basic_publish(
+                        body,
+                        exchange=exchange,
+                        routing_key=routing_key,
+                        properties=properties,
+                        mandatory=True,
+                    ),
+                    self.confirm_timeout_s,
                 )
+            except asyncio.CancelledError as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # this task is being cancelled: not a publish outcome
+                # aiormq cancels the pending confirms of a connection it closes.
+                raise PublishInterrupted(
+                    f"publishing {message_id} to {exchange!r} interrupted: connection closed"
+                ) from exc
+            except TimeoutError as exc:
+                self._connection.abandon(f"no confirm within {self.confirm_timeout_s:g} s")
+                raise PublishInterrupted(
+                    f"publishing {message_id} to {exchange!r}: no confirm within "
+                    f"{self.confirm_timeout_s:g} s"
+                ) from exc
             except aiormq.exceptions.PublishError as exc:
                 raise UnroutableError(exchange, routing_key, str(exc)) from exc
             except aiormq.exceptions.DeliveryError as exc:
@@ -307,7 +335,6 @@ class Publisher:
                     f"broker refused publishing {message_id} to {exchange!r}: {exc}"
                 ) from exc
             except (
-                TimeoutError,
                 aiormq.exceptions.AMQPConnectionError,
                 aiormq.exceptions.ChannelInvalidStateError,
                 ConnectionError,

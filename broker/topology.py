@@ -11,12 +11,25 @@ Layout (names in `broker.names`)::
 
     EXCHANGE (topic, alternate-exchange UNROUTABLE_EXCHANGE)
       --agency.{code}.#-->  inbox_queue(code)   quorum, x-delivery-limit, dead-letters to DLX/{code}
-    UNROUTABLE_EXCHANGE (fanout) --> UNROUTABLE_QUEUE
+    UNROUTABLE_EXCHANGE (fanout) --> UNROUTABLE_QUEUE   quorum
     DLX (direct) --{code}--> dlq_queue(code)    quorum
     RETRY_EXCHANGE (direct)
-      --delay.{code}.{ms}--> retry_queue(code, ms)  classic, x-message-ttl ms,
-                                                    dead-letters to RETRY_EXCHANGE/inbox.{code}
+      --delay.{code}.{ms}--> retry_queue(code, ms)  quorum, x-message-ttl ms, dead-letters
+                                                    (at-least-once) to RETRY_EXCHANGE/inbox.{code}
       --inbox.{code}-->      inbox_queue(code)
+
+Every queue is a quorum queue, so on a cluster every message survives the loss of a minority of
+nodes (retries and unroutable messages included: a classic queue lives on one node only). Each
+is declared with an explicit initial group size (``x-quorum-initial-group-size``, 3 by default;
+the broker uses every node when it has fewer, so one node gets one member) and
+``x-queue-leader-locator: balanced`` (RabbitMQ 3.10+), so leaders spread over the nodes instead
+of all landing on the node whose management API declared them. Quorum queues expire messages by
+TTL since 3.10; retry queues dead-letter ``at-least-once`` (which needs ``x-overflow:
+reject-publish``): a retry is moved back to the inbox only once the inbox has confirmed it.
+
+A queue's arguments cannot change once declared: a vhost provisioned before these arguments
+(classic retry queues, no group size) fails `apply_topology` with "inequivalent arg"; see
+docs/operations-cluster.md for moving it.
 """
 
 from __future__ import annotations
@@ -54,6 +67,8 @@ from broker.names import (
 
 __all__ = [
     "DEFAULT_DELIVERY_LIMIT",
+    "DEFAULT_GROUP_SIZE",
+    "DEFAULT_LEADER_LOCATOR",
     "DEFAULT_RETRY_DELAYS_MS",
     "AgencyCredential",
     "AgencyCredentials",
@@ -62,6 +77,7 @@ __all__ = [
     "ExchangeDecl",
     "Permissions",
     "QueueDecl",
+    "QueueReplicas",
     "TopologySpec",
     "agency_permissions",
     "apply_topology",
@@ -70,9 +86,14 @@ __all__ = [
     "delete_agency_users",
     "export_definitions",
     "generate_password",
+    "inbox_arguments",
+    "inbox_replicas",
     "load_agency_secret",
     "load_credentials",
+    "queue_replicas",
+    "quorum_arguments",
     "rabbit_password_hash",
+    "retry_arguments",
     "secret_path",
     "verify_rabbit_password_hash",
     "write_credentials",
@@ -82,6 +103,8 @@ log = structlog.get_logger("jiexu.broker.topology")
 
 DEFAULT_RETRY_DELAYS_MS: tuple[int, ...] = (1000, 5000, 30000)
 DEFAULT_DELIVERY_LIMIT = 20
+DEFAULT_GROUP_SIZE = 3
+DEFAULT_LEADER_LOCATOR = "balanced"
 
 _CODE_RE = re.compile(r"^[0-9]{6}$")
 
@@ -105,6 +128,10 @@ class TopologySpec:
     delivery_limit: int = DEFAULT_DELIVERY_LIMIT
     include_reconciler: bool = True
     user_prefix: str = ""
+    group_size: int = DEFAULT_GROUP_SIZE
+    """Quorum members per queue (``x-quorum-initial-group-size``): 3 survives one lost node, 5
+    two; the broker uses every node when it has fewer."""
+    leader_locator: str = DEFAULT_LEADER_LOCATOR
 
     def __post_init__(self) -> None:
         for code in self.agency_codes:
@@ -115,6 +142,12 @@ class TopologySpec:
             raise ValueError(f"retry delays repeat: {self.retry_delays_ms}")
         if self.delivery_limit < 1:
             raise ValueError(f"delivery limit must be >= 1, got {self.delivery_limit}")
+        if self.group_size < 1:
+            raise ValueError(f"quorum group size must be >= 1, got {self.group_size}")
+        if self.leader_locator not in ("balanced", "client-local"):
+            raise ValueError(
+                f"leader locator must be 'balanced' or 'client-local', got {self.leader_locator!r}"
+            )
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -158,12 +191,34 @@ class Declarations:
     bindings: tuple[BindingDecl, ...]
 
 
-def inbox_arguments(code: str, delivery_limit: int) -> dict[str, Any]:
+def quorum_arguments(spec: TopologySpec) -> dict[str, Any]:
+    """What every queue of ``spec`` is: a quorum queue of ``group_size`` members, leader balanced."""
     return {
         "x-queue-type": "quorum",
-        "x-delivery-limit": delivery_limit,
+        "x-quorum-initial-group-size": spec.group_size,
+        "x-queue-leader-locator": spec.leader_locator,
+    }
+
+
+def inbox_arguments(code: str, spec: TopologySpec) -> dict[str, Any]:
+    return {
+        **quorum_arguments(spec),
+        "x-delivery-limit": spec.delivery_limit,
         "x-dead-letter-exchange": DLX,
         "x-dead-letter-routing-key": code,
+    }
+
+
+def retry_arguments(code: str, delay_ms: int, spec: TopologySpec) -> dict[str, Any]:
+    return {
+        **quorum_arguments(spec),
+        "x-message-ttl": delay_ms,
+        "x-dead-letter-exchange": RETRY_EXCHANGE,
+        "x-dead-letter-routing-key": retry_inbox_key(code),
+        # Moved back only once the inbox confirmed it (at-most-once, the default, could drop a
+        # retry whose inbox is electing a leader); this strategy needs reject-publish overflow.
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
     }
 
 
@@ -175,30 +230,19 @@ def declarations(spec: TopologySpec) -> Declarations:
         ExchangeDecl(DLX, "direct"),
         ExchangeDecl(RETRY_EXCHANGE, "direct"),
     )
-    queues: list[QueueDecl] = [QueueDecl(UNROUTABLE_QUEUE)]
+    queues: list[QueueDecl] = [QueueDecl(UNROUTABLE_QUEUE, quorum_arguments(spec))]
     bindings: list[BindingDecl] = [BindingDecl(UNROUTABLE_EXCHANGE, UNROUTABLE_QUEUE, "")]
     for code in spec.codes:
         inbox = inbox_queue(code)
-        queues.append(QueueDecl(inbox, inbox_arguments(code, spec.delivery_limit)))
+        queues.append(QueueDecl(inbox, inbox_arguments(code, spec)))
         bindings.append(BindingDecl(EXCHANGE, inbox, inbox_binding(code)))
         bindings.append(BindingDecl(RETRY_EXCHANGE, inbox, retry_inbox_key(code)))
-        # Quorum: dead letters are the messages that carry money and need an operator; they
-        # must survive the loss of a cluster node like the inbox they came from.
-        queues.append(QueueDecl(dlq_queue(code), {"x-queue-type": "quorum"}))
+        # Dead letters are the messages that carry money and need an operator; they must
+        # survive the loss of a cluster node like the inbox they came from.
+        queues.append(QueueDecl(dlq_queue(code), quorum_arguments(spec)))
         bindings.append(BindingDecl(DLX, dlq_queue(code), code))
         for ms in spec.retry_delays_ms:
-            # Classic: quorum queues on 3.10 do not expire messages by TTL.
-            queues.append(
-                QueueDecl(
-                    retry_queue(code, ms),
-                    {
-                        "x-queue-type": "classic",
-                        "x-message-ttl": ms,
-                        "x-dead-letter-exchange": RETRY_EXCHANGE,
-                        "x-dead-letter-routing-key": retry_inbox_key(code),
-                    },
-                )
-            )
+            queues.append(QueueDecl(retry_queue(code, ms), retry_arguments(code, ms, spec)))
             bindings.append(BindingDecl(RETRY_EXCHANGE, retry_queue(code, ms), retry_delay_key(code, ms)))
     return Declarations(exchanges, tuple(queues), tuple(bindings))
 
@@ -485,3 +529,47 @@ def load_credentials(directory: Path, codes: Iterable[str] | None = None) -> Age
         data = load_agency_secret(path)
         result[data["agency"]] = AgencyCredential(data["agency"], data["username"], data["password"])
     return result
+
+
+# -- where the queues live ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueReplicas:
+    """One quorum queue's members as the cluster sees them now."""
+
+    name: str
+    leader: str | None
+    members: tuple[str, ...]
+    online: tuple[str, ...]
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """Members that are not online (their node is down, paused or cut off)."""
+        return tuple(m for m in self.members if m not in self.online)
+
+
+def queue_replicas(
+    api: ManagementClient, vhost: str, names: Iterable[str] | None = None
+) -> list[QueueReplicas]:
+    """Leader, members and missing members of the quorum queues of ``vhost`` (``names`` only,
+    when given), from whichever node's management API answers: what ``jiexu status`` shows."""
+    wanted = set(names) if names is not None else None
+    result: list[QueueReplicas] = []
+    for q in api.list_queues(vhost):
+        if q.get("type") != "quorum" or (wanted is not None and q["name"] not in wanted):
+            continue
+        result.append(
+            QueueReplicas(
+                name=q["name"],
+                leader=q.get("leader") or None,
+                members=tuple(q.get("members") or ()),
+                online=tuple(q.get("online") or ()),
+            )
+        )
+    return sorted(result, key=lambda r: r.name)
+
+
+def inbox_replicas(api: ManagementClient, vhost: str, codes: Iterable[str]) -> list[QueueReplicas]:
+    """`queue_replicas` of the inboxes of ``codes``."""
+    return queue_replicas(api, vhost, [inbox_queue(c) for c in codes])

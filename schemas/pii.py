@@ -51,7 +51,12 @@ _UUID = (
 # An 18-character 公民身份号码; only digits may not touch it, so "ID110101..." is still caught.
 _ID = r"(?<![0-9])(?P<id_head>[1-9][0-9]{5})[0-9]{11}(?P<id_tail>[0-9Xx])(?![0-9])"
 # Long digit runs in free text are account or card numbers.
-_ACCOUNT = r"(?<![0-9])(?P<acct_head>[0-9]{4})[0-9]{5,22}(?P<acct_tail>[0-9]{4})(?![0-9])"
+# Not the digits of a decimal number ("0.59213420552314 seconds"): no "digit." before, no
+# ".digit" after.
+_ACCOUNT = (
+    r"(?<![0-9])(?<![0-9]\.)(?P<acct_head>[0-9]{4})[0-9]{5,22}(?P<acct_tail>[0-9]{4})"
+    r"(?![0-9])(?!\.[0-9])"
+)
 # user:password@ in URLs (amqp://, postgresql://, http://).
 _URL_PASSWORD = r"(?P<url_head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s/]+(?P<url_tail>@)"
 

@@ -3,6 +3,7 @@ separate processes) on the same broker, in one run, with ratios."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ from agents.tools.bench import (
     flow_section,
     replica_flow_section,
     run_bench,
+    run_flow,
 )
+from broker.cluster import ClusterError, acquire_cluster
 from broker.logging import configure_logging
 from broker.provider import BrokerUnavailable, acquire_broker
 
@@ -55,6 +58,10 @@ _REPLICAS = typer.Option(
     help="full flow: agents per agency, a comma list (e.g. 1,2,3: the flow once per count, "
     "larger size only, no backlog; needs --database-url above 1)",
 )
+_CLUSTER = typer.Option(
+    0, "--cluster", min=0, max=5,
+    help="also run the full flow on a throwaway cluster of N local nodes, beside the single node",
+)
 
 _HUMAN = [
     ("raw_publish", "raw aio-pika publish, confirms"),
@@ -79,6 +86,7 @@ def bench_command(
     database_url: str | None = _DATABASE_URL,
     replicas: str | None = _REPLICAS,
     pool_size: int = _POOL_SIZE,
+    cluster: int = _CLUSTER,
 ) -> None:
     """Measure, in one run on one broker, raw aio-pika against jiexu's transport and full flow.
 
@@ -124,6 +132,10 @@ def bench_command(
         )
     finally:
         provided.close()
+    if cluster and flow:
+        result.update(_cluster_flow(cluster, FlowConfig(
+            transfers=transfers, agencies=agencies, backlog=0, window=window, prefetch=prefetch,
+        ), result))
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False))
         return
@@ -156,6 +168,39 @@ def bench_command(
             f"latency p50 {lat['p50']:,.0f} ms, p99 {lat['p99']:,.0f} ms  "
             f"unexpected {run['unexpected_outcomes']}"
         )
+    if "cluster" in result:
+        typer.echo(f"  on a {result['cluster']['nodes']}-node cluster: {result['cluster']}")
+        for key in ("ratio_cluster_vs_single_transfers_per_s", "ratio_cluster_vs_single_p99"):
+            if key in result:
+                typer.echo(f"  {key:<36} {result[key]:>8.2f}")
+
+
+def _cluster_flow(nodes: int, config: FlowConfig, single: dict[str, Any]) -> dict[str, Any]:
+    """The same flow on a throwaway cluster of ``nodes`` local nodes, and its ratios to the single
+    node measured in this run (the backlog drain is not repeated)."""
+    try:
+        provided = acquire_cluster(nodes)
+    except ClusterError as exc:
+        return {"cluster": {"nodes": nodes, "error": str(exc)}}
+    try:
+        figures = asyncio.run(run_flow(provided.endpoint, config))
+    finally:
+        provided.close()
+    on_cluster = {
+        "nodes": nodes,
+        "flow_transfers_per_s": figures["flow_transfers_per_s"],
+        "flow_msgs_per_s": figures["flow_msgs_per_s"],
+        "latency_ms": figures["latency_ms"],
+    }
+    ratios: dict[str, float] = {}
+    if single.get("flow_transfers_per_s"):
+        ratios["ratio_cluster_vs_single_transfers_per_s"] = round(
+            figures["flow_transfers_per_s"] / single["flow_transfers_per_s"], 3
+        )
+    p99 = single.get("latency_ms", {}).get("p99")
+    if p99:
+        ratios["ratio_cluster_vs_single_p99"] = round(figures["latency_ms"]["p99"] / p99, 3)
+    return {"cluster": on_cluster, **ratios}
 
 
 def _print_flow(result: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ from agents.cli.log_level import LOG_LEVEL_WARNING, LogLevel
 from agents.service.certificates import FontMissing
 from agents.service.paths import DEFAULT_DATA_DIR
 from agents.tools.demo import DemoResult, run_demo, write_sample_certificate
+from broker.cluster import ClusterError, acquire_cluster
 from broker.logging import configure_logging
 from broker.names import RECONCILER_CODE
 from broker.provider import BrokerUnavailable, acquire_broker
@@ -35,6 +36,9 @@ def demo_command(
         None, help="keep the agencies' files here (default: a temporary directory, removed)"
     ),
     log_level: LogLevel = LOG_LEVEL_WARNING,
+    cluster: int = typer.Option(
+        0, "--cluster", min=0, max=5, help="run on a throwaway cluster of N local RabbitMQ nodes"
+    ),
 ) -> None:
     """Provision N agencies and the reconciler, run M transfers through every branch, sum up.
     With JIEXU_METRICS_PORT set, each agent and the reconciler serve /metrics on a free port,
@@ -44,8 +48,8 @@ def demo_command(
     console = Console(stderr=True)
     configure_logging(level=log_level.value, json=as_json or not sys.stderr.isatty())
     try:
-        provided = acquire_broker()
-    except BrokerUnavailable as exc:
+        provided = acquire_cluster(cluster) if cluster else acquire_broker()
+    except (BrokerUnavailable, ClusterError) as exc:
         console.print(str(exc), markup=False)
         raise typer.Exit(2) from exc
     base = data_dir or Path(tempfile.mkdtemp(prefix="jiexu-demo-"))

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agents.cli.errors import check_amqp_url
+from agents.cli.errors import CliError, check_amqp_url
 from agents.domain.clock import SystemClock
 from agents.service.paths import DEFAULT_DATA_DIR, Paths
 from agents.tools.status import StatusSources, collect_status
@@ -47,7 +47,10 @@ def status_command(
     configure_logging(level="ERROR", json=True)
     url = os.environ.get("JIEXU_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
     check_amqp_url(url)
-    endpoint = BrokerEndpoint.from_url(url, os.environ.get("JIEXU_MANAGEMENT_URL"), "JIEXU_AMQP_URL")
+    try:
+        endpoint = BrokerEndpoint.from_url(url, os.environ.get("JIEXU_MANAGEMENT_URL"), "JIEXU_AMQP_URL")
+    except ValueError as exc:
+        raise CliError(f"JIEXU_AMQP_URL: {exc}") from None
     vhost = vhost or endpoint.vhost
     api = endpoint.management()
     try:

@@ -17,6 +17,7 @@ from broker.provider import BrokerEndpoint
 from broker.provisioning import apply_topology_safely
 from broker.topology import (
     DEFAULT_DELIVERY_LIMIT,
+    DEFAULT_GROUP_SIZE,
     DEFAULT_RETRY_DELAYS_MS,
     AgencyCredential,
     TopologySpec,
@@ -78,6 +79,8 @@ def _spec(
             retry_delays_ms=delays_ms,
             delivery_limit=delivery_limit,
             user_prefix=prefix,
+            # Quorum members per queue (broker.topology); 3 unless the operator says otherwise.
+            group_size=int(os.environ.get("JIEXU_QUORUM_GROUP_SIZE") or DEFAULT_GROUP_SIZE),
         )
     except ValueError as exc:
         raise _fail(str(exc)) from exc

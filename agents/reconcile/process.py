@@ -42,12 +42,12 @@ from agents.service.figures import FiguresRefresher
 from agents.service.health import HealthServer, Readiness, broker_check, start_health_server
 from agents.service.metrics import ExchangeFigures, ReconcilerMetrics
 from agents.service.relay import OutboxRelay
+from broker.address import parse_broker_url
 from broker.connection import BrokerConnection, connect
 from broker.consumer import Consumer, ConsumerSettings, KeyDirectory, run_until_signal
 from broker.directory import AgencyDirectory
 from broker.metrics import watch_connection
 from broker.names import inbox_queue
-from broker.provider import BrokerEndpoint
 from broker.publisher import Publisher
 from broker.signing import Ed25519PrivateKey, load_private_key, private_key_path
 from broker.topology import load_agency_secret
@@ -110,21 +110,17 @@ def reconciler_amqp_url(settings: ReconcilerSettings) -> str:
             "(written by `jiexu topology apply`)"
         )
     secret = load_agency_secret(path)
-    if secret.get("amqp_url") and settings.vhost is None:
+    # JIEXU_AMQP_URL says where the broker is (every node of a cluster): it wins over the URL the
+    # secrets file remembers from `topology apply`, as for the agents.
+    base = settings.amqp_url or os.environ.get("JIEXU_AMQP_URL")
+    if not base and secret.get("amqp_url") and settings.vhost is None:
         return str(secret["amqp_url"])
     try:
-        endpoint = BrokerEndpoint.from_url(
-            settings.amqp_url or os.environ.get("JIEXU_AMQP_URL") or DEFAULT_AMQP_URL,
-            None,
-            "JIEXU_AMQP_URL",
-        )
+        url = parse_broker_url(base or DEFAULT_AMQP_URL)
     except ValueError as exc:
         raise ValueError(f"JIEXU_AMQP_URL: {exc}") from exc
-    return endpoint.amqp_url(
-        vhost=settings.vhost or secret.get("vhost", endpoint.vhost),
-        username=secret["username"],
-        password=secret["password"],
-    )
+    vhost = settings.vhost or secret.get("vhost", url.vhost)
+    return url.with_login(secret["username"], secret["password"], vhost).url()
 
 
 @dataclass

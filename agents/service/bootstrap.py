@@ -26,9 +26,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import quote
-
-from yarl import URL
 
 from agents.calendars import open_calendar
 from agents.domain.case import Agency
@@ -44,6 +41,7 @@ from agents.service.relay import OutboxRelay
 from agents.service.settings import AgentSettings
 from agents.store.base import Store
 from agents.store.sqlite import SqliteStore
+from broker.address import parse_broker_url
 from broker.connection import BrokerConnection, connect
 from broker.consumer import Consumer, ConsumerSettings
 from broker.directory import AgencyDirectory
@@ -159,11 +157,11 @@ def agency_amqp_url(settings: AgentSettings) -> str:
             f"no broker URL for agency {settings.agency}: set JIEXU_AMQP_URL or run "
             "`jiexu topology apply` with it set"
         )
-    url = URL(base)
-    vhost = secret.get("vhost", "/")
+    # Every node the URL names (a cluster), with this agency's own login.
     return (
-        f"{url.scheme}://{quote(secret['username'], safe='')}:{quote(secret['password'], safe='')}"
-        f"@{url.host}:{url.port}/{quote(vhost, safe='')}"
+        parse_broker_url(base)
+        .with_login(secret["username"], secret["password"], secret.get("vhost", "/"))
+        .url()
     )
 
 

@@ -36,6 +36,7 @@ from agents.service.metrics import ProcessMetrics
 from agents.store.base import OutboxMessage
 from broker.delivery import HEADER_REPUBLISHED
 from broker.names import EXCHANGE
+from broker.outage import Outage
 from broker.publisher import BasicProperties, body_properties
 
 __all__ = ["BodyPublisher", "Outbox", "OutboxRelay"]
@@ -96,6 +97,8 @@ class OutboxRelay:
         self._started_at = (clock or SystemClock()).now()
         self._attempted: set[int] = set()
         self.published = 0
+        # One warning when publishing starts failing (a broker outage), one when it recovers.
+        self._outage = Outage("outbox_publish_failed", log)
 
     def wake(self) -> None:
         """A handler committed new rows: publish them now instead of at the next poll."""
@@ -139,6 +142,7 @@ class OutboxRelay:
         )
         done: list[int] = []
         failed = 0
+        first_error: Exception | None = None
         for row, result in zip(rows, results, strict=True):
             if isinstance(result, BaseException):
                 if not isinstance(result, Exception):
@@ -146,16 +150,15 @@ class OutboxRelay:
                 failed += 1
                 if self._metrics is not None:
                     self._metrics.publish_failed()
+                first_error = first_error or result
                 self._attempted.add(row.id)
-                log.warning(
-                    "outbox_publish_failed",
-                    message_id=str(row.message_id),
-                    recipient=row.recipient,
-                    message_type=row.message_type,
-                    error=repr(result),
-                )
+                log.debug("outbox_row_publish_failed", message_id=str(row.message_id), error=repr(result))
             else:
                 done.append(row.id)
+        if first_error is not None:
+            self._outage.failed(failed, error=repr(first_error))
+        elif done:
+            self._outage.succeeded(published=len(done))
         if done:
             crash_point("after_publish_before_mark")
             await self._store.mark_published(done)

@@ -56,6 +56,10 @@ def _queue_figures(queue: dict[str, Any] | None) -> dict[str, Any]:
         "ready": int(queue.get("messages_ready", 0)),
         "unacked": int(queue.get("messages_unacknowledged", 0)),
         "consumers": int(queue.get("consumers", 0)),
+        # A quorum queue's replicas (broker.topology.queue_replicas reads the same fields).
+        "leader": queue.get("leader"),
+        "members": list(queue.get("members") or []),
+        "missing": [m for m in queue.get("members") or [] if m not in (queue.get("online") or [])],
     }
 
 

@@ -22,7 +22,7 @@ from broker.delivery import (
     DeliveryInfo,
     header_str,
 )
-from broker.names import EXCHANGE, dlq_queue, inbox_queue, routing_key
+from broker.names import EXCHANGE, RETRY_EXCHANGE, dlq_queue, inbox_queue, retry_inbox_key, routing_key
 from broker.publisher import envelope_message
 from broker.signing import generate_private_key, sign_envelope
 from schemas.errors import DomainRuleViolation, TransientError
@@ -245,6 +245,46 @@ async def test_a_copy_the_senders_relay_marks_republished_is_acked_as_a_duplicat
     )
     await from_b.publish_message(EXCHANGE, routing_key(A, "receipt"), copy)
     await eventually(lambda: consumer.stats.duplicates == 1, "the copy acked as a duplicate")
+    assert recorder.handled == [original.message_id]
+    admin = await agencies.admin()
+    assert await queue_counts(admin, dlq_queue(A)) == (0, 0)
+
+
+async def test_a_late_original_of_a_handled_republished_copy_is_acked_as_stale_not_replayed(
+    agencies: Agencies,
+) -> None:
+    # A relay republished after a lost confirm (a frozen node); the copy was handled first and the
+    # original, held by that node, arrives afterwards without either flag.
+    recorder = Recorder()
+    consumer = await agencies.consumer(A, recorder)
+    from_b = await agencies.publisher(B)
+    envelope = sign_envelope(receipt(B, A), agencies.keys[B])
+    copy = envelope_message(envelope, encoded(envelope), from_b.user_id, {HEADER_REPUBLISHED: True})
+    await from_b.publish_message(EXCHANGE, routing_key(A, "receipt"), copy)
+    await eventually(lambda: recorder.handled == [envelope.message_id], "the copy handled")
+    await from_b.publish(envelope)
+    await eventually(lambda: consumer.stats.duplicates == 1, "the late original acked")
+    assert recorder.handled == [envelope.message_id]
+    admin = await agencies.admin()
+    assert await queue_counts(admin, dlq_queue(A)) == (0, 0)
+
+
+async def test_our_own_copy_of_a_message_handled_meanwhile_is_acked_not_replayed(
+    agencies: Agencies,
+) -> None:
+    # A retry copy confirmed before the ack of its original was lost: the original came back
+    # redelivered and was handled, then the retry copy (published by A itself) arrives.
+    recorder = Recorder()
+    consumer = await agencies.consumer(A, recorder)
+    from_b = await agencies.publisher(B)
+    original = await from_b.publish(receipt(B, A))
+    await eventually(lambda: recorder.handled == [original.message_id], "the original handled")
+    from_a = await agencies.publisher(A)
+    own_copy = envelope_message(
+        original, encoded(original), from_a.user_id, {HEADER_ORIGINAL_USER: from_b.user_id}
+    )
+    await from_a.publish_message(RETRY_EXCHANGE, retry_inbox_key(A), own_copy)
+    await eventually(lambda: consumer.stats.duplicates == 1, "our own copy acked")
     assert recorder.handled == [original.message_id]
     admin = await agencies.admin()
     assert await queue_counts(admin, dlq_queue(A)) == (0, 0)

@@ -128,10 +128,15 @@ def test_apply_creates_every_queue_binding_and_user_the_spec_describes(
         assert inbox["arguments"]["x-delivery-limit"] == 2
         assert inbox["arguments"]["x-dead-letter-exchange"] == DLX
         assert inbox["arguments"]["x-dead-letter-routing-key"] == code
+        assert inbox["arguments"]["x-quorum-initial-group-size"] == 3
+        assert inbox["arguments"]["x-queue-leader-locator"] == "balanced"
         assert queues[dlq_queue(code)]["type"] == "quorum"
         for ms in (100, 300):
+            # Quorum (replicated on a cluster), expiring by TTL (RabbitMQ 3.10+) and moved back
+            # to the inbox only once the inbox has it (at-least-once dead-lettering).
             retry = queues[retry_queue(code, ms)]
-            assert retry["type"] == "classic"
+            assert retry["type"] == "quorum"
+            assert retry["arguments"]["x-dead-letter-strategy"] == "at-least-once"
             assert retry["arguments"]["x-message-ttl"] == ms
             assert retry["arguments"]["x-dead-letter-exchange"] == RETRY_EXCHANGE
             assert retry["arguments"]["x-dead-letter-routing-key"] == retry_inbox_key(code)
@@ -141,6 +146,7 @@ def test_apply_creates_every_queue_binding_and_user_the_spec_describes(
     assert exchanges[EXCHANGE]["arguments"] == {"alternate-exchange": UNROUTABLE_EXCHANGE}
     assert exchanges[UNROUTABLE_EXCHANGE]["type"] == "fanout"
     assert queues[UNROUTABLE_QUEUE]["durable"]
+    assert queues[UNROUTABLE_QUEUE]["type"] == "quorum"
 
 
 def test_applying_twice_changes_nothing_and_raises_nothing(
