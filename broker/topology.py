@@ -17,6 +17,12 @@ Layout (names in `broker.names`)::
       --delay.{code}.{ms}--> retry_queue(code, ms)  classic, x-message-ttl ms,
                                                     dead-letters to RETRY_EXCHANGE/inbox.{code}
       --inbox.{code}-->      inbox_queue(code)
+    agency_dlx(code), agency_retry_exchange(code): the same bindings as DLX, RETRY_EXCHANGE
+
+Only the broker writes to DLX and RETRY_EXCHANGE; an agency publishes its dead letters, retries and
+replays to its own two exchanges, which no other agency may write to. Every queue has length and
+byte limits with ``x-overflow: reject-publish`` (a publisher with confirms gets a nack; a broker
+dead-lettering into a full queue is dropped, so the limits are far above normal use).
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ from broker.names import (
     RETRY_EXCHANGE,
     UNROUTABLE_EXCHANGE,
     UNROUTABLE_QUEUE,
+    agency_dlx,
+    agency_retry_exchange,
     agency_user,
     dlq_queue,
     inbox_binding,
@@ -82,6 +90,8 @@ log = structlog.get_logger("jiexu.broker.topology")
 
 DEFAULT_RETRY_DELAYS_MS: tuple[int, ...] = (1000, 5000, 30000)
 DEFAULT_DELIVERY_LIMIT = 20
+DEFAULT_MAX_QUEUE_LENGTH = 100_000  # messages per queue before publishes are refused
+DEFAULT_MAX_QUEUE_BYTES = 1 << 30  # body bytes per queue (1 GiB) before publishes are refused
 
 _CODE_RE = re.compile(r"^[0-9]{6}$")
 
@@ -105,6 +115,8 @@ class TopologySpec:
     delivery_limit: int = DEFAULT_DELIVERY_LIMIT
     include_reconciler: bool = True
     user_prefix: str = ""
+    max_queue_length: int = DEFAULT_MAX_QUEUE_LENGTH
+    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
 
     def __post_init__(self) -> None:
         for code in self.agency_codes:
@@ -115,6 +127,8 @@ class TopologySpec:
             raise ValueError(f"retry delays repeat: {self.retry_delays_ms}")
         if self.delivery_limit < 1:
             raise ValueError(f"delivery limit must be >= 1, got {self.delivery_limit}")
+        if min(self.max_queue_length, self.max_queue_bytes) < 1:
+            raise ValueError("queue limits must be >= 1")
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -158,34 +172,51 @@ class Declarations:
     bindings: tuple[BindingDecl, ...]
 
 
-def inbox_arguments(code: str, delivery_limit: int) -> dict[str, Any]:
+def limit_arguments(spec: TopologySpec) -> dict[str, Any]:
+    """Length and byte limits; a publish beyond them is nacked (the publisher hears it)."""
+    length, size = spec.max_queue_length, spec.max_queue_bytes
+    return {"x-max-length": length, "x-max-length-bytes": size, "x-overflow": "reject-publish"}
+
+
+def inbox_arguments(
+    code: str, delivery_limit: int, limits: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         "x-queue-type": "quorum",
         "x-delivery-limit": delivery_limit,
         "x-dead-letter-exchange": DLX,
         "x-dead-letter-routing-key": code,
+        **(limits or {}),
     }
 
 
 def declarations(spec: TopologySpec) -> Declarations:
     """Every exchange, queue and binding of ``spec``, in the order they must be declared."""
-    exchanges = (
+    exchanges: tuple[ExchangeDecl, ...] = (
         ExchangeDecl(UNROUTABLE_EXCHANGE, "fanout"),
         ExchangeDecl(EXCHANGE, "topic", {"alternate-exchange": UNROUTABLE_EXCHANGE}),
         ExchangeDecl(DLX, "direct"),
         ExchangeDecl(RETRY_EXCHANGE, "direct"),
     )
-    queues: list[QueueDecl] = [QueueDecl(UNROUTABLE_QUEUE)]
+    limits = limit_arguments(spec)
+    for code in spec.codes:
+        exchanges += (
+            ExchangeDecl(agency_dlx(code), "direct"),
+            ExchangeDecl(agency_retry_exchange(code), "direct"),
+        )
+    queues: list[QueueDecl] = [QueueDecl(UNROUTABLE_QUEUE, limits)]
     bindings: list[BindingDecl] = [BindingDecl(UNROUTABLE_EXCHANGE, UNROUTABLE_QUEUE, "")]
     for code in spec.codes:
         inbox = inbox_queue(code)
-        queues.append(QueueDecl(inbox, inbox_arguments(code, spec.delivery_limit)))
+        queues.append(QueueDecl(inbox, inbox_arguments(code, spec.delivery_limit, limits)))
         bindings.append(BindingDecl(EXCHANGE, inbox, inbox_binding(code)))
         bindings.append(BindingDecl(RETRY_EXCHANGE, inbox, retry_inbox_key(code)))
+        bindings.append(BindingDecl(agency_retry_exchange(code), inbox, retry_inbox_key(code)))
         # Quorum: dead letters are the messages that carry money and need an operator; they
         # must survive the loss of a cluster node like the inbox they came from.
-        queues.append(QueueDecl(dlq_queue(code), {"x-queue-type": "quorum"}))
+        queues.append(QueueDecl(dlq_queue(code), {"x-queue-type": "quorum", **limits}))
         bindings.append(BindingDecl(DLX, dlq_queue(code), code))
+        bindings.append(BindingDecl(agency_dlx(code), dlq_queue(code), code))
         for ms in spec.retry_delays_ms:
             # Classic: quorum queues on 3.10 do not expire messages by TTL.
             queues.append(
@@ -196,10 +227,14 @@ def declarations(spec: TopologySpec) -> Declarations:
                         "x-message-ttl": ms,
                         "x-dead-letter-exchange": RETRY_EXCHANGE,
                         "x-dead-letter-routing-key": retry_inbox_key(code),
+                        **limits,
                     },
                 )
             )
             bindings.append(BindingDecl(RETRY_EXCHANGE, retry_queue(code, ms), retry_delay_key(code, ms)))
+            bindings.append(
+                BindingDecl(agency_retry_exchange(code), retry_queue(code, ms), retry_delay_key(code, ms))
+            )
     return Declarations(exchanges, tuple(queues), tuple(bindings))
 
 
@@ -216,14 +251,18 @@ class Permissions:
 
 
 def agency_permissions(code: str) -> Permissions:
-    """An agency may publish to the three exchanges and read only its own queues; declare nothing.
+    """An agency may publish to EXCHANGE and its own two exchanges, read only its own queues;
+    declare nothing.
 
-    ``write`` covers EXCHANGE (send), DLX (dead-letter with a reason) and RETRY_EXCHANGE (retry after
-    a delay, replay); the default exchange is not writable, so no agency can address another's
-    queue directly. ``read`` names this code exactly, so 110000 never reads 1100001 or 110000x.
+    ``write`` covers EXCHANGE (send), ``agency_dlx(code)`` (dead-letter with a reason) and
+    ``agency_retry_exchange(code)`` (retry after a delay, replay): never the broker's shared DLX and
+    RETRY_EXCHANGE, nor another agency's, so no agency can write into another's dead-letter or retry
+    queues; the default exchange is not writable either, so no agency can address another's queue
+    directly. ``read`` names this code exactly, so 110000 never reads 1100001 or 110000x.
     """
     _check_code(code)
-    write = "^(" + "|".join(re.escape(x) for x in (EXCHANGE, DLX, RETRY_EXCHANGE)) + ")$"
+    own = (EXCHANGE, agency_dlx(code), agency_retry_exchange(code))
+    write = "^(" + "|".join(re.escape(x) for x in own) + ")$"
     read = r"^jiexu\.(inbox|dlq|retry)\." + re.escape(code) + r"(\..*)?$"
     return Permissions(configure="^$", write=write, read=read)
 
