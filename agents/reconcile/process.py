@@ -223,7 +223,7 @@ class ReconcilerProcess:
             handler=service.handle,
             directory=self.directory,
             settings=self.consumer_settings,
-            seen=service.seen,
+            seen_from=service.seen_from,
             publisher=publisher,
             metrics=metrics.transport,
         )

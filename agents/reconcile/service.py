@@ -105,9 +105,10 @@ class ReconcilerService:
     def code(self) -> str:
         return self.rules.code
 
-    async def seen(self, message_id: UUID) -> bool:
-        """Whether a message was handled (the consumer's replay check)."""
-        return await self.report.handled(message_id)
+    async def seen_from(self, sender: str, message_id: UUID) -> bool:
+        """Whether ``sender``'s message was handled (the consumer's replay check): keyed by sender
+        and id, so one agency's id never blocks another's message."""
+        return await self.report.handled(sender, message_id)
 
     def _count(self, plan: Plan) -> None:
         result = plan.record.result
@@ -156,7 +157,7 @@ class ReconcilerService:
         now, today = self._clock.now(), self._clock.today()
         plan: Plan | None = None
         async with self.report.transaction() as tx:
-            if await tx.handled(envelope.message_id):
+            if await tx.handled(envelope.sender, envelope.message_id):
                 log.info("reconcile.duplicate_message", message_id=str(envelope.message_id))
                 return
             await tx.mark_handled(envelope, now)

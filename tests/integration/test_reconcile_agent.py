@@ -301,7 +301,7 @@ async def direct(world: World) -> AsyncIterator[DirectReconciler]:
         handler=reconciler.handle,
         directory=world.agencies.directory,
         settings=world.agencies.settings(),
-        seen=reconciler.seen,
+        seen_from=reconciler.seen_from,
         publisher=publisher,
     ).start()
     try:
