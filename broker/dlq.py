@@ -12,11 +12,11 @@ consumer's replay check (the store's inbox), so replaying is safe to repeat.
 Connect as the agency's own broker user: the copies carry its ``user_id`` (see `broker.delivery`).
 
 What a dead letter says is believed only as far as who wrote it: the ``x-jiexu-dead-*`` headers
-count only on a copy published with this agency's own ``user_id`` (its consumer wrote them; no
-other agency can publish into its dead-letter queue). A message another agency published that the
-broker dead-lettered (the delivery limit) is reported with the broker's reason, whatever headers it
-carries. Every field is masked and has its control characters escaped (`broker.delivery.printable`)
-before anyone prints it.
+count only on a copy published with the ``user_id`` of the agency whose queue it is (its consumer
+wrote them; no other agency can publish into its dead-letter queue), whoever lists them. A message
+another agency published that the broker dead-lettered (the delivery limit) is reported with the
+broker's reason, whatever headers it carries. Every field is masked and has its control characters
+escaped (`broker.delivery.printable`) before anyone prints it.
 """
 
 from __future__ import annotations
@@ -135,11 +135,20 @@ def _clean(text: str | None, max_chars: int = FIELD_MAX_CHARS) -> str | None:
     return None if text is None else printable(str(mask_value(text)), max_chars)
 
 
-def describe(message: AbstractIncomingMessage, own_user: str) -> DeadLetterInfo:
-    """What an operator is shown of one dead letter: trusted headers only, every field cleaned."""
-    # Only our own copies carry dead-letter headers we wrote; on anything else they are the
-    # publisher's words (see the module docstring).
-    headers = (message.headers or {}) if message.user_id == own_user else {}
+def _written_by(message: AbstractIncomingMessage, own_user: str, agency: str | None) -> bool:
+    """Whether ``agency`` (the queue's owner) published this copy itself."""
+    user = message.user_id or ""
+    return user == own_user or (agency is not None and user.endswith(f"agency-{agency}"))
+
+
+def describe(
+    message: AbstractIncomingMessage, own_user: str, agency: str | None = None
+) -> DeadLetterInfo:
+    """What an operator is shown of one dead letter in ``agency``'s queue: trusted headers only,
+    every field cleaned."""
+    # Only the owner's own copies carry dead-letter headers it wrote; on anything else they are
+    # the publisher's words (see the module docstring).
+    headers = (message.headers or {}) if _written_by(message, own_user, agency) else {}
     reason = header_str(headers, HEADER_DEAD_REASON)
     dead_at: datetime | None = None
     raw_at = header_str(headers, HEADER_DEAD_AT)
@@ -195,7 +204,7 @@ async def list_dead_letters(
     """Every dead letter in ``agency``'s DLQ (up to ``limit``), left in place."""
     channel, fetched = await _fetch_all(connection, agency, limit)
     try:
-        return [describe(message, connection.user) for message in fetched]
+        return [describe(message, connection.user, agency) for message in fetched]
     finally:
         # Closing the channel returns every fetched message to the queue as it was.
         await _close(connection, channel)
@@ -225,7 +234,7 @@ async def replay_dead_letters(
     report = ReplayReport()
     try:
         for message in fetched:
-            info = describe(message, connection.user)
+            info = describe(message, connection.user, agency)
             chosen = (
                 replay_all
                 or (info.message_id is not None and info.message_id in wanted_ids)

@@ -92,12 +92,13 @@ _SCHEMA = (
         handled_at TEXT NOT NULL,
         PRIMARY KEY (sender, message_id)
     )""",
+    "CREATE INDEX IF NOT EXISTS inbox_handled_at ON inbox (handled_at)",
 )
 _SCHEMA_VERSION = 2
 _INBOX_V1_TO_V2 = (
     # Schema 1 keyed the inbox by message_id alone; its rows already name their sender.
     "ALTER TABLE inbox RENAME TO inbox_v1",
-    _SCHEMA[-1],
+    _SCHEMA[-2],
     "INSERT INTO inbox (sender, message_id, case_id, type, handled_at) "
     "SELECT sender, message_id, case_id, type, handled_at FROM inbox_v1",
     "DROP TABLE inbox_v1",
@@ -239,6 +240,11 @@ class ReconciliationReport:
             "SELECT 1 FROM inbox WHERE sender = ? AND message_id = ?", (sender, str(message_id))
         )
         return bool(rows)
+
+    async def prune_inbox(self, before: datetime) -> int:
+        """Forget the messages handled before ``before`` (outside the freshness window)."""
+        async with self._db.transaction() as conn:
+            return conn.execute("DELETE FROM inbox WHERE handled_at < ?", (ts(before),)).rowcount
 
     async def unsent(self, limit: int = 1000) -> list[Envelope]:
         rows = await self._all(

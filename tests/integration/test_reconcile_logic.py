@@ -275,3 +275,21 @@ async def test_a_schema_1_report_is_migrated_with_its_handled_messages_kept(tmp_
         assert not await report.handled(OUT, UUID(int=1))
     finally:
         await report.close()
+
+
+async def test_a_stale_message_is_refused_and_the_sweep_prunes_the_inbox_past_the_window(
+    setup: Setup,
+) -> None:
+    from datetime import timedelta
+
+    from schemas.errors import ContractError
+
+    done = message(IN, DONE)
+    await setup.reconciler.handle(done)
+    setup.clock.set(datetime(2026, 4, 10, 10, 0, tzinfo=CHINA_TZ))  # 39 days later
+    with pytest.raises(ContractError) as refused:
+        await setup.reconciler.handle(message(OUT, FORM))
+    assert refused.value.reason == "stale"
+    assert setup.reconciler.freshness.max_age == timedelta(days=30)
+    await setup.reconciler.sweep()
+    assert not await setup.report.handled(IN, done.envelope.message_id)
