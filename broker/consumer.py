@@ -61,13 +61,7 @@ from broker.delivery import (
     republish_copy,
 )
 from broker.metrics import TransportMetrics
-from broker.names import (
-    agency_dlx,
-    agency_retry_exchange,
-    agency_user,
-    inbox_queue,
-    retry_delay_key,
-)
+from broker.names import agency_dlx, agency_retry_exchange, agency_user, inbox_queue, retry_delay_key
 from broker.publisher import Publisher
 from broker.signing import Ed25519PublicKey, verify_envelope, verify_envelope_async
 from schemas.envelope import Envelope

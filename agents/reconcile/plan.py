@@ -18,17 +18,14 @@ The events:
   in working days, is flagged (``overdue_since``), probed or re-requested; a terminal case
   whose only missing piece is the form copy is compared without it.
 
-Who the parties are: no document makes an agency a party on its own say-so. Each signed document
-is a *claim* (a form copy: "I am the outgoing agency"; a completion: "I am the receiving one"; a
-statement: "I am this side, and that agency is the other"), and every agency claiming a part or
-named as a counterpart is asked for its statement. The case's outgoing and receiving agencies are
-*confirmed* only when both sides corroborate each other: the outgoing agency's signed statement
-names the receiving one as its counterpart and the receiving agency's names the outgoing one, each
-in the role the other claimed. Until then they are provisional (the one agency claiming the role,
-None when several do) and nothing is compared; once confirmed, an agency that does not fit is
-dropped from the case and reported (``reconcile.party_not_corroborated``), its documents ignored,
-and only the outgoing agency's own form copy is compared. So a stranger sending a copy of a form
-first no longer becomes the outgoing agency, and the real one is still asked.
+Who the parties are: no document makes an agency a party on its own say-so. A signed document is
+a *claim* (a form copy: "I am the outgoing agency"; a completion: "I am the receiving one"; a
+statement: "I am this side, that agency is the other"); every claimant and every agency named as a
+counterpart is asked for its statement. The outgoing and receiving agencies are *confirmed* only
+when each one's signed statement names the other, in the role the other claimed: until then they
+are provisional and nothing is compared; then an agency that does not fit is dropped and reported
+(``reconcile.party_not_corroborated``), its documents ignored, and only the outgoing agency's own
+form copy is compared. A stranger's form copy no longer makes it the outgoing agency.
 """
 
 from __future__ import annotations
