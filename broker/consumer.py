@@ -15,12 +15,15 @@ and ends in exactly one place, `dispose`, which turns what happened into one `Di
                                                           ``max_attempts`` -> dead-letter
                                                           ``handler_failed``
 
-A retry is a copy published to ``RETRY_EXCHANGE`` with key ``delay.{code}.{ms}`` (a TTL queue that
-dead-letters it back into the inbox) with ``x-jiexu-attempt`` incremented; a dead letter is a copy
-published to ``DLX`` with key ``{code}`` and the ``x-jiexu-dead-*`` headers. Either copy is confirmed
-before the original is acked, so a crash in between duplicates (harmless: the inbox of handled ids)
-and never loses. If the copy cannot be published, the original is requeued after a pause; the
-quorum inbox's ``x-delivery-limit`` bounds even that loop. A poison message therefore never blocks
+A retry is a copy published to the agency's own ``agency_retry_exchange(code)`` with key
+``delay.{code}.{ms}`` (a TTL queue that dead-letters it back into the inbox) with
+``x-jiexu-attempt`` incremented and any ``x-jiexu-dead-*`` header a publisher set dropped; a dead
+letter is a copy published to the agency's own ``agency_dlx(code)`` with key ``{code}`` and the
+``x-jiexu-dead-*`` headers (the detail masked, control characters escaped). No other agency can
+publish to either. Either copy is confirmed before the original is acked, so a crash in between
+duplicates (harmless: the inbox of handled ids) and never loses. If the copy cannot be published,
+the original is requeued after a pause; the quorum inbox's ``x-delivery-limit`` bounds even that
+loop. A poison message therefore never blocks
 the queue and never stops the consumer.
 """
 
@@ -54,11 +57,18 @@ from broker.delivery import (
     DeliveryInfo,
     attempt_of,
     header_str,
+    printable,
     publisher_user,
     republish_copy,
 )
 from broker.metrics import TransportMetrics
-from broker.names import DLX, RETRY_EXCHANGE, agency_user, inbox_queue, retry_delay_key
+from broker.names import (
+    agency_dlx,
+    agency_retry_exchange,
+    agency_user,
+    inbox_queue,
+    retry_delay_key,
+)
 from broker.properties import check_delivery_properties
 from broker.publisher import Publisher
 from broker.signing import Ed25519PublicKey, verify_envelope, verify_envelope_async
@@ -520,10 +530,14 @@ class Consumer:
                 copy = republish_copy(
                     message,
                     own_user=self._own_user,
+                    # Our own copy: a dead-letter reason its publisher wrote must not ride on it.
+                    drop_headers=DEAD_LETTER_HEADERS,
                     set_headers={HEADER_ATTEMPT: disposition.attempt},
                 )
                 await self._publisher.publish_message(
-                    RETRY_EXCHANGE, retry_delay_key(self.agency, disposition.delay_ms), copy
+                    agency_retry_exchange(self.agency),
+                    retry_delay_key(self.agency, disposition.delay_ms),
+                    copy,
                 )
                 log.warning(
                     "message_retry_scheduled",
@@ -535,7 +549,7 @@ class Consumer:
                 if metrics is not None:
                     metrics.retried(message_type)
             elif isinstance(disposition, DeadLetter):
-                detail = mask_value(disposition.detail)[:DETAIL_MAX_CHARS]
+                detail = printable(mask_value(disposition.detail), DETAIL_MAX_CHARS) or ""
                 copy = republish_copy(
                     message,
                     own_user=self._own_user,
@@ -548,7 +562,7 @@ class Consumer:
                         HEADER_ATTEMPT: attempt_of(message, self._own_user),
                     },
                 )
-                await self._publisher.publish_message(DLX, self.agency, copy)
+                await self._publisher.publish_message(agency_dlx(self.agency), self.agency, copy)
                 log.warning(
                     "message_dead_lettered",
                     reason=disposition.reason,

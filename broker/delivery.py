@@ -17,6 +17,7 @@ to fool itself, and the envelope's signature is still checked against the claime
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,7 @@ __all__ = [
     "DeliveryInfo",
     "attempt_of",
     "header_str",
+    "printable",
     "publisher_user",
     "republish_copy",
 ]
@@ -100,6 +102,26 @@ def header_str(headers: Mapping[str, Any] | None, name: str) -> str | None:
 UNKNOWN_PUBLISHER = ""
 """The header's value on our copy of a message published without a ``user_id`` (RabbitMQ checks
 the property only when it is set, so such a publisher cannot be known)."""
+
+
+def printable(text: str | None, max_chars: int | None = None) -> str | None:
+    """``text`` safe to store in a header or print on a terminal: every control or format character
+    (ESC and the rest of C0/C1, DEL, bidirectional overrides, zero-width characters, line and
+    paragraph separators) written out as its escape (``\\x1b``, ``\\u202e``), so nothing a
+    publisher chose can move the cursor, recolour, rewrite or hide what an operator reads; then cut
+    to ``max_chars``. Masking personal data is the caller's (``schemas.pii.mask_value``)."""
+    if text is None:
+        return None
+    out = "".join(
+        ch
+        if unicodedata.category(ch) not in _UNPRINTABLE
+        else (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+        for ch in text
+    )
+    return out if max_chars is None else out[:max_chars]
+
+
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
 def publisher_user(message: AbstractIncomingMessage, own_user: str) -> str | None:

@@ -3,12 +3,20 @@
 Both work by ``basic.get`` without ack on one channel: the broker will not hand an unacked message
 to the same channel twice, so fetching until the queue answers empty visits every dead letter once.
 Listing then closes the channel, which returns every message unchanged. Replaying publishes a copy
-of each chosen message back into the inbox (``RETRY_EXCHANGE``, key ``inbox.{code}``) with the
+of each chosen message back into the inbox (the agency's own ``agency_retry_exchange(code)``, key
+``inbox.{code}``) with the
 dead-letter headers and the attempt count removed, waits for the confirm and only then acks it off
 the DLQ; the others go back untouched. A replayed message that was in fact handled before meets the
 consumer's replay check (the store's inbox), so replaying is safe to repeat.
 
 Connect as the agency's own broker user: the copies carry its ``user_id`` (see `broker.delivery`).
+
+What a dead letter says is believed only as far as who wrote it: the ``x-jiexu-dead-*`` headers
+count only on a copy published with the ``user_id`` of the agency whose queue it is (its consumer
+wrote them; no other agency can publish into its dead-letter queue), whoever lists them. A message
+another agency published that the broker dead-lettered (the delivery limit) is reported with the
+broker's reason, whatever headers it carries. Every field is masked and has its control characters
+escaped (`broker.delivery.printable`) before anyone prints it.
 """
 
 from __future__ import annotations
@@ -32,10 +40,11 @@ from broker.delivery import (
     HEADER_ORIGINAL_ROUTING_KEY,
     attempt_of,
     header_str,
+    printable,
     publisher_user,
     republish_copy,
 )
-from broker.names import RETRY_EXCHANGE, dlq_queue, retry_inbox_key
+from broker.names import agency_retry_exchange, dlq_queue, retry_inbox_key
 from broker.publisher import HEADER_VERSION, Publisher
 from schemas.pii import mask_value
 
@@ -51,6 +60,8 @@ __all__ = [
 log = structlog.get_logger("jiexu.broker.dlq")
 
 DEFAULT_LIMIT = 10_000
+FIELD_MAX_CHARS = 200
+DETAIL_MAX_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -101,21 +112,43 @@ class ReplayReport:
 
 
 def _broker_death(message: AbstractIncomingMessage) -> tuple[str | None, datetime | None]:
-    """Reason and time of a dead-lettering the broker did itself (e.g. the delivery limit)."""
-    reason = header_str(message.headers, "x-first-death-reason")
-    deaths = (message.headers or {}).get("x-death")
+    """Reason and time of the latest dead-lettering the broker did itself (e.g. the delivery limit).
+
+    The newest ``x-death`` entry comes first and is the broker's own; ``x-last-death-reason`` next.
+    (``x-first-death-*`` is kept from whoever set it first, the publisher included: never read.)
+    """
+    headers = message.headers or {}
+    reason: str | None = None
     when: datetime | None = None
+    deaths = headers.get("x-death")
     if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
-        first = deaths[0]
-        reason = reason or header_str(first, "reason")
-        stamp = first.get("time")
+        latest = deaths[0]
+        reason = header_str(latest, "reason")
+        stamp = latest.get("time")
         if isinstance(stamp, datetime):
             when = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
-    return reason, when
+    return reason or header_str(headers, "x-last-death-reason"), when
 
 
-def describe(message: AbstractIncomingMessage, own_user: str) -> DeadLetterInfo:
-    headers = message.headers or {}
+def _clean(text: str | None, max_chars: int = FIELD_MAX_CHARS) -> str | None:
+    """Masked (personal data) and printable (no control characters), cut to ``max_chars``."""
+    return None if text is None else printable(str(mask_value(text)), max_chars)
+
+
+def _written_by(message: AbstractIncomingMessage, own_user: str, agency: str | None) -> bool:
+    """Whether ``agency`` (the queue's owner) published this copy itself."""
+    user = message.user_id or ""
+    return user == own_user or (agency is not None and user.endswith(f"agency-{agency}"))
+
+
+def describe(
+    message: AbstractIncomingMessage, own_user: str, agency: str | None = None
+) -> DeadLetterInfo:
+    """What an operator is shown of one dead letter in ``agency``'s queue: trusted headers only,
+    every field cleaned."""
+    # Only the owner's own copies carry dead-letter headers it wrote; on anything else they are
+    # the publisher's words (see the module docstring).
+    headers = (message.headers or {}) if _written_by(message, own_user, agency) else {}
     reason = header_str(headers, HEADER_DEAD_REASON)
     dead_at: datetime | None = None
     raw_at = header_str(headers, HEADER_DEAD_AT)
@@ -129,16 +162,17 @@ def describe(message: AbstractIncomingMessage, own_user: str) -> DeadLetterInfo:
         dead_at = dead_at or broker_at
         detail = detail or "dead-lettered by the broker (no jiexu reason headers)"
     return DeadLetterInfo(
-        message_id=message.message_id,
-        reason=reason,
-        detail=detail,
-        type=message.type,
-        version=header_str(headers, HEADER_VERSION),
-        case_id=message.correlation_id,
-        publisher_user=publisher_user(message, own_user),
+        message_id=_clean(message.message_id),
+        reason=_clean(reason) or "unknown",
+        detail=_clean(detail, DETAIL_MAX_CHARS) or "",
+        type=_clean(message.type),
+        version=_clean(header_str(message.headers, HEADER_VERSION)),
+        case_id=_clean(message.correlation_id),
+        publisher_user=_clean(publisher_user(message, own_user)),
         dead_at=dead_at,
-        original_routing_key=header_str(headers, HEADER_ORIGINAL_ROUTING_KEY)
-        or message.routing_key,
+        original_routing_key=_clean(
+            header_str(headers, HEADER_ORIGINAL_ROUTING_KEY) or message.routing_key
+        ),
         attempt=attempt_of(message, own_user),
         body_bytes=len(message.body),
     )
@@ -170,7 +204,7 @@ async def list_dead_letters(
     """Every dead letter in ``agency``'s DLQ (up to ``limit``), left in place."""
     channel, fetched = await _fetch_all(connection, agency, limit)
     try:
-        return [describe(message, connection.user) for message in fetched]
+        return [describe(message, connection.user, agency) for message in fetched]
     finally:
         # Closing the channel returns every fetched message to the queue as it was.
         await _close(connection, channel)
@@ -200,7 +234,7 @@ async def replay_dead_letters(
     report = ReplayReport()
     try:
         for message in fetched:
-            info = describe(message, connection.user)
+            info = describe(message, connection.user, agency)
             chosen = (
                 replay_all
                 or (info.message_id is not None and info.message_id in wanted_ids)
@@ -215,7 +249,9 @@ async def replay_dead_letters(
                 drop_headers=(HEADER_ATTEMPT, *DEAD_LETTER_HEADERS),
             )
             try:
-                await publisher.publish_message(RETRY_EXCHANGE, retry_inbox_key(agency), copy)
+                await publisher.publish_message(
+                    agency_retry_exchange(agency), retry_inbox_key(agency), copy
+                )
                 await message.ack()
             except Exception as exc:
                 report.failed.append((info, repr(exc)))

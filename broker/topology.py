@@ -30,6 +30,11 @@ reject-publish``): a retry is moved back to the inbox only once the inbox has co
 A queue's arguments cannot change once declared: a vhost provisioned before these arguments
 (classic retry queues, no group size) fails `apply_topology` with "inequivalent arg"; see
 docs/operations-cluster.md for moving it.
+
+Only the broker writes to DLX and RETRY_EXCHANGE; an agency publishes its dead letters, retries and
+replays to its own two exchanges, which no other agency may write to. Every queue has length and
+byte limits with ``x-overflow: reject-publish`` (a publisher with confirms gets a nack; a broker
+dead-lettering into a full queue is dropped, so the limits are far above normal use).
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ from broker.names import (
     RETRY_EXCHANGE,
     UNROUTABLE_EXCHANGE,
     UNROUTABLE_QUEUE,
+    agency_dlx,
+    agency_retry_exchange,
     agency_user,
     dlq_queue,
     inbox_binding,
@@ -105,6 +112,8 @@ DEFAULT_RETRY_DELAYS_MS: tuple[int, ...] = (1000, 5000, 30000)
 DEFAULT_DELIVERY_LIMIT = 20
 DEFAULT_GROUP_SIZE = 3
 DEFAULT_LEADER_LOCATOR = "balanced"
+DEFAULT_MAX_QUEUE_LENGTH = 100_000  # messages per queue before publishes are refused
+DEFAULT_MAX_QUEUE_BYTES = 1 << 30  # body bytes per queue (1 GiB) before publishes are refused
 
 _CODE_RE = re.compile(r"^[0-9]{6}$")
 
@@ -132,6 +141,8 @@ class TopologySpec:
     """Quorum members per queue (``x-quorum-initial-group-size``): 3 survives one lost node, 5
     two; the broker uses every node when it has fewer."""
     leader_locator: str = DEFAULT_LEADER_LOCATOR
+    max_queue_length: int = DEFAULT_MAX_QUEUE_LENGTH
+    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
 
     def __post_init__(self) -> None:
         for code in self.agency_codes:
@@ -148,6 +159,8 @@ class TopologySpec:
             raise ValueError(
                 f"leader locator must be 'balanced' or 'client-local', got {self.leader_locator!r}"
             )
+        if min(self.max_queue_length, self.max_queue_bytes) < 1:
+            raise ValueError("queue limits must be >= 1")
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -191,12 +204,20 @@ class Declarations:
     bindings: tuple[BindingDecl, ...]
 
 
+def limit_arguments(spec: TopologySpec) -> dict[str, Any]:
+    """Length and byte limits; a publish beyond them is nacked (the publisher hears it)."""
+    length, size = spec.max_queue_length, spec.max_queue_bytes
+    return {"x-max-length": length, "x-max-length-bytes": size, "x-overflow": "reject-publish"}
+
+
 def quorum_arguments(spec: TopologySpec) -> dict[str, Any]:
-    """What every queue of ``spec`` is: a quorum queue of ``group_size`` members, leader balanced."""
+    """What every queue of ``spec`` is: a quorum queue of ``group_size`` members, leader balanced,
+    with the length and byte limits."""
     return {
         "x-queue-type": "quorum",
         "x-quorum-initial-group-size": spec.group_size,
         "x-queue-leader-locator": spec.leader_locator,
+        **limit_arguments(spec),
     }
 
 
@@ -224,12 +245,17 @@ def retry_arguments(code: str, delay_ms: int, spec: TopologySpec) -> dict[str, A
 
 def declarations(spec: TopologySpec) -> Declarations:
     """Every exchange, queue and binding of ``spec``, in the order they must be declared."""
-    exchanges = (
+    exchanges: tuple[ExchangeDecl, ...] = (
         ExchangeDecl(UNROUTABLE_EXCHANGE, "fanout"),
         ExchangeDecl(EXCHANGE, "topic", {"alternate-exchange": UNROUTABLE_EXCHANGE}),
         ExchangeDecl(DLX, "direct"),
         ExchangeDecl(RETRY_EXCHANGE, "direct"),
     )
+    for code in spec.codes:
+        exchanges += (
+            ExchangeDecl(agency_dlx(code), "direct"),
+            ExchangeDecl(agency_retry_exchange(code), "direct"),
+        )
     queues: list[QueueDecl] = [QueueDecl(UNROUTABLE_QUEUE, quorum_arguments(spec))]
     bindings: list[BindingDecl] = [BindingDecl(UNROUTABLE_EXCHANGE, UNROUTABLE_QUEUE, "")]
     for code in spec.codes:
@@ -237,13 +263,18 @@ def declarations(spec: TopologySpec) -> Declarations:
         queues.append(QueueDecl(inbox, inbox_arguments(code, spec)))
         bindings.append(BindingDecl(EXCHANGE, inbox, inbox_binding(code)))
         bindings.append(BindingDecl(RETRY_EXCHANGE, inbox, retry_inbox_key(code)))
+        bindings.append(BindingDecl(agency_retry_exchange(code), inbox, retry_inbox_key(code)))
         # Dead letters are the messages that carry money and need an operator; they must
         # survive the loss of a cluster node like the inbox they came from.
         queues.append(QueueDecl(dlq_queue(code), quorum_arguments(spec)))
         bindings.append(BindingDecl(DLX, dlq_queue(code), code))
+        bindings.append(BindingDecl(agency_dlx(code), dlq_queue(code), code))
         for ms in spec.retry_delays_ms:
             queues.append(QueueDecl(retry_queue(code, ms), retry_arguments(code, ms, spec)))
             bindings.append(BindingDecl(RETRY_EXCHANGE, retry_queue(code, ms), retry_delay_key(code, ms)))
+            bindings.append(
+                BindingDecl(agency_retry_exchange(code), retry_queue(code, ms), retry_delay_key(code, ms))
+            )
     return Declarations(exchanges, tuple(queues), tuple(bindings))
 
 
@@ -260,14 +291,18 @@ class Permissions:
 
 
 def agency_permissions(code: str) -> Permissions:
-    """An agency may publish to the three exchanges and read only its own queues; declare nothing.
+    """An agency may publish to EXCHANGE and its own two exchanges, read only its own queues;
+    declare nothing.
 
-    ``write`` covers EXCHANGE (send), DLX (dead-letter with a reason) and RETRY_EXCHANGE (retry after
-    a delay, replay); the default exchange is not writable, so no agency can address another's
-    queue directly. ``read`` names this code exactly, so 110000 never reads 1100001 or 110000x.
+    ``write`` covers EXCHANGE (send), ``agency_dlx(code)`` (dead-letter with a reason) and
+    ``agency_retry_exchange(code)`` (retry after a delay, replay): never the broker's shared DLX and
+    RETRY_EXCHANGE, nor another agency's, so no agency can write into another's dead-letter or retry
+    queues; the default exchange is not writable either, so no agency can address another's queue
+    directly. ``read`` names this code exactly, so 110000 never reads 1100001 or 110000x.
     """
     _check_code(code)
-    write = "^(" + "|".join(re.escape(x) for x in (EXCHANGE, DLX, RETRY_EXCHANGE)) + ")$"
+    own = (EXCHANGE, agency_dlx(code), agency_retry_exchange(code))
+    write = "^(" + "|".join(re.escape(x) for x in own) + ")$"
     read = r"^jiexu\.(inbox|dlq|retry)\." + re.escape(code) + r"(\..*)?$"
     return Permissions(configure="^$", write=write, read=read)
 

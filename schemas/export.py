@@ -279,9 +279,12 @@ with publisher confirms, and the AMQP properties: `message_id` = envelope messag
 `content_type` `application/json`; headers `x-jiexu-type` and `x-jiexu-version` repeat the
 type and version. Each agency consumes only its own quorum queue
 `{names.inbox_queue("{code}")}`, bound with `{names.inbox_binding("{code}")}`. Messages that
-cannot be handled go through the dead-letter exchange `{names.DLX}` to
-`{names.dlq_queue("{code}")}` with the reason in their headers; transient failures wait in
-`{names.RETRY_EXCHANGE}` queues and return. Unroutable messages reach the alternate exchange
+cannot be handled go through the agency's own dead-letter exchange `{names.agency_dlx("{code}")}`
+(the broker's, at the delivery limit: `{names.DLX}`) to `{names.dlq_queue("{code}")}` with the
+reason in their headers; transient failures wait in retry queues (through the agency's own
+`{names.agency_retry_exchange("{code}")}`) and return through `{names.RETRY_EXCHANGE}`. Only the
+agency itself may publish to its own two exchanges; every queue has a length and byte limit and
+refuses (nacks) a publish beyond it. Unroutable messages reach the alternate exchange
 `{names.UNROUTABLE_EXCHANGE}` (queue `{names.UNROUTABLE_QUEUE}`).
 
 The AMQP `message_id`, `correlation_id`, `type` and the headers `x-jiexu-type`,
@@ -388,7 +391,8 @@ def asyncapi_document() -> dict[str, Any]:
                 "title": "An agency's dead-letter queue",
                 "description": f"Messages from {names.inbox_queue(_PARAM_CODE)} that were "
                 f"rejected (invalid, unknown version, bad signature, failing handler), routed "
-                f"by {names.DLX} with the reason in their headers; operators list and replay "
+                f"by {names.agency_dlx(_PARAM_CODE)} (or by {names.DLX} at the delivery limit) with "
+                "the reason in their headers; operators list and replay "
                 "them.",
                 "parameters": {"code": code_parameter},
                 "messages": message_refs,

@@ -10,6 +10,8 @@ __all__ = [
     "RETRY_EXCHANGE",
     "UNROUTABLE_EXCHANGE",
     "UNROUTABLE_QUEUE",
+    "agency_dlx",
+    "agency_retry_exchange",
     "agency_user",
     "code_of_user",
     "dlq_queue",
@@ -30,10 +32,14 @@ UNROUTABLE_EXCHANGE = "jiexu.unroutable"
 UNROUTABLE_QUEUE = "jiexu.unroutable"
 
 DLX = "jiexu.dlx"
-"""Dead-letter exchange (direct), routed by the agency code to that agency's dead-letter queue."""
+"""Dead-letter exchange (direct) of the *broker*: an inbox dead-letters here (key: the agency code)
+what exceeded its delivery limit. No agency may publish to it (issue 13): an agency's own dead
+letters go through `agency_dlx`."""
 
 RETRY_EXCHANGE = "jiexu.retry"
-"""Delay exchange (direct): retry queues hold a message for their TTL, then dead-letter it back."""
+"""Delay exchange (direct) of the *broker*: a retry queue dead-letters an expired message here (key
+``inbox.{code}``) to return it to the inbox. No agency may publish to it: an agency's retries and
+replays go through `agency_retry_exchange`."""
 
 RECONCILER_CODE = "000000"
 """The reconciliation agent's own code: it has an inbox like an agency, but no region."""
@@ -51,6 +57,23 @@ def retry_queue(code: str, delay_ms: int) -> str:
     return f"jiexu.retry.{code}.{delay_ms}ms"
 
 
+def agency_dlx(code: str) -> str:
+    """The agency's own dead-letter exchange (direct; key: the code) into ``dlq_queue(code)``.
+
+    Only that agency may publish to it, so no other agency can write into its dead-letter queue.
+    """
+    return f"jiexu.dlx.{code}"
+
+
+def agency_retry_exchange(code: str) -> str:
+    """The agency's own retry exchange (direct): ``retry_delay_key(code, ms)`` parks a message in
+    ``retry_queue(code, ms)``, ``retry_inbox_key(code)`` replays it into ``inbox_queue(code)``.
+
+    Only that agency may publish to it (a name no read permission pattern matches).
+    """
+    return f"jiexu.redeliver.{code}"
+
+
 def routing_key(recipient: str, message_type: str) -> str:
     return f"agency.{recipient}.{message_type}"
 
@@ -60,14 +83,16 @@ def inbox_binding(code: str) -> str:
 
 
 def retry_delay_key(code: str, delay_ms: int) -> str:
-    """Routing key on `RETRY_EXCHANGE` that parks a message in ``retry_queue(code, delay_ms)``."""
+    """Routing key on `agency_retry_exchange(code)` (and the broker's `RETRY_EXCHANGE`) that parks
+    a message in ``retry_queue(code, delay_ms)``."""
     return f"delay.{code}.{delay_ms}"
 
 
 def retry_inbox_key(code: str) -> str:
-    """Routing key on `RETRY_EXCHANGE` that delivers straight into ``inbox_queue(code)``.
+    """Routing key that delivers straight into ``inbox_queue(code)``.
 
-    Expired retry messages are dead-lettered with it; operators replay dead letters with it.
+    Expired retry messages are dead-lettered with it to `RETRY_EXCHANGE`; operators replay dead
+    letters with it through `agency_retry_exchange(code)`.
     """
     return f"inbox.{code}"
 

@@ -19,6 +19,7 @@ import typer
 from agents.cli.sensitive import password_free
 from agents.service.paths import CREDENTIALS_PATTERN, DEFAULT_SECRETS_DIR
 from broker.connection import connect
+from broker.delivery import printable
 from broker.dlq import DeadLetterInfo, list_dead_letters, replay_dead_letters, summarize
 from broker.logging import configure_logging, mask_value
 from broker.provider import BrokerEndpoint
@@ -191,7 +192,7 @@ async def _replay(
         "replayed": [letter.message_id for letter in report.replayed],
         "kept": report.kept,
         "failed": [
-            {"message_id": letter.message_id, "error": mask_value(error)}
+            {"message_id": letter.message_id, "error": printable(mask_value(error), 500)}
             for letter, error in report.failed
         ],
     }

@@ -17,6 +17,15 @@ The events:
   notice, or a terminal case without a result, past the form-to-completion limit of the regime
   in working days, is flagged (``overdue_since``), probed or re-requested; a terminal case
   whose only missing piece is the form copy is compared without it.
+
+Who the parties are: no document makes an agency a party on its own say-so. A signed document is
+a *claim* (a form copy: "I am the outgoing agency"; a completion: "I am the receiving one"; a
+statement: "I am this side, that agency is the other"); every claimant and every agency named as a
+counterpart is asked for its statement. The outgoing and receiving agencies are *confirmed* only
+when each one's signed statement names the other, in the role the other claimed: until then they
+are provisional and nothing is compared; then an agency that does not fit is dropped and reported
+(``reconcile.party_not_corroborated``), its documents ignored, and only the outgoing agency's own
+form copy is compared. A stranger's form copy no longer makes it the outgoing agency.
 """
 
 from __future__ import annotations
@@ -33,7 +42,14 @@ from agents.domain.deadlines import Regime, Step, due_date, is_overdue
 from agents.domain.policy import REMINDER_INTERVAL_WORKING_DAYS
 from agents.domain.workdays import WorkdayCalendar
 from agents.reconcile.compare import compare
-from agents.reconcile.records import Purpose, ReconciledCase, RequestRow, StoredStatement, Terminal
+from agents.reconcile.records import (
+    FormClaim,
+    Purpose,
+    ReconciledCase,
+    RequestRow,
+    StoredStatement,
+    Terminal,
+)
 from schemas.envelope import Envelope
 from schemas.information import InformationFormV2
 from schemas.reconciliation import (
@@ -140,6 +156,14 @@ class _Step:
     """Works on a private copy of the record, collecting what is to be sent and logged."""
 
     def __init__(self, record: ReconciledCase, rules: Rules, now: datetime, today: date) -> None:
+        if not record.claims:  # a record from before claims were kept: its parties as claims
+            for code, role in ((record.outgoing, Role.OUTGOING), (record.receiving, Role.RECEIVING)):
+                if code is not None:
+                    record.claims[code] = role
+            if record.form is not None and record.outgoing and record.form_sent_on is not None:
+                record.form_claims[record.outgoing] = FormClaim(
+                    form=record.form, sent_on=record.form_sent_on
+                )
         self.record = record
         self.rules = rules
         self.now = now
@@ -163,6 +187,7 @@ class _Step:
         else:
             changed = self._sweep()
         if changed:
+            self._settle()
             self._advance()
         return Plan(
             record=self.record,
@@ -176,16 +201,23 @@ class _Step:
     # -- the documents ----------------------------------------------------------------------------
     def _on_form(self, envelope: Envelope, form: InformationFormV2) -> None:
         record = self.record
-        if record.form is not None:
-            if record.form != form:
-                self._log("warning", "reconcile.second_form_differs", sender=envelope.sender, kept="first")
+        sender = envelope.sender
+        if record.confirmed and sender != record.outgoing:
+            self._log("warning", "reconcile.form_from_stranger", sender=sender, outgoing=record.outgoing)
             return
-        record.form = form
-        record.form_sent_on = _china_day(envelope.sent_at)
-        self._assign(envelope.sender, Role.OUTGOING, source="information_form")
+        known = record.form_claims.get(sender)
+        if known is not None:
+            if known.form != form:
+                self._log("warning", "reconcile.second_form_differs", sender=sender, kept="first")
+            return
+        record.form_claims[sender] = FormClaim(form=form, sent_on=_china_day(envelope.sent_at))
+        self._assign(sender, Role.OUTGOING, source="information_form")
 
     def _on_terminal(self, envelope: Envelope, kind: Terminal, reason: str | None) -> None:
         record = self.record
+        if record.confirmed and envelope.sender not in (record.outgoing, record.receiving):
+            self._log("warning", "reconcile.notice_from_stranger", sender=envelope.sender, notice=kind)
+            return
         if kind == "transfer_completed":
             self._assign(envelope.sender, Role.RECEIVING, source="transfer_completed")
         else:
@@ -219,7 +251,7 @@ class _Step:
                 "warning", "reconcile.statement_for_other_case", statement_case=str(statement.case_id)
             )
             return
-        if record.outgoing and record.receiving and sender not in (record.outgoing, record.receiving):
+        if record.confirmed and sender not in (record.outgoing, record.receiving):
             self._log("warning", "reconcile.statement_from_stranger", sender=sender)
             return
         if request is not None and (request.case_id != record.case_id or request.recipient != sender):
@@ -231,45 +263,97 @@ class _Step:
         record.statements[sender] = StoredStatement(
             statement=statement, final=final, message_id=envelope.message_id, received_at=self.now
         )
-        self._assign(sender, statement.role, source="ledger_statement")
-        other = Role.RECEIVING if statement.role is Role.OUTGOING else Role.OUTGOING
-        if statement.counterpart != sender:
-            self._assign(statement.counterpart, other, source="ledger_statement.counterpart")
+        # The books' word on the sender's own side replaces what a notice or form copy claimed.
+        record.claims[sender] = statement.role
+        self._learn(sender)
+        if statement.counterpart != sender and statement.counterpart != self.rules.code:
+            record.counterparts[sender] = statement.counterpart
+            self._learn(statement.counterpart)  # asked for its statement, not given a part
 
     # -- parties and roles ------------------------------------------------------------------------
     def _learn(self, code: str) -> None:
+        """``code`` is a candidate party: it will be asked for its statement."""
         record = self.record
         if code == self.rules.code or code in record.parties:
             return
-        if record.outgoing and record.receiving and code not in (record.outgoing, record.receiving):
+        if record.confirmed and code not in (record.outgoing, record.receiving):
             self._log("warning", "reconcile.third_agency", agency=code)
             return
         record.parties.append(code)
 
     def _assign(self, code: str, role: Role, *, source: str) -> None:
-        """First claim wins: the form names the outgoing agency, the completion the receiving one,
-        a statement its sender's claimed side and its counterpart's."""
+        """``code`` claims ``role`` in a document it signed (a form copy, a completion): a claim,
+        kept unless its statement already said otherwise; `_settle` decides who the parties are."""
         record = self.record
         if code == self.rules.code:
             self._log("warning", "reconcile.reconciler_named_as_party", role=role.value, source=source)
             return
-        current = record.outgoing if role is Role.OUTGOING else record.receiving
-        other = record.receiving if role is Role.OUTGOING else record.outgoing
-        if current is None and other != code:
-            if role is Role.OUTGOING:
-                record.outgoing = code
-            else:
-                record.receiving = code
-        elif current != code:
+        claimed = record.claims.setdefault(code, role)
+        if claimed is not role:
             self._log(
-                "warning",
-                "reconcile.role_conflict",
-                agency=code,
-                role=role.value,
-                known=current,
-                source=source,
+                "warning", "reconcile.role_conflict", agency=code, role=role.value,
+                known=claimed.value, source=source,
             )
         self._learn(code)
+
+    def _settle(self) -> None:
+        """Who the outgoing and receiving agencies are, from what both sides corroborate."""
+        record = self.record
+        if not record.confirmed:
+            pair = self._corroborated()
+            if pair is not None:
+                record.outgoing, record.receiving = pair
+                record.confirmed = True
+                dropped = [code for code in record.parties if code not in pair]
+                record.parties = [code for code in record.parties if code in pair]
+                record.final_asked = [c for c in record.final_asked if c in pair]
+                record.probe_asked = [c for c in record.probe_asked if c in pair]
+                for code in dropped:
+                    self._log(
+                        "warning",
+                        "reconcile.party_not_corroborated",
+                        agency=code,
+                        claimed=record.claims[code].value if code in record.claims else None,
+                        outgoing=pair[0],
+                        receiving=pair[1],
+                    )
+            else:
+                outgoing, receiving = self._sole(Role.OUTGOING), self._sole(Role.RECEIVING)
+                # Provisional, for the views and the sweep: a side nobody claims may be the one
+                # the other side's statement names.
+                if receiving is None and outgoing is not None:
+                    receiving = self._named_by(outgoing, Role.RECEIVING)
+                if outgoing is None and receiving is not None:
+                    outgoing = self._named_by(receiving, Role.OUTGOING)
+                record.outgoing, record.receiving = outgoing, receiving
+        claim = record.form_claims.get(record.outgoing) if record.outgoing else None
+        if claim is None and not record.confirmed and record.form_claims:
+            claim = next(iter(record.form_claims.values()))  # contested: the first, for the sweep
+        record.form = claim.form if claim is not None else None
+        record.form_sent_on = claim.sent_on if claim is not None else None
+
+    def _corroborated(self) -> tuple[str, str] | None:
+        record = self.record
+        for code, role in record.claims.items():
+            other = record.counterparts.get(code)
+            if role is not Role.OUTGOING or other is None:
+                continue
+            if record.claims.get(other) is Role.RECEIVING and record.counterparts.get(other) == code:
+                return code, other
+        return None
+
+    def _named_by(self, code: str, role: Role) -> str | None:
+        """The counterpart ``code``'s statement names, unless someone claims it for another role."""
+        named = self.record.counterparts.get(code)
+        if named is None or self.record.claims.get(named, role) is not role:
+            return None
+        if any(claimed is role for other, claimed in self.record.claims.items() if other != named):
+            return None
+        return named
+
+    def _sole(self, role: Role) -> str | None:
+        claimants = [code for code, claimed in self.record.claims.items() if claimed is role]
+        return claimants[0] if len(claimants) == 1 else None
 
     # -- requests, comparison, results ------------------------------------------------------------
     def _new_round(self, purpose: Purpose) -> None:
@@ -316,7 +400,7 @@ class _Step:
     def _try_compare(self) -> None:
         record = self.record
         outgoing, receiving = record.outgoing, record.receiving
-        if outgoing is None or receiving is None:
+        if outgoing is None or receiving is None or not record.confirmed:
             return
         if record.terminal is None:
             if record.probe_round:

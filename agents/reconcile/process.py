@@ -25,6 +25,7 @@ import os
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import structlog
@@ -38,6 +39,7 @@ from agents.reconcile.plan import Rules
 from agents.reconcile.report import ReconciliationReport
 from agents.reconcile.service import ReconcilerService, SweepOutcome
 from agents.reconcile.settings import ReconcilerSettings
+from agents.service.admission import Freshness
 from agents.service.figures import FiguresRefresher
 from agents.service.health import HealthServer, Readiness, broker_check, start_health_server
 from agents.service.metrics import ExchangeFigures, ReconcilerMetrics
@@ -211,7 +213,15 @@ class ReconcilerProcess:
             metrics=metrics,
         ).start()
         service = ReconcilerService(
-            report, self.rules, clock=self.clock, on_commit=relay.wake, metrics=metrics
+            report,
+            self.rules,
+            clock=self.clock,
+            on_commit=relay.wake,
+            metrics=metrics,
+            freshness=Freshness(
+                max_age=timedelta(days=self.settings.message_max_age_days),
+                max_ahead=timedelta(seconds=self.settings.message_max_ahead_s),
+            ),
         )
         consumer = Consumer(
             connection,
@@ -219,7 +229,7 @@ class ReconcilerProcess:
             handler=service.handle,
             directory=self.directory,
             settings=self.consumer_settings,
-            seen=service.seen,
+            seen_from=service.seen_from,
             publisher=publisher,
             metrics=metrics.transport,
         )

@@ -15,9 +15,22 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents.reconcile.compare import CaseFigures, figures_of
 from schemas.information import InformationFormV2
-from schemas.reconciliation import LedgerStatementV1, ReconciliationOutcome, ReconciliationResultV1
+from schemas.reconciliation import (
+    LedgerStatementV1,
+    ReconciliationOutcome,
+    ReconciliationResultV1,
+    Role,
+)
 
-__all__ = ["CaseStatus", "Purpose", "ReconciledCase", "RequestRow", "StoredStatement", "Terminal"]
+__all__ = [
+    "CaseStatus",
+    "FormClaim",
+    "Purpose",
+    "ReconciledCase",
+    "RequestRow",
+    "StoredStatement",
+    "Terminal",
+]
 
 Terminal = Literal["transfer_completed", "rejection"]
 Purpose = Literal["final", "probe"]
@@ -36,6 +49,15 @@ class StoredStatement(BaseModel):
     received_at: datetime
 
 
+class FormClaim(BaseModel):
+    """An information form copy as one agency sent it (only the case's outgoing agency's counts)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    form: InformationFormV2
+    sent_on: date
+
+
 class ReconciledCase(BaseModel):
     """Everything the reconciler knows about one case."""
 
@@ -45,7 +67,20 @@ class ReconciledCase(BaseModel):
     first_seen: datetime
     outgoing: str | None = None
     receiving: str | None = None
+    confirmed: bool = False
+    """``outgoing`` and ``receiving`` corroborated by both: each one's signed statement names the
+    other as its counterpart, in the role the other claimed. Until then they are provisional (the
+    one agency claiming the role, None when several do) and nothing is compared."""
     parties: list[str] = Field(default_factory=list, description="Every agency known in the case.")
+    claims: dict[str, Role] = Field(
+        default_factory=dict, description="The role each agency claimed for itself, signed."
+    )
+    counterparts: dict[str, str] = Field(
+        default_factory=dict, description="The counterpart each agency's statement names."
+    )
+    form_claims: dict[str, FormClaim] = Field(
+        default_factory=dict, description="Form copies by sender; the outgoing one's is `form`."
+    )
     form: InformationFormV2 | None = None
     form_sent_on: date | None = None
     terminal: Terminal | None = None

@@ -82,15 +82,27 @@ _SCHEMA = (
         sent_at TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (sent_at, seq)",
+    # Keyed by (sender, message_id) like an agency's inbox (schema 2): another agency sending the
+    # same id (ids are predictable) cannot make the reconciler take the real message for a replay.
     """CREATE TABLE IF NOT EXISTS inbox (
-        message_id TEXT PRIMARY KEY,
+        sender TEXT NOT NULL,
+        message_id TEXT NOT NULL,
         case_id TEXT NOT NULL,
         type TEXT NOT NULL,
-        sender TEXT NOT NULL,
-        handled_at TEXT NOT NULL
+        handled_at TEXT NOT NULL,
+        PRIMARY KEY (sender, message_id)
     )""",
+    "CREATE INDEX IF NOT EXISTS inbox_handled_at ON inbox (handled_at)",
 )
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
+_INBOX_V1_TO_V2 = (
+    # Schema 1 keyed the inbox by message_id alone; its rows already name their sender.
+    "ALTER TABLE inbox RENAME TO inbox_v1",
+    _SCHEMA[-2],
+    "INSERT INTO inbox (sender, message_id, case_id, type, handled_at) "
+    "SELECT sender, message_id, case_id, type, handled_at FROM inbox_v1",
+    "DROP TABLE inbox_v1",
+)
 
 
 @dataclass(frozen=True)
@@ -111,8 +123,12 @@ class ReportTransaction:
     def _all(self, sql: str, params: Sequence[Any]) -> list[Any]:
         return self._db.execute(sql, params).fetchall()
 
-    async def handled(self, message_id: UUID) -> bool:
-        return bool(self._all("SELECT 1 FROM inbox WHERE message_id = ?", (str(message_id),)))
+    async def handled(self, sender: str, message_id: UUID) -> bool:
+        return bool(
+            self._all(
+                "SELECT 1 FROM inbox WHERE sender = ? AND message_id = ?", (sender, str(message_id))
+            )
+        )
 
     async def mark_handled(self, envelope: Envelope, at: datetime) -> None:
         self._db.execute(
@@ -179,6 +195,9 @@ class ReportTransaction:
 def _setup(db: sqlite3.Connection) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
+        if int(db.execute("PRAGMA user_version").fetchone()[0]) == 1:
+            for statement in _INBOX_V1_TO_V2:
+                db.execute(statement)
         for statement in _SCHEMA:
             db.execute(statement)
         db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
@@ -216,9 +235,16 @@ class ReconciliationReport:
         return self._db.read(sql, params)
 
     # -- the consumer's replay check and the outbox ----------------------------------------------
-    async def handled(self, message_id: UUID) -> bool:
-        rows = await self._all("SELECT 1 FROM inbox WHERE message_id = ?", (str(message_id),))
+    async def handled(self, sender: str, message_id: UUID) -> bool:
+        rows = await self._all(
+            "SELECT 1 FROM inbox WHERE sender = ? AND message_id = ?", (sender, str(message_id))
+        )
         return bool(rows)
+
+    async def prune_inbox(self, before: datetime) -> int:
+        """Forget the messages handled before ``before`` (outside the freshness window)."""
+        async with self._db.transaction() as conn:
+            return conn.execute("DELETE FROM inbox WHERE handled_at < ?", (ts(before),)).rowcount
 
     async def unsent(self, limit: int = 1000) -> list[Envelope]:
         rows = await self._all(

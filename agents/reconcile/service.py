@@ -49,6 +49,7 @@ from agents.reconcile.plan import (
 )
 from agents.reconcile.records import ReconciledCase
 from agents.reconcile.report import ReconciliationReport, ReportTransaction
+from agents.service.admission import Freshness
 from agents.service.metrics import ReconcilerMetrics
 from broker.consumer import DeliveryInfo
 from schemas.information import InformationFormV2
@@ -92,22 +93,27 @@ class ReconcilerService:
         clock: Clock | None = None,
         on_commit: Callable[[], None] | None = None,
         metrics: ReconcilerMetrics | None = None,
+        freshness: Freshness | None = None,
     ) -> None:
         """``metrics``: each new result counted (``jiexu_reconciliation_results_total``,
-        ``jiexu_reconciliation_differences_total``) once its unit of work committed."""
+        ``jiexu_reconciliation_differences_total``) once its unit of work committed.
+        ``freshness``: the window on ``sent_at`` (a stale message is dead-lettered ``stale``) and
+        with it the inbox's retention, as for an agency (`agents.service.admission`)."""
         self.report = report
         self.rules = rules
         self._clock = clock or SystemClock()
         self._on_commit = on_commit
         self._metrics = metrics
+        self.freshness = freshness or Freshness()
 
     @property
     def code(self) -> str:
         return self.rules.code
 
-    async def seen(self, message_id: UUID) -> bool:
-        """Whether a message was handled (the consumer's replay check)."""
-        return await self.report.handled(message_id)
+    async def seen_from(self, sender: str, message_id: UUID) -> bool:
+        """Whether ``sender``'s message was handled (the consumer's replay check): keyed by sender
+        and id, so one agency's id never blocks another's message."""
+        return await self.report.handled(sender, message_id)
 
     def _count(self, plan: Plan) -> None:
         result = plan.record.result
@@ -154,9 +160,10 @@ class ReconcilerService:
         """The consumer's handler: record the message, decide, commit in one unit of work."""
         envelope = message.envelope
         now, today = self._clock.now(), self._clock.today()
+        self.freshness.check(envelope, now)
         plan: Plan | None = None
         async with self.report.transaction() as tx:
-            if await tx.handled(envelope.message_id):
+            if await tx.handled(envelope.sender, envelope.message_id):
                 log.info("reconcile.duplicate_message", message_id=str(envelope.message_id))
                 return
             await tx.mark_handled(envelope, now)
@@ -205,6 +212,10 @@ class ReconcilerService:
                 if plan.record.stuck:
                     outcome.overdue.append(plan.record.case_id)
                 self._committed(queued)
+        # Inbox retention follows from the freshness window: an older copy is refused anyway.
+        pruned = await self.report.prune_inbox(self.freshness.inbox_cutoff(now))
+        if pruned:
+            log.info("reconcile.inbox_pruned", rows=pruned)
         if outcome.overdue:
             log.warning("reconcile.sweep", overdue=len(outcome.overdue), requested=outcome.requested)
         else:

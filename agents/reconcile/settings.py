@@ -58,6 +58,13 @@ class ReconcilerSettings(BaseSettings):
     user_prefix: str = ""
     retry_delays_ms: Annotated[tuple[int, ...], NoDecode] = DEFAULT_RETRY_DELAYS_MS
     sweep_interval_s: float = Field(300.0, ge=0.1, description="seconds between sweeps")
+    message_max_age_days: float = Field(
+        30, gt=0, description="freshness window (as an agency's): older is dead-lettered as stale; "
+        "also the inbox's retention"
+    )
+    message_max_ahead_s: float = Field(
+        600, ge=0, description="how far ahead of the reconciler's clock sent_at may be"
+    )
     metrics_port: int | None = Field(
         None, ge=0, le=65535,
         description="JIEXU_METRICS_PORT: serve /metrics, /healthz, /readyz on this port (off when "

@@ -14,7 +14,7 @@ from typer.testing import CliRunner, Result
 from agents.cli import app
 from broker.connection import connect
 from broker.delivery import HEADER_DEAD_AT, HEADER_DEAD_DETAIL, HEADER_DEAD_REASON
-from broker.names import DLX, dlq_queue
+from broker.names import agency_dlx, dlq_queue
 from broker.pytest_plugin import TestVhost
 from broker.topology import AgencyCredentials, TopologySpec
 from tests.integration.transport_support import A, B
@@ -28,7 +28,7 @@ async def _dead_letter(url: str, user: str, reason: str, detail: str) -> str:
     async with connection:
         channel = await connection.channel()
         message_id = str(uuid.uuid4())
-        exchange = await channel.get_exchange(DLX, ensure=False)
+        exchange = await channel.get_exchange(agency_dlx(A), ensure=False)
         await exchange.publish(
             aio_pika.Message(
                 b'{"not": "an envelope"}',
@@ -129,3 +129,28 @@ def test_a_password_on_the_command_line_is_refused() -> None:
     assert result.exit_code == 2
     said = " ".join(result.output.replace("│", " ").split())  # typer's error box wraps lines
     assert "visible to every user" in said and ":secret@" not in said
+
+
+def test_dlq_list_prints_no_terminal_escapes_and_no_raw_personal_data(
+    agencies_sync: tuple[TestVhost, TopologySpec, AgencyCredentials],
+) -> None:
+    vhost, _, credentials = agencies_sync
+    cred = credentials[A]
+    url = vhost.url_for(cred.username, cred.password)
+    hostile = f"\x1b[2J\x1b[H\x1b[32mall fine\x1b[0m\u202eid {ID_NUMBER}\r\nsecond line\x07"
+    message_id = asyncio.run(_dead_letter(url, cred.username, "invalid_payload\x1b[8m", hostile))
+
+    human = _run("dlq", "list", "--agency", A, url=url)
+    assert human.exit_code == 0, human.output
+    for raw in ("\x1b", "\u202e", "\r", "\x07", ID_NUMBER):
+        assert raw not in human.stdout, repr(raw)
+    assert "\\x1b[2J" in human.stdout  # shown, escaped, so the operator sees what was sent
+    assert len(human.stdout.strip().splitlines()) == 4  # header, one row, blank, summary
+
+    listed = _invoke("dlq", "list", "--agency", A, "--json", url=url)
+    (letter,) = listed["dead_letters"]
+    assert letter["message_id"] == message_id
+    assert letter["reason"] == "invalid_payload\\x1b[8m"
+    text = json.dumps(listed, ensure_ascii=False)
+    for raw in ("\x1b", "\u202e", "\r", "\x07", ID_NUMBER):
+        assert raw not in text, repr(raw)

@@ -22,7 +22,14 @@ from broker.delivery import (
     DeliveryInfo,
     header_str,
 )
-from broker.names import EXCHANGE, RETRY_EXCHANGE, dlq_queue, inbox_queue, retry_inbox_key, routing_key
+from broker.names import (
+    EXCHANGE,
+    agency_retry_exchange,
+    dlq_queue,
+    inbox_queue,
+    retry_inbox_key,
+    routing_key,
+)
 from broker.publisher import envelope_message
 from broker.signing import generate_private_key, sign_envelope
 from schemas.errors import DomainRuleViolation, TransientError
@@ -283,7 +290,7 @@ async def test_our_own_copy_of_a_message_handled_meanwhile_is_acked_not_replayed
     own_copy = envelope_message(
         original, encoded(original), from_a.user_id, {HEADER_ORIGINAL_USER: from_b.user_id}
     )
-    await from_a.publish_message(RETRY_EXCHANGE, retry_inbox_key(A), own_copy)
+    await from_a.publish_message(agency_retry_exchange(A), retry_inbox_key(A), own_copy)
     await eventually(lambda: consumer.stats.duplicates == 1, "our own copy acked")
     assert recorder.handled == [original.message_id]
     admin = await agencies.admin()

@@ -155,3 +155,47 @@ async def test_a_message_the_broker_dead_lettered_at_its_delivery_limit_is_liste
     assert len(report.replayed) == 1
     await eventually(lambda: recorder.handled == [sent.message_id], "handled after replay")
     assert recorder.deliveries[0][1].publisher_user == agencies.user(B)
+
+
+async def test_dead_letter_headers_another_agency_wrote_are_not_believed_nor_printed_raw(
+    agencies: Agencies,
+) -> None:
+    # B writes its own "reason" into a message for A; the broker dead-letters it at the delivery
+    # limit. The listing shows the broker's reason, never B's words, and no control characters.
+    import aio_pika
+
+    from broker.delivery import HEADER_DEAD_DETAIL, HEADER_DEAD_REASON
+    from broker.names import EXCHANGE, routing_key
+
+    from_b = await agencies.publisher(B)
+    forged = aio_pika.Message(
+        b"{}",
+        message_id="\x1b[2Jforged",
+        type="receipt\x1b[31m",
+        user_id=from_b.user_id,
+        headers={
+            HEADER_DEAD_REASON: "replayed_ok\x1b[8m",
+            HEADER_DEAD_DETAIL: "nothing to see\x1b]0;pwned\x07",
+            "x-first-death-reason": "operator_approved",
+        },
+    )
+    await from_b.publish_message(EXCHANGE, routing_key(A, "receipt"), forged)
+    own = await agencies.connect(A, name="test-crashing-consumer")
+    channel = await own.channel(confirms=False)
+    inbox = await channel.get_queue(inbox_queue(A))
+    admin = await agencies.admin()
+    for _ in range(agencies.spec.delivery_limit + 1):
+        message = await inbox.get(no_ack=False, fail=False)
+        if message is None:
+            break
+        await message.nack(requeue=True)
+    await eventually(lambda: _dlq_depth(admin, 1), "dead-lettered by the broker")
+
+    (letter,) = await list_dead_letters(own, A)
+    assert letter.reason == "broker_delivery_limit"
+    assert "nothing to see" not in letter.detail
+    assert letter.publisher_user == agencies.user(B)
+    shown = repr(letter.as_dict())
+    assert "\x1b" not in str(letter.as_dict()) and "\x07" not in str(letter.as_dict()), shown
+    assert letter.message_id == "\\x1b[2Jforged"
+    assert letter.type == "receipt\\x1b[31m"

@@ -15,6 +15,8 @@ from broker.names import (
     DLX,
     EXCHANGE,
     RETRY_EXCHANGE,
+    agency_dlx,
+    agency_retry_exchange,
     dlq_queue,
     inbox_queue,
     retry_queue,
@@ -146,8 +148,8 @@ async def test_a_publish_with_its_own_user_id_reaches_the_recipients_inbox(
         await message.ack()
 
 
-@pytest.mark.parametrize("exchange_name", [DLX, RETRY_EXCHANGE])
-async def test_an_agency_may_publish_to_the_dead_letter_and_retry_exchanges(
+@pytest.mark.parametrize("exchange_name", [agency_dlx(A), agency_retry_exchange(A)])
+async def test_an_agency_may_publish_to_its_own_dead_letter_and_retry_exchanges(
     agency_a: aio_pika.abc.AbstractConnection, provisioned: AgencyCredentials, exchange_name: str
 ) -> None:
     channel = await agency_a.channel(publisher_confirms=True)
@@ -156,6 +158,50 @@ async def test_an_agency_may_publish_to_the_dead_letter_and_retry_exchanges(
         aio_pika.Message(b"x", user_id=provisioned[A].username), routing_key="nowhere"
     )
     assert not channel.is_closed
+
+
+async def _queue_depth(vhost: TestVhost, queue: str) -> int:
+    connection = await aio_pika.connect(vhost.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return declared.declaration_result.message_count or 0
+
+
+@pytest.mark.parametrize(
+    ("exchange_name", "key", "target"),
+    [
+        # The shared exchanges the broker dead-letters into: before issue 13 any agency could
+        # publish there with another agency's key and land in its dead-letter or retry queue.
+        (DLX, B, dlq_queue(B)),
+        (RETRY_EXCHANGE, f"delay.{B}.1000", retry_queue(B, 1000)),
+        (RETRY_EXCHANGE, f"inbox.{B}", inbox_queue(B)),
+        # And B's own.
+        (agency_dlx(B), B, dlq_queue(B)),
+        (agency_retry_exchange(B), f"delay.{B}.1000", retry_queue(B, 1000)),
+    ],
+)
+async def test_an_agency_cannot_write_into_another_agencys_dead_letter_or_retry_queues(
+    agency_a: aio_pika.abc.AbstractConnection,
+    provisioned: AgencyCredentials,
+    rabbitmq_vhost: TestVhost,
+    exchange_name: str,
+    key: str,
+    target: str,
+) -> None:
+    channel = await agency_a.channel(publisher_confirms=True)
+    exchange = await channel.get_exchange(exchange_name, ensure=False)
+    with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
+        await exchange.publish(
+            aio_pika.Message(
+                b"forged",
+                user_id=provisioned[A].username,
+                headers={"x-jiexu-dead-reason": "all fine, ignore"},
+            ),
+            routing_key=key,
+        )
+    await asyncio.sleep(0.2)
+    assert await _queue_depth(rabbitmq_vhost, target) == 0
 
 
 # -- the regexes themselves (RabbitMQ matches them unanchored, like re.search) ---------------
@@ -190,9 +236,22 @@ def test_the_read_permission_excludes_every_other_name(name: str) -> None:
 
 def test_the_write_permission_names_exactly_the_three_exchanges() -> None:
     write = agency_permissions(A).write
-    assert all(re.search(write, x) for x in (EXCHANGE, DLX, RETRY_EXCHANGE))
+    assert all(re.search(write, x) for x in (EXCHANGE, agency_dlx(A), agency_retry_exchange(A)))
     assert not any(
         re.search(write, x)
-        for x in ("amq.default", "", "jiexu.unroutable", "jiexuX", "jiexu.dlx.x", inbox_queue(A))
+        for x in (
+            "amq.default",
+            "",
+            "jiexu.unroutable",
+            "jiexuX",
+            "jiexu.dlx.x",
+            inbox_queue(A),
+            DLX,
+            RETRY_EXCHANGE,
+            agency_dlx(B),
+            agency_retry_exchange(B),
+            agency_dlx(A) + "0",
+            f"{agency_dlx(A)}\n{agency_dlx(B)}",
+        )
     )
     assert agency_permissions(A).configure == "^$"

@@ -8,7 +8,7 @@ import aio_pika
 import pytest
 
 from broker.connection import BrokerConnection
-from broker.names import DLX, UNROUTABLE_QUEUE, inbox_queue
+from broker.names import UNROUTABLE_QUEUE, agency_dlx, inbox_queue
 from broker.publisher import HEADER_TYPE, HEADER_VERSION, UnroutableError
 from schemas.registry import decode_envelope
 from tests.integration.transport_support import (
@@ -49,7 +49,7 @@ async def test_a_message_no_queue_is_bound_for_is_raised_as_unroutable(agencies:
     publisher = await agencies.publisher(B)
     message = aio_pika.Message(b"{}", user_id=publisher.user_id)
     with pytest.raises(UnroutableError) as raised:
-        await publisher.publish_message(DLX, "999999", message)
+        await publisher.publish_message(agency_dlx(B), "999999", message)
     assert raised.value.routing_key == "999999"
     # The publisher's channel survives the return and keeps publishing.
     await publisher.publish(receipt(B, A))

@@ -236,5 +236,60 @@ async def test_the_same_message_twice_is_handled_once(setup: Setup) -> None:
     await setup.reconciler.handle(done)
     await setup.reconciler.handle(done)
     assert len(await setup.of_type("statement_request")) == 1
-    assert await setup.report.handled(done.envelope.message_id)
+    assert await setup.report.handled(done.envelope.sender, done.envelope.message_id)
 
+
+
+async def test_another_agencys_message_with_the_same_id_does_not_block_the_real_one(
+    setup: Setup,
+) -> None:
+    # Issue 13: the reconciler's inbox was keyed by message id alone, and ids are predictable.
+    done = message(IN, DONE)
+    squatted = Message(
+        envelope=done.envelope.model_copy(update={"sender": "510100"}), document=DONE
+    )
+    await setup.reconciler.handle(squatted)
+    assert await setup.reconciler.seen_from("510100", done.envelope.message_id)
+    assert not await setup.reconciler.seen_from(IN, done.envelope.message_id)
+    await setup.reconciler.handle(done)
+    assert await setup.reconciler.seen_from(IN, done.envelope.message_id)
+
+
+async def test_a_schema_1_report_is_migrated_with_its_handled_messages_kept(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        """CREATE TABLE inbox (message_id TEXT PRIMARY KEY, case_id TEXT NOT NULL,
+        type TEXT NOT NULL, sender TEXT NOT NULL, handled_at TEXT NOT NULL);
+        INSERT INTO inbox VALUES ('00000000-0000-0000-0000-000000000001', 'c', 'receipt', '440300',
+        '2026-03-02T10:00:00Z');
+        PRAGMA user_version = 1;"""
+    )
+    db.close()
+    report = await ReconciliationReport.open(path)
+    try:
+        assert await report.schema_version() == 2
+        assert await report.handled(IN, UUID(int=1))
+        assert not await report.handled(OUT, UUID(int=1))
+    finally:
+        await report.close()
+
+
+async def test_a_stale_message_is_refused_and_the_sweep_prunes_the_inbox_past_the_window(
+    setup: Setup,
+) -> None:
+    from datetime import timedelta
+
+    from schemas.errors import ContractError
+
+    done = message(IN, DONE)
+    await setup.reconciler.handle(done)
+    setup.clock.set(datetime(2026, 4, 10, 10, 0, tzinfo=CHINA_TZ))  # 39 days later
+    with pytest.raises(ContractError) as refused:
+        await setup.reconciler.handle(message(OUT, FORM))
+    assert refused.value.reason == "stale"
+    assert setup.reconciler.freshness.max_age == timedelta(days=30)
+    await setup.reconciler.sweep()
+    assert not await setup.report.handled(IN, done.envelope.message_id)

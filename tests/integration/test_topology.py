@@ -26,6 +26,7 @@ from broker.names import (
     RETRY_EXCHANGE,
     UNROUTABLE_EXCHANGE,
     UNROUTABLE_QUEUE,
+    agency_retry_exchange,
     dlq_queue,
     inbox_queue,
     retry_delay_key,
@@ -227,7 +228,7 @@ async def test_a_message_parked_in_a_retry_queue_returns_to_the_inbox_after_its_
     connection = await aio_pika.connect(rabbitmq_vhost.url_for(b.username, b.password))
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
-        retry = await channel.get_exchange(RETRY_EXCHANGE, ensure=False)
+        retry = await channel.get_exchange(agency_retry_exchange(B), ensure=False)
         await retry.publish(
             aio_pika.Message(b"again", user_id=b.username, headers={"x-jiexu-attempt": 1}),
             routing_key=retry_delay_key(B, 100),
@@ -236,6 +237,44 @@ async def test_a_message_parked_in_a_retry_queue_returns_to_the_inbox_after_its_
         assert message.body == b"again"
         assert message.headers["x-jiexu-attempt"] == 1
         await message.ack()
+
+
+async def test_a_full_queue_refuses_the_publish_so_the_publisher_hears_it(
+    rabbitmq_vhost: TestVhost,
+) -> None:
+    small = TopologySpec(
+        agency_codes=(A, B),
+        retry_delays_ms=(100,),
+        max_queue_length=2,
+        max_queue_bytes=1 << 20,
+        user_prefix=f"t{uuid.uuid4().hex[:8]}-",
+    )
+    with rabbitmq_vhost.management() as api:
+        creds = apply_topology(api, rabbitmq_vhost.name, small)
+        queues = {q["name"]: q["arguments"] for q in api.list_queues(rabbitmq_vhost.name)}
+    try:
+        assert all(args.get("x-overflow") == "reject-publish" for args in queues.values())
+        assert all(args.get("x-max-length") == 2 for args in queues.values())
+        assert all(args.get("x-max-length-bytes") == 1 << 20 for args in queues.values())
+        a = creds[A]
+        connection = await aio_pika.connect(rabbitmq_vhost.url_for(a.username, a.password))
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True)
+            exchange = await channel.get_exchange(EXCHANGE, ensure=False)
+            accepted = 0
+            with pytest.raises(aio_pika.exceptions.DeliveryError):  # a nack, not silence
+                for n in range(10):
+                    await exchange.publish(
+                        aio_pika.Message(f"{n}".encode(), user_id=a.username),
+                        routing_key=routing_key(B, "receipt"),
+                    )
+                    accepted += 1
+            # A quorum queue notices it is full once a message has taken it to the limit or just
+            # past it (its state machine applies the limit after the enqueue).
+            assert 2 <= accepted <= 3
+    finally:
+        with rabbitmq_vhost.management() as api:
+            delete_agency_users(api, small)
 
 
 async def test_a_message_that_keeps_failing_is_dead_lettered_after_the_delivery_limit(

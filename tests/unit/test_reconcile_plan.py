@@ -172,3 +172,60 @@ def test_a_statement_naming_another_request_is_taken_by_whether_the_case_ended()
     document = statement(Role.OUTGOING)
     plan = step(ended, StatementCopy(envelope(OUT, document, stranger.message_id), document, stranger))
     assert plan.record.statements[OUT].final
+
+
+STRANGER = "510100"
+
+
+def test_a_strangers_form_copy_does_not_make_it_the_outgoing_agency_and_the_real_one_is_asked() -> None:
+    # Issue 13: a stranger's copy of a form used to make it the outgoing party (first claim won),
+    # and the real outgoing agency was never asked for its statement.
+    forged = FORM.model_copy(update={"amount_transferred": 1, "account_balance": 1})
+    first = step(fresh(), FormCopy(envelope(STRANGER, forged), forged)).record
+    formed = step(first, FormCopy(envelope(OUT, FORM), FORM)).record
+    assert formed.outgoing is None and not formed.confirmed  # contested: nobody's yet
+    ended = step(formed, TerminalCopy(envelope(IN, DONE), "transfer_completed"))
+    asked = {e.recipient for e in ended.envelopes if e.type == "statement_request"}
+    assert {OUT, IN} <= asked  # the real agency is asked
+    out = step(ended.record, answer(ended, OUT, statement(Role.OUTGOING)))
+    done = step(out.record, answer(ended, IN, statement(Role.RECEIVING)))
+    record = done.record
+    assert (record.outgoing, record.receiving, record.confirmed) == (OUT, IN, True)
+    assert record.parties == [OUT, IN]
+    assert record.form == FORM  # the outgoing agency's own form, not the stranger's
+    assert record.result is not None and record.result.outcome is ReconciliationOutcome.MATCHED
+    assert {e.recipient for e in done.envelopes} == {OUT, IN}
+    [dropped] = [line for line in done.logs if line.event == "reconcile.party_not_corroborated"]
+    assert dropped.level == "warning" and dropped.fields["agency"] == STRANGER
+    # From now on the stranger's documents are ignored and reported.
+    later = step(record, FormCopy(envelope(STRANGER, forged), forged))
+    assert later.record.form == FORM and later.envelopes == ()
+    assert [line.event for line in later.logs] == ["reconcile.form_from_stranger"]
+
+
+def test_a_strangers_statement_claiming_a_side_does_not_fit_and_changes_no_result() -> None:
+    formed = step(fresh(), FormCopy(envelope(OUT, FORM), FORM)).record
+    ended = step(formed, TerminalCopy(envelope(IN, DONE), "transfer_completed"))
+    lie = LedgerStatementV1(
+        case_id=CASE, role=Role.OUTGOING, counterpart=IN, has_record=True, months=MONTHS,
+        deemed_months=0, amount=1, paid_out=0, retained=0,
+    )
+    meddled = step(ended.record, StatementCopy(envelope(STRANGER, lie), lie, None))
+    assert meddled.record.outgoing is None and meddled.record.result is None  # two claim "outgoing"
+    out = step(meddled.record, answer(ended, OUT, statement(Role.OUTGOING)))
+    done = step(out.record, answer(ended, IN, statement(Role.RECEIVING)))
+    assert (done.record.outgoing, done.record.receiving) == (OUT, IN)
+    assert done.record.result is not None
+    assert done.record.result.outcome is ReconciliationOutcome.MATCHED
+    assert STRANGER not in done.record.parties
+
+
+def test_the_first_form_alone_is_only_a_claim_until_the_other_side_names_its_sender() -> None:
+    formed = step(fresh(), FormCopy(envelope(OUT, FORM), FORM)).record
+    assert formed.outgoing == OUT and not formed.confirmed  # provisional: the one claimant
+    ended = step(formed, TerminalCopy(envelope(IN, DONE), "transfer_completed"))
+    # IN's books name someone else as the outgoing agency: OUT's claim is not corroborated.
+    other = statement(Role.RECEIVING).model_copy(update={"counterpart": STRANGER})
+    plan = step(ended.record, answer(ended, IN, other))
+    assert not plan.record.confirmed and plan.record.result is None
+    assert STRANGER in plan.record.parties  # asked in turn
