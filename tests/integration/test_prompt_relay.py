@@ -1,9 +1,9 @@
 """An application committed by another process (a front office: `jiexu apply`) reaches the running
-agent's relay promptly, through the store (SQLite ``data_version``, PostgreSQL LISTEN/NOTIFY),
-not at the relay's next poll: idle apply-to-completed stays far under the 0.5 s poll.
+agent's relay through the store (SQLite ``data_version``, PostgreSQL LISTEN/NOTIFY), not at the
+relay's next poll.
 
-docs/benchmarks.md has the figures (median of 20); here 8 transfers keep the test short, and the
-bound is loose for a shared machine.
+The test proves it without timing anything: the relays' poll is set to an hour, so a transfer that
+completes at all was woken by the store. docs/benchmarks.md has the latency figures (median of 20).
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ DONGGUAN, JIUJIANG = "441900", "360400"
 
 async def _idle_latencies_ms(world: World, dsn: str | None, n: int) -> list[float]:
     overrides: dict[str, Any] = {"database_url": dsn} if dsn else {}
-    await world.start(DONGGUAN, **overrides)
-    await world.start(JIUJIANG, **overrides)
+    for code in (DONGGUAN, JIUJIANG):
+        agent = await world.start(code, **overrides)
+        agent.relay._poll_interval_s = 3600  # only a wake-up can publish in time
+    await asyncio.sleep(0.6)  # each relay is now in its hour-long wait
     settings = world.provisioned.settings(JIUJIANG)
     if dsn:
         settings = settings.model_copy(update={"database_url": dsn})
@@ -55,7 +57,7 @@ async def _idle_latencies_ms(world: World, dsn: str | None, n: int) -> list[floa
             started = time.perf_counter()
             store = world.agents[JIUJIANG].service.store
             while (record := await store.get_case(case_id)) is None or record.state != "completed":
-                assert time.perf_counter() - started < 10, "the transfer never completed"
+                assert time.perf_counter() - started < 60, "no wake-up: the transfer waited for the poll"
                 await asyncio.sleep(0.002)
             samples.append((time.perf_counter() - started) * 1000)
     finally:
@@ -71,8 +73,8 @@ async def test_an_application_from_another_process_leaves_at_once_on_sqlite(
     async with agent_world(
         rabbitmq_vhost, tmp_path, [AgencyProfile(DONGGUAN), AgencyProfile(JIUJIANG)]
     ) as world:
-        samples = await _idle_latencies_ms(world, None, 8)
-    assert statistics.median(samples) < 250, samples
+        samples = await _idle_latencies_ms(world, None, 4)
+    assert len(samples) == 4
 
 
 @pytest.mark.usefixtures("database_url")
@@ -84,5 +86,5 @@ async def test_an_application_from_another_process_leaves_at_once_on_postgresql(
     async with agent_world(
         rabbitmq_vhost, tmp_path, [AgencyProfile(DONGGUAN), AgencyProfile(JIUJIANG)]
     ) as world:
-        samples = await _idle_latencies_ms(world, database_url, 8)
-    assert statistics.median(samples) < 250, samples
+        samples = await _idle_latencies_ms(world, database_url, 4)
+    assert len(samples) == 4
