@@ -25,6 +25,8 @@ from aio_pika.abc import AbstractRobustChannel
 from aio_pika.robust_connection import RobustConnection
 from yarl import URL
 
+from broker.tls import check_amqp_url
+
 __all__ = ["BackoffRobustConnection", "BrokerConnection", "connect"]
 
 log = structlog.get_logger("jiexu.broker.connection")
@@ -174,7 +176,7 @@ async def connect(
     The first connection fails fast (a wrong password should not hang a process); after that the
     connection reconnects on its own with backoff.
     """
-    parsed = URL(url)
+    parsed = URL(check_amqp_url(url))
     raw = await aio_pika.connect_robust(
         url,
         timeout=connect_timeout_s,

@@ -11,10 +11,23 @@ A JSON file, shared by every agency (it holds no secrets)::
           "public_key": "<base64 of the raw 32-byte Ed25519 public key>",
           "bank_account": {"bank_name": "...", "bank_code": "...",
                            "account_name": "...", "account_number": "..."},
-          "address": "...", "phone": "..."
+          "address": "...", "phone": "...",
+          "keys": [
+            {"key_id": "2027-01", "public_key": "<base64>", "not_before": "2027-01-01T00:00:00Z"},
+            {"key_id": "2026-01", "public_key": "<the old one>", "not_after": "2027-02-01T00:00:00Z"}
+          ]
         }
       ]
     }
+
+``keys`` (optional, issue 13 item 7) lists further keys of the agency with an id and a validity
+(``not_before``/``not_after``, either open) or ``revoked``: a message verifies if *any* key of the
+sender valid now made its signature, so a key is rotated without downtime (the new key is listed
+before the agency signs with it, the old one kept until what it signed has been consumed) and
+revoked by ``revoked: true``. ``public_key`` stays the agency's key for readers that know nothing of
+``keys``; it is valid unless ``keys`` lists the same key, whose validity and revocation then
+govern it. The envelope is unchanged (no key id on the wire). The file is trusted only with the
+operator's signature beside it (`broker.directory_trust`).
 """
 
 from __future__ import annotations
@@ -23,16 +36,33 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from broker.signing import Ed25519PublicKey, load_public_key
 from schemas.envelope import AgencyCodeStr
 from schemas.errors import JiexuError
 
-__all__ = ["AgencyDirectory", "AgencyEntry", "DirectoryBankAccount", "DirectoryError", "UnknownAgency"]
+__all__ = [
+    "AgencyDirectory",
+    "AgencyEntry",
+    "DirectoryBankAccount",
+    "DirectoryError",
+    "DirectoryKey",
+    "UnknownAgency",
+]
 
 _NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 _MessageType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z_]*$", max_length=64)]
@@ -61,6 +91,37 @@ class DirectoryBankAccount(BaseModel):
     account_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{6,34}$")]
 
 
+class DirectoryKey(BaseModel):
+    """One more signing key of an agency: an id, the key, when it is valid, whether revoked."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+    public_key: str = Field(description="base64 of the raw 32-byte Ed25519 public key")
+    not_before: AwareDatetime | None = None
+    not_after: AwareDatetime | None = None
+    revoked: bool = False
+
+    @field_validator("public_key")
+    @classmethod
+    def _key_loads(cls, value: str) -> str:
+        load_public_key(value)
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _window(self) -> DirectoryKey:
+        if self.not_before and self.not_after and self.not_after <= self.not_before:
+            raise ValueError(f"key {self.key_id}: not_after must be after not_before")
+        return self
+
+    def valid_at(self, when: datetime) -> bool:
+        if self.revoked:
+            return False
+        if self.not_before is not None and when < self.not_before:
+            return False
+        return self.not_after is None or when < self.not_after
+
+
 class AgencyEntry(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -71,6 +132,26 @@ class AgencyEntry(BaseModel):
     bank_account: DirectoryBankAccount
     address: str | None = None
     phone: str | None = None
+    keys: tuple[DirectoryKey, ...] = Field(
+        (), description="further keys with ids and validity (rotation, revocation); optional"
+    )
+
+    @field_validator("keys")
+    @classmethod
+    def _key_ids_unique(cls, value: tuple[DirectoryKey, ...]) -> tuple[DirectoryKey, ...]:
+        ids = [k.key_id for k in value]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"key ids repeat: {ids}")
+        return value
+
+    def valid_public_keys(self, when: datetime | None = None) -> tuple[str, ...]:
+        """The base64 keys that verify this agency's signatures at ``when`` (now): ``public_key``
+        unless ``keys`` governs it, and every key of ``keys`` valid then."""
+        when = when or datetime.now(UTC)
+        listed = {k.public_key for k in self.keys}
+        valid = [] if self.public_key in listed else [self.public_key]
+        valid += [k.public_key for k in self.keys if k.valid_at(when)]
+        return tuple(dict.fromkeys(valid))
 
     @field_validator("supported_versions")
     @classmethod
@@ -182,9 +263,20 @@ class AgencyDirectory:
             raise UnknownAgency(code) from None
 
     def public_key(self, code: str) -> Ed25519PublicKey:
+        """The agency's ``public_key`` (its main key, whatever ``keys`` says of it)."""
         if code not in self._keys:
             self._keys[code] = self.get(code).key()
         return self._keys[code]
+
+    def valid_keys(self, code: str, when: datetime | None = None) -> tuple[Ed25519PublicKey, ...]:
+        """Every key of the agency valid at ``when`` (now): what a signature is verified against.
+        Empty when all are expired or revoked (nothing it signs is believed)."""
+        return tuple(self._decoded(k) for k in self.get(code).valid_public_keys(when))
+
+    def _decoded(self, b64: str) -> Ed25519PublicKey:
+        if b64 not in self._keys:
+            self._keys[b64] = load_public_key(b64)
+        return self._keys[b64]
 
     def supported_versions(self, code: str, message_type: str) -> tuple[int, ...]:
         """Versions of ``message_type`` the agency accepts, ascending; () when it declares none."""

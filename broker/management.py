@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -22,10 +23,21 @@ def _q(name: str) -> str:
 class ManagementClient:
     """Synchronous wrapper over the endpoints jiexu needs; every call is idempotent where the API is."""
 
-    def __init__(self, base_url: str, username: str, password: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        username: str,
+        password: str,
+        timeout: float = 10.0,
+        *,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        """``verify``: for ``https://``, an SSL context with the broker's CA (and a client
+        certificate), or True for the system's CAs (`broker.tls.management_tls` picks it)."""
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(
-            base_url=self.base_url + "/api", auth=(username, password), timeout=timeout
+            base_url=self.base_url + "/api", auth=(username, password), timeout=timeout,
+            verify=verify,
         )
 
     def __enter__(self) -> ManagementClient:
@@ -158,6 +170,9 @@ class ManagementClient:
     def list_queues(self, vhost: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._request("GET", f"/queues/{_q(vhost)}")
         return result
+
+    def delete_queue(self, vhost: str, name: str) -> None:
+        self._request("DELETE", f"/queues/{_q(vhost)}/{_q(name)}", ok=(404,))
 
     def get_queue(self, vhost: str, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", f"/queues/{_q(vhost)}/{_q(name)}")

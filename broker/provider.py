@@ -24,11 +24,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import structlog
 
 from broker.management import ManagementClient, ManagementError
+from broker.tls import check_amqp_url, check_http_url, login_url, management_tls
 
 __all__ = [
     "ADMIN_USER",
@@ -75,36 +76,37 @@ class BrokerEndpoint:
     password: str
     source: str
     vhost: str = "/"
+    scheme: str = "amqp"
+    query: str = ""  # cafile, certfile, keyfile...: kept in every URL made (broker.tls)
+    management_verify: Any = None  # httpx's verify; None: management_tls of the URL's query
 
     def amqp_url(
         self, vhost: str | None = None, username: str | None = None, password: str | None = None
     ) -> str:
-        user = quote(username or self.username, safe="")
-        pwd = quote(password if password is not None else self.password, safe="")
-        vh = quote(vhost if vhost is not None else self.vhost, safe="")
-        return f"amqp://{user}:{pwd}@{self.host}:{self.amqp_port}/{vh}"
+        base = f"{self.scheme}://{self.host}:{self.amqp_port}/" + (f"?{self.query}" if self.query else "")
+        pwd = password if password is not None else self.password
+        return login_url(base, username or self.username, pwd, vhost if vhost is not None else self.vhost)
 
     def management(self) -> ManagementClient:
-        return ManagementClient(self.management_url, self.username, self.password)
+        verify = self.management_verify
+        verify = management_tls(self.amqp_url()) if verify is None else verify
+        return ManagementClient(self.management_url, self.username, self.password, verify=verify)
 
     @classmethod
     def from_url(cls, url: str, management_url: str | None, source: str) -> BrokerEndpoint:
         parts = urlsplit(url)
         if parts.scheme not in ("amqp", "amqps"):
             raise ValueError(f"not an AMQP URL: {url!r}")
-        host = parts.hostname or "127.0.0.1"
-        port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
-        username = unquote(parts.username or "guest")
-        password = unquote(parts.password or "guest")
-        vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+        check_amqp_url(url, source)
+        host, tls = parts.hostname or "127.0.0.1", parts.scheme == "amqps"
+        # Over amqps the management API is HTTPS too (RabbitMQ's TLS port), unless named.
+        management_url = management_url or (f"https://{host}:15671" if tls else f"http://{host}:15672")
+        check_http_url(management_url, "the management URL (JIEXU_MANAGEMENT_URL)")
         return cls(
-            host=host,
-            amqp_port=port,
-            management_url=management_url or f"http://{host}:15672",
-            username=username,
-            password=password,
-            source=source,
-            vhost=vhost,
+            host, parts.port or (5671 if tls else 5672), management_url,
+            unquote(parts.username or "guest"), unquote(parts.password or "guest"), source,
+            vhost=unquote(parts.path[1:]) if len(parts.path) > 1 else "/",
+            scheme=parts.scheme, query=parts.query,
         )
 
 

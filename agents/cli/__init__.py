@@ -17,6 +17,7 @@ from agents.cli.schemas_cmd import schemas_app
 from agents.cli.smoke import smoke_command
 from agents.cli.status_cmd import status_command
 from agents.cli.topology_cmd import topology_app
+from broker.tls import PlaintextRefused
 
 __all__ = ["app", "main"]
 
@@ -53,4 +54,8 @@ app.command("doctor")(doctor_command)
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except PlaintextRefused as exc:  # JIEXU_REQUIRE_TLS: one line, no traceback
+        typer.echo(f"configuration error: {exc}", err=True)
+        raise SystemExit(2) from None

@@ -30,6 +30,7 @@ from yarl import URL
 from agents.service.bootstrap import agency_amqp_url, open_ledger, open_store
 from agents.service.settings import AgentSettings
 from broker.directory import AgencyDirectory
+from broker.directory_trust import open_directory
 from broker.logging import configure_logging
 from broker.names import inbox_queue
 from broker.signing import load_private_key, public_key_to_raw_b64
@@ -103,7 +104,7 @@ class _Doctor:
     async def check_directory(self) -> None:
         path = self.paths.directory
         try:
-            self.directory = AgencyDirectory.load(path)
+            self.directory = open_directory(path, self.paths.secrets_dir)  # operator-signed
         except Exception as exc:
             self.add("directory", False, _short(exc),
                      "point --directory (JIEXU_DIRECTORY) at the exchange's agency directory file; "

@@ -10,10 +10,12 @@ from typing import Any
 import typer
 
 from agents.service.paths import CREDENTIALS_PATTERN, DEFAULT_SECRETS_DIR
-from broker.directory import AgencyDirectory, DirectoryError
+from broker.directory import DirectoryError
+from broker.directory_trust import open_directory
 from broker.logging import configure_logging
 from broker.management import ManagementError
 from broker.provider import BrokerEndpoint
+from broker.prune import Pruned, prune_agencies
 from broker.topology import (
     DEFAULT_DELIVERY_LIMIT,
     DEFAULT_RETRY_DELAYS_MS,
@@ -49,6 +51,11 @@ _DELAYS = typer.Option(
 )
 _PREFIX = typer.Option("", "--user-prefix", help="prefix of broker user names (shared brokers)")
 _JSON = typer.Option(False, "--json", help="print one JSON object on stdout")
+_PRUNE = typer.Option(
+    False,
+    "--prune",
+    help="also delete the broker users and queues (on this vhost) of agencies not in --directory",
+)
 _OUTPUT = typer.Option(..., "--output", help="definitions file to write")
 
 
@@ -58,12 +65,17 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _spec(
-    directory: Path | None, agencies: list[str] | None, delivery_limit: int, delays: str, prefix: str
+    directory: Path | None,
+    agencies: list[str] | None,
+    delivery_limit: int,
+    delays: str,
+    prefix: str,
+    secrets_dir: Path | None = None,
 ) -> TopologySpec:
     codes: set[str] = set(agencies or [])
     if directory is not None:
-        try:
-            codes.update(AgencyDirectory.load(directory).codes)
+        try:  # the operator's signature checked: --prune deletes whoever is not in it
+            codes.update(open_directory(directory, secrets_dir).codes)
         except DirectoryError as exc:
             raise _fail(str(exc)) from exc
     if not codes:
@@ -117,6 +129,7 @@ def apply_command(
     retry_delays: str = _DELAYS,
     user_prefix: str = _PREFIX,
     as_json: bool = _JSON,
+    prune: bool = _PRUNE,
 ) -> None:
     """Provision the topology and one broker user per agency through the management API.
 
@@ -124,13 +137,18 @@ def apply_command(
     local broker as guest. Safe to run again: existing passwords in --secrets-dir are kept.
     """
     configure_logging(level="INFO" if as_json else "WARNING", json=as_json)
-    spec = _spec(directory, agency, delivery_limit, retry_delays, user_prefix)
+    spec = _spec(directory, agency, delivery_limit, retry_delays, user_prefix, secrets_dir)
     endpoint = _endpoint() or BrokerEndpoint.from_url(DEFAULT_AMQP_URL, None, "default")
     target = vhost or endpoint.vhost
     passwords = _known_passwords(secrets_dir, spec)
+    if prune and directory is None:
+        raise _fail("--prune needs --directory: it removes the agencies the directory does not list")
+    pruned = Pruned()
     try:
         with endpoint.management() as api:
             credentials = apply_topology(api, target, spec, passwords)
+            if prune:
+                pruned = prune_agencies(api, target, spec)
     except ManagementError as exc:
         raise _fail(str(exc)) from exc
     urls = {
@@ -147,11 +165,21 @@ def apply_command(
             "users": [c.username for c in credentials.values()],
             "new_passwords": sorted(set(spec.codes) - set(passwords)),
             "secrets": [str(p) for p in written],
+            "pruned_users": pruned.users,
+            "pruned_queues": pruned.queues,
+            "kept_dead_letter_queues": pruned.kept_queues,
         },
         f"topology applied on vhost {target!r} at {endpoint.management_url}: "
         f"{len(spec.codes)} agencies (reconciler included)\n"
         f"credentials: {secrets_dir}/{CREDENTIALS_PATTERN} "
-        f"({len(set(spec.codes) - set(passwords))} new)",
+        f"({len(set(spec.codes) - set(passwords))} new)"
+        + (
+            f"\npruned: users {', '.join(pruned.users) or 'none'}; queues "
+            f"{', '.join(pruned.queues) or 'none'}"
+            + (f"; kept (not empty): {', '.join(pruned.kept_queues)}" if pruned.kept_queues else "")
+            if prune
+            else ""
+        ),
     )
 
 
@@ -173,7 +201,7 @@ def export_command(
     Load the file with `load_definitions` in rabbitmq.conf or POST it to /api/definitions.
     """
     configure_logging(level="INFO" if as_json else "WARNING", json=as_json)
-    spec = _spec(directory, agency, delivery_limit, retry_delays, user_prefix)
+    spec = _spec(directory, agency, delivery_limit, retry_delays, user_prefix, secrets_dir)
     endpoint = _endpoint()
     target = vhost or (endpoint.vhost if endpoint else "/")
     passwords = _known_passwords(secrets_dir, spec)

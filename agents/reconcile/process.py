@@ -44,12 +44,13 @@ from agents.service.metrics import ExchangeFigures, ReconcilerMetrics
 from agents.service.relay import OutboxRelay
 from broker.connection import BrokerConnection, connect
 from broker.consumer import Consumer, ConsumerSettings, KeyDirectory, run_until_signal
-from broker.directory import AgencyDirectory
+from broker.directory_trust import open_directory
 from broker.metrics import watch_connection
 from broker.names import inbox_queue
 from broker.provider import BrokerEndpoint
 from broker.publisher import Publisher
 from broker.signing import Ed25519PrivateKey, load_private_key, private_key_path
+from broker.tls import check_amqp_url
 from broker.topology import load_agency_secret
 
 __all__ = [
@@ -102,7 +103,7 @@ def reconciler_amqp_url(settings: ReconcilerSettings) -> str:
     Raises ValueError saying what is missing.
     """
     if settings.reconciler_amqp_url:
-        return settings.reconciler_amqp_url
+        return check_amqp_url(settings.reconciler_amqp_url, "JIEXU_RECONCILER_AMQP_URL")
     path = settings.paths.credentials(settings.code)
     if not path.exists():
         raise ValueError(
@@ -111,7 +112,7 @@ def reconciler_amqp_url(settings: ReconcilerSettings) -> str:
         )
     secret = load_agency_secret(path)
     if secret.get("amqp_url") and settings.vhost is None:
-        return str(secret["amqp_url"])
+        return check_amqp_url(str(secret["amqp_url"]), f"the URL in {path.name}")
     try:
         endpoint = BrokerEndpoint.from_url(
             settings.amqp_url or os.environ.get("JIEXU_AMQP_URL") or DEFAULT_AMQP_URL,
@@ -372,7 +373,7 @@ async def run_reconciler_with(
     OSError) when a file it needs is missing or wrong, before connecting.
     """
     calendar = open_calendar(directory=settings.calendar_dir)
-    directory = AgencyDirectory.load(settings.directory)
+    directory = open_directory(settings.directory, settings.secrets_dir)  # operator-signed
     private_key = load_private_key(private_key_path(settings.key_dir, settings.code))
     return await run_reconciler(
         amqp_url=reconciler_amqp_url(settings),

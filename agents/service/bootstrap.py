@@ -23,9 +23,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import quote
-
-from yarl import URL
 
 from agents.calendars import open_calendar
 from agents.domain.case import Agency
@@ -44,8 +41,10 @@ from agents.store.sqlite import SqliteStore
 from broker.connection import BrokerConnection, connect
 from broker.consumer import Consumer, ConsumerSettings
 from broker.directory import AgencyDirectory
+from broker.directory_trust import open_directory
 from broker.publisher import Publisher
 from broker.signing import Ed25519PrivateKey, load_private_key
+from broker.tls import check_amqp_url, login_url
 from broker.topology import load_agency_secret
 from schemas.common import AgencyDetails, BankAccount
 
@@ -125,12 +124,9 @@ def agency_amqp_url(settings: AgentSettings) -> str:
             f"no broker URL for agency {settings.agency}: set JIEXU_AMQP_URL or run "
             "`jiexu topology apply` with it set"
         )
-    url = URL(base)
-    vhost = secret.get("vhost", "/")
-    return (
-        f"{url.scheme}://{quote(secret['username'], safe='')}:{quote(secret['password'], safe='')}"
-        f"@{url.host}:{url.port}/{quote(vhost, safe='')}"
-    )
+    # Scheme, every host and port, and the TLS query (cafile, certfile, keyfile) kept.
+    url = login_url(base, secret["username"], secret["password"], secret.get("vhost", "/"))
+    return check_amqp_url(url, f"agency {settings.agency}'s broker URL")
 
 
 @dataclass
@@ -191,7 +187,7 @@ async def _open_resources(
     settings: AgentSettings, clock: Clock | None, store: Store | None, ledger: LedgerPort | None
 ) -> _Resources:
     clock = clock or SystemClock()
-    directory = AgencyDirectory.load(settings.paths.directory)
+    directory = open_directory(settings.paths.directory, settings.secrets_dir)  # operator-signed
     private_key = load_private_key(settings.paths.private_key(settings.agency))
     store = store if store is not None else await open_store(settings, clock)
     try:
