@@ -126,7 +126,7 @@ def test_management_tls_takes_the_ca_from_its_setting_or_the_amqp_url(tmp_path: 
     assert isinstance(context, ssl.SSLContext) and context.check_hostname
     assert context.verify_mode == ssl.CERT_REQUIRED
     assert isinstance(management_tls(None, env={"JIEXU_MANAGEMENT_CAFILE": str(cafile)}), ssl.SSLContext)
-    with pytest.raises(ValueError, match="missing.pem"):
+    with pytest.raises(ValueError, match=r"missing\.pem"):
         management_tls(None, env={"JIEXU_MANAGEMENT_CAFILE": str(tmp_path / "missing.pem")})
     with ManagementClient("https://h:15671", "u", "p", verify=context) as api:
         assert api.base_url == "https://h:15671"
