@@ -146,12 +146,21 @@ class AgencyEntry(BaseModel):
 
     def valid_public_keys(self, when: datetime | None = None) -> tuple[str, ...]:
         """The base64 keys that verify this agency's signatures at ``when`` (now): ``public_key``
-        unless ``keys`` governs it, and every key of ``keys`` valid then."""
+        unless ``keys`` governs it, and every key of ``keys`` valid then (`unrevoked_public_keys`
+        for documents that outlive a key's validity)."""
         when = when or datetime.now(UTC)
         listed = {k.public_key for k in self.keys}
         valid = [] if self.public_key in listed else [self.public_key]
         valid += [k.public_key for k in self.keys if k.valid_at(when)]
         return tuple(dict.fromkeys(valid))
+
+    def unrevoked_public_keys(self) -> tuple[str, ...]:
+        """Every key of the agency not revoked, whatever its validity: what a long-lived document
+        (a participation certificate) is verified against, so a rotation does not void the
+        certificates signed before it, and a revocation (a compromised key) does."""
+        revoked = {k.public_key for k in self.keys if k.revoked}
+        every = [self.public_key, *(k.public_key for k in self.keys)]
+        return tuple(dict.fromkeys(k for k in every if k not in revoked))
 
     @field_validator("supported_versions")
     @classmethod
@@ -272,6 +281,10 @@ class AgencyDirectory:
         """Every key of the agency valid at ``when`` (now): what a signature is verified against.
         Empty when all are expired or revoked (nothing it signs is believed)."""
         return tuple(self._decoded(k) for k in self.get(code).valid_public_keys(when))
+
+    def unrevoked_keys(self, code: str) -> tuple[Ed25519PublicKey, ...]:
+        """`AgencyEntry.unrevoked_public_keys`, decoded (certificates are checked against these)."""
+        return tuple(self._decoded(k) for k in self.get(code).unrevoked_public_keys())
 
     def _decoded(self, b64: str) -> Ed25519PublicKey:
         if b64 not in self._keys:

@@ -201,3 +201,16 @@ def test_an_agent_refuses_an_unsigned_directory_at_start(tmp_path: Path) -> None
     install_operator_key(settings.secrets_dir, OPERATOR)
     with pytest.raises(DirectoryError, match="not trusted"):
         asyncio.run(open_service(settings))
+
+
+def test_certificates_verify_against_every_unrevoked_key() -> None:
+    directory = _directory(
+        [_key("old", OLD, not_after=(NOW - timedelta(days=1)).isoformat()), _key("new", NEW)],
+        primary=NEW,
+    )
+    raw = [public_key_to_raw_b64(k) for k in directory.unrevoked_keys("110000")]
+    assert raw == [public_key_to_raw_b64(NEW), public_key_to_raw_b64(OLD)]  # expired: still there
+    revoked = _directory([_key("old", OLD, revoked=True), _key("new", NEW)], primary=NEW)
+    assert [public_key_to_raw_b64(k) for k in revoked.unrevoked_keys("110000")] == [
+        public_key_to_raw_b64(NEW)
+    ]
