@@ -471,12 +471,10 @@ class Consumer:
             self._recent.remember(envelope.message_id, envelope.sender)
 
     def _public_key(self, envelope: Envelope) -> Ed25519PublicKey | tuple[Ed25519PublicKey, ...]:
-        # Every key of the sender valid now, when the directory has several (rotation).
-        valid_keys = getattr(self._directory, "valid_keys", None)
+        valid_keys = getattr(self._directory, "valid_keys", None)  # every key valid now (rotation)
         try:
             if valid_keys is not None:
-                keys: tuple[Ed25519PublicKey, ...] = valid_keys(envelope.sender)
-                return keys
+                return tuple(valid_keys(envelope.sender))
             return self._directory.public_key(envelope.sender)
         except KeyError as exc:
             # The sender passed the user_id check, so the broker knows it: the directory has not

@@ -34,6 +34,7 @@ from broker.directory_trust import open_directory
 from broker.logging import configure_logging
 from broker.names import inbox_queue
 from broker.signing import load_private_key, public_key_to_raw_b64
+from broker.tls import check_http_url, management_tls
 from broker.topology import load_agency_secret
 
 __all__ = ["Check", "doctor_command", "run_checks"]
@@ -230,8 +231,10 @@ class _Doctor:
             return
         url = self.management_url.rstrip("/") + "/api/overview"
         auth = (self.secret["username"], self.secret["password"]) if self.secret else None
-        try:
-            async with httpx.AsyncClient(timeout=TIMEOUT_S) as client:
+        try:  # https with the exchange's CA (JIEXU_MANAGEMENT_CAFILE or the URL's cafile)
+            check_http_url(self.management_url, "JIEXU_MANAGEMENT_URL")
+            verify = management_tls(self.settings.amqp_url or (self.secret or {}).get("amqp_url"))
+            async with httpx.AsyncClient(timeout=TIMEOUT_S, verify=verify) as client:
                 response = await client.get(url, auth=auth)
         except Exception as exc:
             self.add("management API", False, f"{self.management_url} unreachable: {_short(exc)}",

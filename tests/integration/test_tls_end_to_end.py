@@ -159,6 +159,14 @@ async def test_an_agent_completes_a_transfer_over_amqps(
         statement = await world.agents[JIUJIANG].service.ledger.statement(case_id)
         assert statement.amount_credited_fen == out.balance_fen > 0
 
+        # jiexu doctor checks the broker over amqps and the management API over https.
+        from agents.cli.doctor_cmd import run_checks
+
+        settings = world.provisioned.settings(JIUJIANG)
+        checks = {c.name: c for c in await run_checks(settings, tls_broker.management_url)}
+        assert checks["broker"].ok and checks["management API"].ok, checks
+        assert checks["directory"].ok, checks  # the signed directory
+
         # The broker lists the agent's connection as TLS (its statistics take a few seconds).
         mine: list[dict[str, object]] = []
         deadline = time.monotonic() + 20
