@@ -2,7 +2,8 @@
 
 Every delivery runs the same pipeline::
 
-    size -> decode -> recipient -> sender = user_id -> signature -> replay -> payload -> handler
+    size -> decode -> recipient -> sender = user_id -> properties -> signature -> replay -> payload
+    -> handler
 
 and ends in exactly one place, `dispose`, which turns what happened into one `Disposition`:
 
@@ -58,6 +59,7 @@ from broker.delivery import (
 )
 from broker.metrics import TransportMetrics
 from broker.names import DLX, RETRY_EXCHANGE, agency_user, inbox_queue, retry_delay_key
+from broker.properties import check_delivery_properties
 from broker.publisher import Publisher
 from broker.signing import Ed25519PublicKey, verify_envelope, verify_envelope_async
 from schemas.envelope import Envelope
@@ -428,6 +430,7 @@ class Consumer:
                 f"envelope sender {envelope.sender} must be published by {expected}, "
                 f"was published by {publisher or 'an unnamed user (no user_id)'}",
             )
+        check_delivery_properties(envelope, message)
         # The signature covers the JSON object the sender wrote, which a client in another
         # language may spell differently from our model's dump (an omitted null, say): verify
         # what was received, as parsed once by decode_envelope_with_raw.

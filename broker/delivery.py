@@ -34,6 +34,7 @@ __all__ = [
     "HEADER_ORIGINAL_ROUTING_KEY",
     "HEADER_ORIGINAL_USER",
     "HEADER_REPUBLISHED",
+    "UNKNOWN_PUBLISHER",
     "DeliveryInfo",
     "attempt_of",
     "header_str",
@@ -96,10 +97,19 @@ def header_str(headers: Mapping[str, Any] | None, name: str) -> str | None:
     return str(value)
 
 
+UNKNOWN_PUBLISHER = ""
+"""The header's value on our copy of a message published without a ``user_id`` (RabbitMQ checks
+the property only when it is set, so such a publisher cannot be known)."""
+
+
 def publisher_user(message: AbstractIncomingMessage, own_user: str) -> str | None:
-    """The broker user that published ``message`` first (see the module docstring for why)."""
+    """The broker user that published ``message`` first (see the module docstring for why);
+    ``None`` when it was published without a ``user_id``."""
     if message.user_id == own_user:
-        return header_str(message.headers, HEADER_ORIGINAL_USER) or own_user
+        original = header_str(message.headers, HEADER_ORIGINAL_USER)
+        if original is None:
+            return own_user  # our own message, never re-published
+        return original or None  # UNKNOWN_PUBLISHER: the first publisher set no user_id
     return message.user_id
 
 
@@ -131,10 +141,7 @@ def republish_copy(
     headers: HeadersType = {
         k: v for k, v in (message.headers or {}).items() if k not in dropped
     }
-    if original is not None:
-        headers[HEADER_ORIGINAL_USER] = original
-    else:
-        headers.pop(HEADER_ORIGINAL_USER, None)
+    headers[HEADER_ORIGINAL_USER] = original if original is not None else UNKNOWN_PUBLISHER
     if set_headers:
         headers.update(set_headers)
     return aio_pika.Message(

@@ -178,6 +178,17 @@ class ManagementClient:
         result: dict[str, Any] = self._request("GET", f"/queues/{_q(vhost)}/{_q(name)}")
         return result
 
+    def peek_messages(self, vhost: str, queue: str, count: int = 20) -> list[dict[str, Any]]:
+        """Up to ``count`` messages of ``queue``, put back afterwards (``ack_requeue_true``): for
+        an operator's look at a queue no agency reads (the unroutable one). Each has
+        ``routing_key``, ``properties`` and ``payload`` (text, or base64 when not UTF-8)."""
+        result: list[dict[str, Any]] = self._request(
+            "POST",
+            f"/queues/{_q(vhost)}/{_q(queue)}/get",
+            json={"count": count, "ackmode": "ack_requeue_true", "encoding": "auto", "truncate": 100_000},
+        )
+        return result
+
     def list_exchanges(self, vhost: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._request("GET", f"/exchanges/{_q(vhost)}")
         return result

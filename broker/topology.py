@@ -27,7 +27,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -280,8 +280,13 @@ def apply_topology(
     vhost: str,
     spec: TopologySpec,
     credentials: Mapping[str, str] | None = None,
+    *,
+    keep: Collection[str] = (),
 ) -> AgencyCredentials:
     """Provision ``spec`` on ``vhost`` through the management API; safe to run again.
+
+    ``keep``: codes whose existing broker user is left as it is (its password untouched; only its
+    permissions on ``vhost`` are set). `broker.provisioning.apply_topology_safely` decides them.
 
     ``credentials`` maps agency code -> password; a code without one gets a generated password,
     which *replaces* that user's current password (pass the previous ones to keep them; the CLI does
@@ -300,7 +305,8 @@ def apply_topology(
         api.bind_queue(vhost, binding.exchange, binding.queue, binding.routing_key)
     result = _credentials_for(spec, credentials)
     for code, cred in result.items():
-        api.put_user(cred.username, cred.password)
+        if code not in keep:
+            api.put_user(cred.username, cred.password)
         perms = agency_permissions(code)
         api.set_permissions(vhost, cred.username, perms.configure, perms.write, perms.read)
     log.info(

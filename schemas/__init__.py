@@ -36,6 +36,7 @@ from schemas.notices import (
     ReceiptV1,
     RejectionReason,
     RejectionV1,
+    RejectionV2,
     ReminderV1,
     TransferCompletedV1,
     TransferCompletedV2,
@@ -69,7 +70,7 @@ ContactLetter = ContactLetterV2
 InformationForm = InformationFormV2
 FundTransfer = FundTransferV1
 Receipt = ReceiptV1
-Rejection = RejectionV1
+Rejection = RejectionV2
 TransferCompleted = TransferCompletedV2
 Reminder = ReminderV1
 StatementRequest = StatementRequestV1
@@ -117,6 +118,7 @@ __all__ = [
     "Rejection",
     "RejectionReason",
     "RejectionV1",
+    "RejectionV2",
     "Reminder",
     "ReminderV1",
     "RemittanceMark",

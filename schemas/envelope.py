@@ -82,6 +82,12 @@ def _canonical_uuid(value: Any) -> Any:
 
 
 def _canonical_datetime(value: Any, handler: ValidatorFunctionWrapHandler) -> datetime:
+    if not isinstance(value, str | datetime):
+        # pydantic would read a number as Unix time; the contract has one text form only.
+        raise PydanticCustomError(
+            "datetime_type",
+            "must be a string YYYY-MM-DDTHH:MM:SS[.ffffff] then Z or +HH:MM, not a number",
+        )
     result: datetime = handler(value)
     offset = result.utcoffset()
     if offset is not None and offset.total_seconds() % 60:
@@ -133,12 +139,15 @@ class Envelope(BaseModel):
         description="Message type, e.g. information_form; also the AMQP type property.",
     )
     version: Annotated[int, Strict()] = Field(
-        ge=1, description="Version of the payload's document model for this type."
+        ge=1,
+        description="Version of the payload's document model for this type: an integer written "
+        "without fraction or exponent (2, never 2.0).",
     )
     sender: AgencyCode = Field(description="Code of the agency that sent the message.")
     recipient: AgencyCode = Field(description="Code of the agency the message is for.")
     sent_at: WireDatetime = Field(
-        description="When the sender created the message; RFC 3339 with a UTC offset."
+        description="When the sender created the message: a string (never a number) in the "
+        "one RFC 3339 form YYYY-MM-DDTHH:MM:SS[.ffffff](Z|+HH:MM), Z for UTC."
     )
     payload: dict[str, Any] = Field(
         description="The document, validated against the model for (type, version)."

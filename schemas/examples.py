@@ -34,6 +34,7 @@ from schemas.notices import (
     ReceiptV1,
     RejectionReason,
     RejectionV1,
+    RejectionV2,
     ReminderV1,
     TransferCompletedV1,
     TransferCompletedV2,
@@ -151,6 +152,10 @@ EXAMPLES: dict[tuple[str, int], Document] = {
     ("rejection", 1): RejectionV1(
         reason_code=RejectionReason.ARREARS,
         text="参保人在转出地存在欠费，补缴后再申请。",
+    ),
+    ("rejection", 2): RejectionV2(
+        reason_code=RejectionReason.WITHDRAWN,
+        text="转入地已撤回申请：参保人放弃本次转移。",
     ),
     ("transfer_completed", 1): TransferCompletedV1(
         months_credited=140, deemed_months_credited=24, amount_credited=1_234_567

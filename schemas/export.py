@@ -15,14 +15,19 @@ import yaml
 
 from schemas import names
 from schemas.common import Document
+from schemas.directory import DirectoryFile
 from schemas.envelope import SIGNATURE_PATTERN, Envelope
 from schemas.examples import EXAMPLES, example_envelope
+from schemas.protocol import STEPS, Step
 from schemas.registry import MODELS
 
 __all__ = [
     "CONTRACT_VERSION",
+    "INTEGER_RULE",
     "SCHEMA_DIALECT",
+    "SENT_AT_RULE",
     "asyncapi_document",
+    "directory_schema",
     "envelope_schema",
     "message_schema",
     "render_contract",
@@ -30,7 +35,7 @@ __all__ = [
     "write_contract",
 ]
 
-CONTRACT_VERSION = "1.0.0"
+CONTRACT_VERSION = "1.1.0"
 """Version of the published contract as a whole; bump it when any schema changes."""
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -38,9 +43,25 @@ _ID_BASE = "urn:jiexu:schema:"
 _BINDING_VERSION = "0.3.0"
 _PARAM_CODE = "{code}"
 
+INTEGER_RULE = (
+    "Integers (version, amounts in fen, months) are JSON numbers written without a fraction or "
+    "an exponent: 12, never 12.0 or 1.2e1 (JSON Schema 2020-12 would accept those as integers; "
+    "jiexu refuses them: invalid_envelope or invalid_payload). Every integer n in a message "
+    "satisfies |n| <= 2^53-1 (9007199254740991), so RFC 8785 writes it exactly; the models' own "
+    "bounds are tighter (amounts <= 10^15 fen, months <= 1200)."
+)
+"""How the contract reads integers; stated in the envelope schema and the AsyncAPI document."""
+
+SENT_AT_RULE = (
+    "sent_at is a string, never a number (a Unix time is refused): "
+    "YYYY-MM-DDTHH:MM:SS[.ffffff] then Z or +HH:MM, a 6-digit fraction or none (not .000000), Z "
+    "for UTC."
+)
+
 _CODE_ONLY_ENVELOPE = (
     "Checked in code only: sender differs from recipient; sent_at has no '.000000' fraction "
-    "and writes UTC as Z; the signature verifies against the sender's key."
+    "and writes UTC as Z; the signature verifies against the sender's key. "
+    + INTEGER_RULE
 )
 
 
@@ -59,6 +80,7 @@ def envelope_schema() -> dict[str, Any]:
     body["required"] = list(Envelope.model_fields)
     body["required"].remove("signature")
     body["$comment"] = _CODE_ONLY_ENVELOPE
+    body["description"] = f"{body.get('description', '')} {INTEGER_RULE} {SENT_AT_RULE}".strip()
     properties = body["properties"]
     properties["signature"] = {
         "anyOf": [{"type": "string", "pattern": SIGNATURE_PATTERN}, {"type": "null"}],
@@ -68,6 +90,19 @@ def envelope_schema() -> dict[str, Any]:
         "title": "Signature",
     }
     return body
+
+
+def directory_schema() -> dict[str, Any]:
+    """The agency directory file (`schemas.directory.DirectoryFile`)."""
+    schema = DirectoryFile.model_json_schema()
+    return {
+        "$schema": SCHEMA_DIALECT,
+        "$id": f"{_ID_BASE}directory",
+        **schema,
+        "description": (DirectoryFile.__doc__ or "").strip()
+        + " Shared by every agency; it holds no secrets. public_key is base64 (standard "
+        "alphabet, padded) of the raw 32-byte Ed25519 public key.",
+    }
 
 
 def message_schema(message_type: str, version: int) -> dict[str, Any]:
@@ -92,6 +127,63 @@ def _message_key(message_type: str, version: int) -> str:
     return f"{message_type}.v{version}"
 
 
+def _who(peer: str) -> str:
+    return {"both": "each agency", "reconciler": f"the reconciler ({names.RECONCILER_CODE})"}.get(
+        peer, f"the {peer} agency"
+    )
+
+
+def _when(step: Step) -> str:
+    return step.when.replace("(section 5)", "(docs/protocol.md, section 5)")
+
+
+def _causation(step: Step) -> str:
+    return " or ".join(f"the {c}'s message_id" if c else "null" for c in step.causations)
+
+
+def _message_description(message_type: str) -> str:
+    """Who sends this type to whom, in answer to what (docs/protocol.md, sections 3-5)."""
+    lines = []
+    for step in STEPS:
+        if step.action == "send" and step.message_type == message_type:
+            sender = "The reconciler" if step.role == "reconciler" else f"The {step.role} agency"
+            lines.append(
+                f"- {sender} sends it to {_who(step.peer)}; causation_id: {_causation(step)}. "
+                f"{_when(step)}"
+            )
+    if not lines:
+        lines.append("- Defined by the contract; jiexu sends none today (see docs/protocol.md).")
+    return "\n".join(lines)
+
+
+def _role_operations(refs: dict[str, list[str]]) -> dict[str, Any]:
+    """One operation per (role, action, type, peer) of `schemas.protocol.STEPS`."""
+    grouped: dict[str, list[Step]] = {}
+    for step in STEPS:
+        key = f"{step.role}.{step.action}.{step.message_type}.{step.peer}"
+        grouped.setdefault(key, []).append(step)
+    operations: dict[str, Any] = {}
+    for key, steps in grouped.items():
+        first = steps[0]
+        channel = "exchange" if first.action == "send" else "inbox"
+        reasons = sorted({r.value for s in steps for r in s.reasons})
+        text = " ".join(
+            f"causation_id: {_causation(s)}. {_when(s)}" for s in steps
+        ) + (f" Reason codes: {', '.join(reasons)}." if reasons else "")
+        operations[key] = {
+            "action": first.action,
+            "title": f"{first.role}: {first.action} {first.message_type} "
+            f"{'to' if first.action == 'send' else 'from'} {_who(first.peer)}",
+            "description": f"Step {first.order} of the {first.role} role. {text}",
+            "channel": {"$ref": f"#/channels/{channel}"},
+            "messages": [
+                {"$ref": f"#/channels/{channel}/messages/{ref}"} for ref in refs[first.message_type]
+            ],
+            "tags": [{"name": first.role}],
+        }
+    return operations
+
+
 def _message_component(message_type: str, version: int) -> dict[str, Any]:
     model = MODELS[message_type][version - 1]
     example = example_envelope(EXAMPLES[(message_type, version)]).model_dump(mode="json")
@@ -101,6 +193,7 @@ def _message_component(message_type: str, version: int) -> dict[str, Any]:
         "name": message_type,
         "title": f"{message_type} v{version}" + (" (newest)" if version == newest else ""),
         "summary": summary,
+        "description": _message_description(message_type),
         "contentType": "application/json",
         "correlationId": {
             "description": "The case: AMQP correlation_id equals the envelope's case_id.",
@@ -163,8 +256,8 @@ receiver's reading canonicalise alike. The key is the one the agency directory l
 
 ## Versions
 A receiver accepts every version it knows and upcasts to the newest. A sender sends the newest
-version the recipient declares in the agency directory; a case keeps the version it started
-with. `information_form` has v1 and v2 (v2 adds `contribution_periods` and `seal_reference`;
+version both it and the recipient declare in the agency directory; a case keeps the versions
+chosen when it opened. `information_form` has v1 and v2 (v2 adds `contribution_periods` and `seal_reference`;
 they are null in a form upcast from v1). A message of an unknown type or version is
 dead-lettered with the reason, never retried.
 
@@ -190,6 +283,24 @@ cannot be handled go through the dead-letter exchange `{names.DLX}` to
 `{names.dlq_queue("{code}")}` with the reason in their headers; transient failures wait in
 `{names.RETRY_EXCHANGE}` queues and return. Unroutable messages reach the alternate exchange
 `{names.UNROUTABLE_EXCHANGE}` (queue `{names.UNROUTABLE_QUEUE}`).
+
+The AMQP `message_id`, `correlation_id`, `type` and the headers `x-jiexu-type`,
+`x-jiexu-version` must be present and equal to the envelope: otherwise the message is
+dead-lettered `property_mismatch`. Broker users are `{names.agency_user("CODE")}`
+(`{names.agency_user("CODE", "PREFIX")}` on a broker shared by several deployments); the
+exchange's operator issues each agency its credentials. Bodies are at most 1 MiB.
+
+## Numbers and time
+{INTEGER_RULE} {SENT_AT_RULE}
+
+## The protocol
+Operations named `ROLE.ACTION.TYPE.PEER` give, per role (receiving, outgoing, reconciler), each
+message it sends or accepts, in order, with the `causation_id` it carries. Agencies copy the
+reconciler (`{names.RECONCILER_CODE}`) on every `information_form`, `transfer_completed` and
+`rejection` they send, and answer each `statement_request` with a `ledger_statement` whose
+`causation_id` is the request's `message_id`. jiexu sends no `receipt` today. The whole protocol,
+with rejection reasons, dead-letter reasons, retries and duplicates (`x-jiexu-republished`), is
+`docs/protocol.md`; test vectors are in `vectors/`.
 """
 
 
@@ -315,6 +426,12 @@ def asyncapi_document() -> dict[str, Any]:
                 "messages": [{"$ref": f"#/channels/inbox/messages/{_message_key(t, v)}"} for t, v in keys],
                 "bindings": {"amqp": {"ack": True, "bindingVersion": _BINDING_VERSION}},
             },
+            **_role_operations(
+                {
+                    t: [_message_key(t, v) for v in range(1, len(models) + 1)]
+                    for t, models in MODELS.items()
+                }
+            ),
         },
         "components": {
             "messages": {_message_key(t, v): _message_component(t, v) for t, v in keys},
@@ -340,7 +457,10 @@ def _json_text(value: Any) -> str:
 
 def render_contract() -> dict[str, str]:
     """Relative path → file content of every published file."""
-    files = {"json/envelope.json": _json_text(envelope_schema())}
+    files = {
+        "json/envelope.json": _json_text(envelope_schema()),
+        "json/directory.schema.json": _json_text(directory_schema()),
+    }
     for message_type, models in MODELS.items():
         for version in range(1, len(models) + 1):
             path = f"json/{schema_filename(message_type, version)}"

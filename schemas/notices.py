@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Annotated, ClassVar, Self
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
 from schemas.common import Document, Fen, LongText, Month, Months
@@ -20,11 +20,14 @@ __all__ = [
     "ReceiptV1",
     "RejectionReason",
     "RejectionV1",
+    "RejectionV2",
     "ReminderV1",
     "TransferCompletedV1",
     "TransferCompletedV2",
     "downcast_completed_v2_to_v1",
+    "downcast_rejection_v2_to_v1",
     "upcast_completed_v1_to_v2",
+    "upcast_rejection_v1_to_v2",
 ]
 
 
@@ -52,6 +55,33 @@ class RejectionReason(StrEnum):
     INVALID_DOCUMENT = "invalid_document"
     AMOUNT_MISMATCH = "amount_mismatch"
     OTHER = "other"
+    WITHDRAWN = "withdrawn"
+    """The receiving agency withdrew the application (rejection v2 only; v1 says ``other``)."""
+
+
+_V2_ONLY_REASONS = frozenset({RejectionReason.WITHDRAWN})
+
+
+def _v1_reason(value: RejectionReason) -> RejectionReason:
+    if value in _V2_ONLY_REASONS:
+        raise PydanticCustomError(
+            "rejection_reason_v2", "reason {reason} needs rejection v2", {"reason": value.value}
+        )
+    return value
+
+
+RejectionReasonV1 = Annotated[
+    RejectionReason,
+    AfterValidator(_v1_reason),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "enum": [r.value for r in RejectionReason if r not in _V2_ONLY_REASONS],
+            "title": "RejectionReason",
+            "description": "Why a case cannot proceed (不予受理), as version 1 knows it.",
+        }
+    ),
+]
 
 
 class RejectionV1(Document):
@@ -63,8 +93,33 @@ class RejectionV1(Document):
     MESSAGE_TYPE: ClassVar[str] = "rejection"
     VERSION: ClassVar[int] = 1
 
-    reason_code: RejectionReason
+    reason_code: RejectionReasonV1
     text: LongText = Field(description="The reason in words, for the person and the operator.")
+
+
+class RejectionV2(RejectionV1):
+    """As v1, with the reason ``withdrawn``: the receiving agency withdrew the application before
+    the outgoing agency released anything (撤回申请). Either agency may send it.
+
+    A subclass of v1, so code that handles a v1 rejection handles this one. For an agency that
+    declares only v1, ``withdrawn`` is sent as ``other`` with the same text (which says so).
+    """
+
+    VERSION: ClassVar[int] = 2
+
+    reason_code: RejectionReason
+
+
+def upcast_rejection_v1_to_v2(rejection: RejectionV1) -> RejectionV2:
+    return RejectionV2(reason_code=rejection.reason_code, text=rejection.text)
+
+
+def downcast_rejection_v2_to_v1(rejection: RejectionV2) -> RejectionV1:
+    """v2 → v1: a reason v1 does not know becomes ``other``; the text keeps the words."""
+    reason = rejection.reason_code
+    if reason in _V2_ONLY_REASONS:
+        return RejectionV1(reason_code=RejectionReason.OTHER, text=rejection.text)
+    return RejectionV1(reason_code=reason, text=rejection.text)
 
 
 class TransferCompletedV1(Document):

@@ -38,11 +38,14 @@ from schemas.information import (
 from schemas.notices import (
     ReceiptV1,
     RejectionV1,
+    RejectionV2,
     ReminderV1,
     TransferCompletedV1,
     TransferCompletedV2,
     downcast_completed_v2_to_v1,
+    downcast_rejection_v2_to_v1,
     upcast_completed_v1_to_v2,
+    upcast_rejection_v1_to_v2,
 )
 from schemas.reconciliation import (
     LedgerStatementV1,
@@ -93,7 +96,7 @@ MODELS: Mapping[str, tuple[type[Document], ...]] = {
     MessageType.INFORMATION_FORM.value: (InformationFormV1, InformationFormV2),
     MessageType.FUND_TRANSFER.value: (FundTransferV1,),
     MessageType.RECEIPT.value: (ReceiptV1,),
-    MessageType.REJECTION.value: (RejectionV1,),
+    MessageType.REJECTION.value: (RejectionV1, RejectionV2),
     MessageType.TRANSFER_COMPLETED.value: (TransferCompletedV1, TransferCompletedV2),
     MessageType.REMINDER.value: (ReminderV1,),
     MessageType.STATEMENT_REQUEST.value: (StatementRequestV1,),
@@ -122,6 +125,7 @@ _UPCASTERS: Mapping[tuple[str, int], Callable[[Document], Document]] = {
     (MessageType.TRANSFER_COMPLETED.value, 1): _step(
         TransferCompletedV1, TransferCompletedV2, upcast_completed_v1_to_v2
     ),
+    (MessageType.REJECTION.value, 1): _step(RejectionV1, RejectionV2, upcast_rejection_v1_to_v2),
 }
 """(type, N) → the function taking version N to N + 1."""
 
@@ -131,6 +135,7 @@ _DOWNCASTERS: Mapping[tuple[str, int], Callable[[Document], Document]] = {
     (MessageType.TRANSFER_COMPLETED.value, 2): _step(
         TransferCompletedV2, TransferCompletedV1, downcast_completed_v2_to_v1
     ),
+    (MessageType.REJECTION.value, 2): _step(RejectionV2, RejectionV1, downcast_rejection_v2_to_v1),
 }
 """(type, N) → the function taking version N to N - 1."""
 

@@ -1,42 +1,82 @@
-"""`jiexu agent`, `jiexu apply` and `jiexu case show`: run an agency, open a case, follow it."""
+"""`jiexu agent`, `jiexu apply` and `jiexu case show|list|cancel`: run an agency, open a case,
+follow it, withdraw it.
+
+Imports only typer and the standard library at import time (``jiexu --help`` starts fast); each
+command imports the service when it runs. Failures rise to `agents.cli.errors`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import uuid
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from agents.cli.choices import (
+    CaseStateChoice,
+    GenderChoice,
+    InsuranceTypeChoice,
+    PayoutReasonChoice,
+    RegimeChoice,
+    ResolveDecision,
+)
+from agents.cli.errors import CliError
 from agents.cli.log_level import LOG_LEVEL_INFO, LogLevel
 from agents.cli.sensitive import personal_data
-from agents.domain.case import ApplicationSubmitted, case_from_data
-from agents.service.bootstrap import open_service, open_store
-from agents.service.process import run_agent
-from agents.service.settings import AgentSettings
-from broker.logging import configure_logging, mask_name, mask_value
-from schemas.common import BankAccount, Gender, InsuranceType, Person
-from schemas.contact import PayoutReason
+
+if TYPE_CHECKING:
+    from agents.service.settings import AgentSettings
 
 __all__ = ["agent_command", "apply_command", "case_app"]
 
-case_app = typer.Typer(help="Follow transfer cases.", no_args_is_help=True)
+case_app = typer.Typer(help="Follow, list, withdraw and resolve transfer cases.", no_args_is_help=True)
 
 _AGENCY = typer.Option(..., "--agency", help="this agency's 6-digit region code")
-_DATA = typer.Option(None, "--data-dir", help="data directory [env JIEXU_DATA_DIR]")
-_SECRETS = typer.Option(None, "--secrets-dir", help="secrets directory [env JIEXU_SECRETS_DIR]")
-_DIRECTORY = typer.Option(None, "--directory", help="agency directory file [env JIEXU_DIRECTORY]")
+_DATA = typer.Option(None, "--data-dir", help="data directory [default: .jiexu/data; env JIEXU_DATA_DIR]")
+_SECRETS = typer.Option(
+    None, "--secrets-dir", help="keys and broker credentials [default: .jiexu/secrets; env JIEXU_SECRETS_DIR]"
+)
+_DIRECTORY = typer.Option(
+    None,
+    "--directory",
+    help="agency directory file [default: .jiexu/directory.json; env JIEXU_DIRECTORY]",
+)
+_JSON = typer.Option(False, "--json", help="print JSON")
 
 
 def _settings(agency: str, **options: Any) -> AgentSettings:
+    """The agent's settings from the options given and the environment; a bad value is one line."""
+    from pydantic import ValidationError
+
+    from agents.service.settings import AgentSettings
+
     given = {k: v for k, v in options.items() if v is not None}
     try:
-        return AgentSettings(agency=agency, **given)
-    except ValueError as exc:
-        typer.echo(f"invalid configuration: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        settings = AgentSettings(agency=agency, **given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors(include_input=False, include_url=False)
+        )
+        raise CliError(
+            f"invalid configuration ({problems}): check the options and JIEXU_* variables"
+        ) from None
+    if settings.amqp_url is not None:
+        from agents.cli.errors import check_amqp_url
+
+        check_amqp_url(settings.amqp_url)
+    return settings
+
+
+def _check_agency_known(settings: AgentSettings) -> None:
+    """Before any file is created for the agency: its directory entry exists."""
+    from broker.directory import AgencyDirectory
+
+    AgencyDirectory.load(settings.directory).get(settings.agency)
 
 
 def agent_command(
@@ -44,26 +84,34 @@ def agent_command(
     data_dir: Path | None = _DATA,
     secrets_dir: Path | None = _SECRETS,
     directory: Path | None = _DIRECTORY,
-    regime: str | None = typer.Option(None, help="deadline rules: 2016 or 2021 [env JIEXU_REGIME]"),
+    regime: RegimeChoice | None = typer.Option(None, help="deadline rules [default: 2021; env JIEXU_REGIME]"),
     database_url: str | None = typer.Option(
-        None, help="PostgreSQL DSN for the store [env JIEXU_DATABASE_URL]"
+        None,
+        help="PostgreSQL DSN for the store [default: SQLite in the data directory; env JIEXU_DATABASE_URL]",
     ),
-    prefetch: int | None = typer.Option(None, help="messages in flight [env JIEXU_PREFETCH]"),
+    prefetch: int | None = typer.Option(None, help="messages in flight [default: 100; env JIEXU_PREFETCH]"),
     log_level: LogLevel = LOG_LEVEL_INFO,
 ) -> None:
     """Run one agency's agent until SIGTERM (which drains and exits cleanly).
 
-    With JIEXU_METRICS_PORT set it serves /metrics, /healthz and /readyz on that port."""
+    The broker is JIEXU_AMQP_URL (host, port); the agent logs in as its agency with the
+    credentials in the secrets directory. Other settings: JIEXU_CALENDAR_DIR,
+    JIEXU_VERIFY_IN_THREAD (see the README's Configuration). With JIEXU_METRICS_PORT set it serves
+    /metrics, /healthz and /readyz on that port."""
+    from agents.service.process import run_agent
+    from broker.logging import configure_logging
+
     configure_logging(level=log_level.value)
     settings = _settings(
         agency,
         data_dir=data_dir,
         secrets_dir=secrets_dir,
         directory=directory,
-        regime=regime,
+        regime=regime.value if regime else None,
         database_url=database_url,
         prefetch=prefetch,
     )
+    _check_agency_known(settings)
     asyncio.run(run_agent(settings))
 
 
@@ -78,13 +126,15 @@ def apply_command(
         ..., envvar="JIEXU_NAME", callback=personal_data,
         help="the person's name [env JIEXU_NAME only: not on the command line]",
     ),
-    gender: Gender = typer.Option(..., help="male or female"),
-    insurance_type: InsuranceType = typer.Option(
-        InsuranceType.EMPLOYEE, help="insurance type at the outgoing place (310 or 390)"
+    gender: GenderChoice = typer.Option(..., help="the person's gender"),
+    insurance_type: InsuranceTypeChoice = typer.Option(
+        InsuranceTypeChoice.EMPLOYEE,
+        help="insurance type at the outgoing place (310 employee, 390 resident)",
     ),
     letter_number: str | None = typer.Option(None, help="number of the contact letter"),
-    payout_reason: PayoutReason | None = typer.Option(
-        None, help="ask for the balance to be paid to the person's own account"
+    payout_reason: PayoutReasonChoice | None = typer.Option(
+        None,
+        help="ask for the balance to be paid to the person's own account",
     ),
     payout_account: str | None = typer.Option(
         None,
@@ -96,29 +146,31 @@ def apply_command(
     data_dir: Path | None = _DATA,
     secrets_dir: Path | None = _SECRETS,
     directory: Path | None = _DIRECTORY,
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    as_json: bool = _JSON,
 ) -> None:
     """Accept an application at this (receiving) agency: the case opens and the contact letter is
-    queued; the running agent sends it."""
+    queued; the running agent sends it. An outgoing region that is not in the directory, is this
+    agency, or cannot read the letter is refused before anything is written."""
+    from agents.domain.case import ApplicationSubmitted, case_from_data
+    from agents.service.bootstrap import open_service
+    from broker.logging import configure_logging
+    from schemas.common import BankAccount, Gender, InsuranceType, Person
+    from schemas.contact import PayoutReason
+
     configure_logging(level="WARNING", json=as_json)
-    settings = _settings(
-        agency, data_dir=data_dir, secrets_dir=secrets_dir, directory=directory
-    )
-    try:
-        person = Person(name=name, gender=gender, id_number=id_number)
-        account = BankAccount.model_validate_json(payout_account) if payout_account else None
-    except ValueError as exc:
-        typer.echo(f"invalid application: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    settings = _settings(agency, data_dir=data_dir, secrets_dir=secrets_dir, directory=directory)
+    _check_agency_known(settings)
+    person = Person(name=name, gender=Gender(gender.value), id_number=id_number)
+    account = BankAccount.model_validate_json(payout_account) if payout_account else None
     case_id = uuid.uuid4()
     application = ApplicationSubmitted(
         case_id=case_id,
         person=person,
-        insurance_type=insurance_type,
+        insurance_type=InsuranceType(insurance_type.value),
         from_region=from_region,
         letter_number=letter_number or f"LX{agency}{case_id.hex[:10].upper()}",
         payout_account=account,
-        payout_reason=payout_reason,
+        payout_reason=PayoutReason(payout_reason.value) if payout_reason else None,
     )
 
     async def run() -> dict[str, Any]:
@@ -133,14 +185,20 @@ def apply_command(
     if as_json:
         typer.echo(json.dumps(summary, ensure_ascii=False))
     else:
-        typer.echo(
-            f"case {summary['case_id']}: {summary['state']}"
-            + (f" (due {summary['due_date']}, {summary['whose_turn']}'s turn)" if summary["due_date"] else "")
-            + (f" — {summary['rejection_reason']}" if summary["rejection_reason"] else "")
-        )
+        typer.echo(_one_line(summary))
+
+
+def _one_line(summary: dict[str, Any]) -> str:
+    return (
+        f"case {summary['case_id']}: {summary['state']}"
+        + (f" (due {summary['due_date']}, {summary['whose_turn']}'s turn)" if summary["due_date"] else "")
+        + (f" — {summary['rejection_reason']}" if summary["rejection_reason"] else "")
+    )
 
 
 def _case_summary(case: Any, history: list[Any] | None = None) -> dict[str, Any]:
+    from broker.logging import mask_name, mask_value
+
     summary: dict[str, Any] = {
         "case_id": str(case.case_id),
         "role": case.role.value,
@@ -150,6 +208,7 @@ def _case_summary(case: Any, history: list[Any] | None = None) -> dict[str, Any]
             "id_number": mask_value(case.person.id_number),
         },
         "counterpart": case.counterpart_code,
+        "opened_on": case.opened_on.isoformat(),
         "whose_turn": case.whose_turn,
         "waiting_since": case.waiting_since.isoformat() if case.waiting_since else None,
         "due_date": case.due_date.isoformat() if case.due_date else None,
@@ -159,6 +218,8 @@ def _case_summary(case: Any, history: list[Any] | None = None) -> dict[str, Any]
         "rejection_reason": case.rejection_reason.value if case.rejection_reason else None,
         "discrepancy": case.discrepancy.model_dump(mode="json") if case.discrepancy else None,
         "booked": case.booked.model_dump(mode="json") if case.booked else None,
+        "note": case.note,
+        "resolution": case.resolution.model_dump(mode="json") if case.resolution else None,
     }
     continuity = getattr(case, "continuity", None)
     summary["continuity"] = continuity.model_dump(mode="json") if continuity is not None else None
@@ -186,6 +247,13 @@ def _case_summary(case: Any, history: list[Any] | None = None) -> dict[str, Any]
     return summary
 
 
+def _case_id(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise CliError(f"not a case id: {text!r} (a UUID, as `jiexu apply` and `case list` print)") from None
+
+
 @case_app.command("show")
 def case_show_command(
     case_id: str | None = typer.Argument(None, help="the case id"),
@@ -195,23 +263,27 @@ def case_show_command(
         help="find the cases of a person instead [env JIEXU_ID_NUMBER only]",
     ),
     data_dir: Path | None = _DATA,
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    as_json: bool = _JSON,
 ) -> None:
     """A case's progress: state, whose turn, due date, history (personal data masked)."""
+    from agents.domain.case import case_from_data
+    from agents.service.bootstrap import open_store
+    from broker.logging import configure_logging
+
     configure_logging(level="WARNING", json=as_json)
     if case_id is None and id_number is None:
-        typer.echo("give a case id, or the person's ID number in JIEXU_ID_NUMBER", err=True)
-        raise typer.Exit(2)
+        raise CliError("give a case id, or the person's ID number in JIEXU_ID_NUMBER")
+    # A case id wins over JIEXU_ID_NUMBER left in the environment.
+    wanted = _case_id(case_id) if case_id is not None else None
     settings = _settings(agency, data_dir=data_dir)
+    if not settings.store_path.exists() and settings.database_url is None:
+        raise CliError(f"agency {agency} has no store in {settings.data_dir}: check --agency and --data-dir")
 
     async def run() -> list[dict[str, Any]]:
         store = await open_store(settings)
         try:
-            if case_id is not None:  # a case id wins over JIEXU_ID_NUMBER left in the environment
-                try:
-                    records = [await store.get_case(uuid.UUID(case_id))]
-                except ValueError as exc:
-                    raise typer.BadParameter(f"not a case id: {case_id}") from exc
+            if wanted is not None:
+                records = [await store.get_case(wanted)]
             else:
                 assert id_number is not None
                 records = list(await store.find_cases_by_person(id_number.upper()))
@@ -241,6 +313,9 @@ def case_show_command(
             typer.echo(f"  rejected {summary['rejection_reason']}")
         if summary["discrepancy"]:
             typer.echo(f"  discrepancy {summary['discrepancy']['kind']}: {summary['discrepancy']['text']}")
+        if summary["resolution"]:
+            r = summary["resolution"]
+            typer.echo(f"  resolved {r['on']}: {r['decision']} — {r['reason']}")
         if summary["continuity"]:
             typer.echo(f"  continuity {_continuity_line(summary['continuity'])}")
         if summary["certificate"]:
@@ -264,3 +339,160 @@ def _continuity_line(continuity: dict[str, Any]) -> str:
     if continuity["waiting_months"]:
         text += f", waiting {continuity['waiting_months']} months"
     return text + f", benefits from {continuity['benefits_from']}"
+
+
+@case_app.command("list")
+def case_list_command(
+    agency: str = _AGENCY,
+    state: list[CaseStateChoice] = typer.Option([], "--state", help="only cases in this state (repeatable)"),
+    open_only: bool = typer.Option(False, "--open", help="only open cases"),
+    overdue: bool = typer.Option(False, "--overdue", help="only open cases past their due date"),
+    counterpart: str | None = typer.Option(None, "--counterpart", help="only cases with this agency"),
+    since: str | None = typer.Option(
+        None, "--since", help="only cases opened on or after this day (YYYY-MM-DD)"
+    ),
+    data_dir: Path | None = _DATA,
+    as_json: bool = typer.Option(False, "--json", help="print one JSON array"),
+) -> None:
+    """This agency's cases, oldest first, with filters (personal data masked)."""
+    from agents.domain.case import case_from_data
+    from agents.domain.clock import SystemClock
+    from agents.service.bootstrap import open_store
+    from broker.logging import configure_logging
+
+    configure_logging(level="WARNING", json=as_json)
+    try:
+        since_day = date.fromisoformat(since) if since else None
+    except ValueError:
+        raise CliError(f"--since {since!r} is not a day: give YYYY-MM-DD") from None
+    settings = _settings(agency, data_dir=data_dir)
+    if not settings.store_path.exists() and settings.database_url is None:
+        raise CliError(f"agency {agency} has no store in {settings.data_dir}: check --agency and --data-dir")
+    today = SystemClock().today()
+
+    async def run() -> list[dict[str, Any]]:
+        store = await open_store(settings)
+        try:
+            records = await store.list_cases(
+                open_only=open_only or overdue, states=[s.value for s in state] or None
+            )
+        finally:
+            await store.close()
+        out = []
+        for record in records:
+            if counterpart is not None and record.counterpart != counterpart:
+                continue
+            if overdue and (record.due_date is None or record.due_date >= today):
+                continue
+            case = case_from_data(record.data)
+            if since_day is not None and case.opened_on < since_day:
+                continue
+            out.append(_case_summary(case))
+        return out
+
+    cases = asyncio.run(run())
+    if as_json:
+        typer.echo(json.dumps(cases, ensure_ascii=False))
+        return
+    if not cases:
+        typer.echo("no cases match", err=True)
+        return
+    typer.echo(f"{'case':36}  {'role':9}  {'with':6}  {'opened':10}  {'state':19}  due")
+    for c in cases:
+        late = " OVERDUE" if c["due_date"] and c["due_date"] < today.isoformat() else ""
+        typer.echo(
+            f"{c['case_id']:36}  {c['role']:9}  {c['counterpart']:6}  {c['opened_on']:10}  "
+            f"{c['state']:19}  {c['due_date'] or '-'}{late}"
+        )
+    typer.echo(f"{len(cases)} case(s)")
+
+
+@case_app.command("cancel")
+def case_cancel_command(
+    case_id: str = typer.Argument(..., help="the case id"),
+    agency: str = _AGENCY,
+    reason: str = typer.Option(..., "--reason", help="why, in words (sent to the outgoing agency)"),
+    data_dir: Path | None = _DATA,
+    secrets_dir: Path | None = _SECRETS,
+    directory: Path | None = _DIRECTORY,
+    as_json: bool = _JSON,
+) -> None:
+    """Withdraw an application (receiving agency) while the outgoing agency has released nothing:
+    the case ends `cancelled`, the outgoing agency is told (rejection `withdrawn`), and the
+    person may apply again. Refused, with the reason, once a form or money has arrived."""
+    from agents.domain.case import case_from_data
+    from agents.service.bootstrap import open_service
+    from agents.service.operator import cancel
+    from broker.logging import configure_logging
+
+    configure_logging(level="WARNING", json=as_json)
+    wanted = _case_id(case_id)
+    if not reason.strip():
+        raise CliError("--reason must say why the application is withdrawn")
+    settings = _settings(agency, data_dir=data_dir, secrets_dir=secrets_dir, directory=directory)
+    _check_agency_known(settings)
+
+    async def run() -> dict[str, Any]:
+        opened = await open_service(settings)
+        try:
+            case = await cancel(opened.service, wanted, reason.strip())
+        finally:
+            await opened.close()
+        return _case_summary(case_from_data(case.model_dump(mode="json")))
+
+    summary = asyncio.run(run())
+    typer.echo(json.dumps(summary, ensure_ascii=False) if as_json else _one_line(summary))
+
+
+@case_app.command("resolve")
+def case_resolve_command(
+    case_id: str = typer.Argument(..., help="the case id"),
+    agency: str = _AGENCY,
+    decision: ResolveDecision = typer.Option(
+        ..., "--decision", help="book what arrived, or send it back and book nothing"
+    ),
+    reason: str = typer.Option(..., "--reason", help="why, in words (kept in the case's history)"),
+    data_dir: Path | None = _DATA,
+    secrets_dir: Path | None = _SECRETS,
+    directory: Path | None = _DIRECTORY,
+    as_json: bool = _JSON,
+) -> None:
+    """Move a case out of `discrepancy` (an operator's decision). Receiving agency:
+    credit_as_received credits the form's months and the money that actually arrived (once; the
+    completion goes out and the reconciler reconciles again); return_funds ends the case
+    `cancelled` with nothing booked. Outgoing agency: credit_as_received ends it `completed` as
+    released."""
+    from agents.domain.case import case_from_data
+    from agents.service.bootstrap import open_service
+    from agents.service.operator import resolve
+    from broker.logging import configure_logging
+
+    configure_logging(level="WARNING", json=as_json)
+    wanted = _case_id(case_id)
+    if not reason.strip():
+        raise CliError("--reason must say why (it is kept in the case's history)")
+    settings = _settings(agency, data_dir=data_dir, secrets_dir=secrets_dir, directory=directory)
+    _check_agency_known(settings)
+
+    async def run() -> dict[str, Any]:
+        opened = await open_service(settings)
+        try:
+            case = await resolve(opened.service, wanted, decision.value, reason.strip())
+        finally:
+            await opened.close()
+        return _case_summary(case_from_data(case.model_dump(mode="json")))
+
+    summary = asyncio.run(run())
+    typer.echo(json.dumps(summary, ensure_ascii=False) if as_json else _one_line(summary))
+
+
+def _register_more_case_commands() -> None:
+    """`case certificate` and `case approve-payout` live in their own modules."""
+    from agents.cli.certificate_cmd import case_certificate_command
+    from agents.cli.payout_cmd import approve_payout_command
+
+    case_app.command("certificate")(case_certificate_command)
+    case_app.command("approve-payout")(approve_payout_command)
+
+
+_register_more_case_commands()

@@ -39,8 +39,10 @@ def demo_command(
     """Provision N agencies and the reconciler, run M transfers through every branch, sum up.
     With JIEXU_METRICS_PORT set, each agent and the reconciler serve /metrics on a free port,
     printed on stderr while the demo runs."""
-    configure_logging(level=log_level.value, json=True)
+    # At a terminal, warnings (a calendar year chinesecalendar does not know, ...) are short
+    # console lines the progress bar prints above itself; otherwise JSON, as every jiexu process.
     console = Console(stderr=True)
+    configure_logging(level=log_level.value, json=as_json or not sys.stderr.isatty())
     try:
         provided = acquire_broker()
     except BrokerUnavailable as exc:
@@ -50,13 +52,12 @@ def demo_command(
     show_progress = not as_json and sys.stderr.isatty()
     if not as_json:
         console.print(
-            f"jiexu demo: {agencies} agencies, {transfers} transfers, broker: "
-            f"{provided.endpoint.source}",
+            f"jiexu demo: {agencies} agencies, {transfers} transfers, broker: {provided.endpoint.source}",
             markup=False,
         )
     try:
         with Progress(
-            TextColumn("transfers"),
+            TextColumn("applications"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
@@ -64,7 +65,7 @@ def demo_command(
             disable=not show_progress,
             transient=False,
         ) as bar:
-            task = bar.add_task("transfers", total=transfers)
+            task = bar.add_task("applications", total=None)
 
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
@@ -76,6 +77,19 @@ def demo_command(
                     f"scrape {role} {code}: {url}/metrics (health {url}/healthz, {url}/readyz)",
                     markup=False, highlight=False, soft_wrap=True,
                 )
+            def planned(applications: int, planned_transfers: int) -> None:
+                bar.update(task, total=applications)
+                if not as_json:
+                    twice = applications - planned_transfers
+                    bar.console.print(
+                        f"{applications} applications: {planned_transfers} transfers"
+                        + (
+                            f", {twice} of them applied for twice (the second is refused as a duplicate)"
+                            if twice
+                            else ""
+                        ),
+                        markup=False,
+                    )
 
             result = asyncio.run(
                 run_demo(
@@ -86,6 +100,7 @@ def demo_command(
                     seed=seed,
                     progress=progress,
                     serving=serving,
+                    on_planned=planned,
                 )
             )
     finally:
@@ -102,6 +117,7 @@ def demo_command(
         result.unfinished == 0
         and not result.unexpected
         and result.reconciled_mismatched == 0
+        and result.reconciliation_pending == 0
         and result.money_conserved
     )
     if not ok:
@@ -127,12 +143,13 @@ def _yuan(fen: int) -> str:
 
 def _print_summary(console: Console, result: DemoResult, summary: dict[str, Any]) -> None:
     table = Table(title="outcomes by branch", title_justify="left")
-    table.add_column("branch")
-    table.add_column("outcome")
+    table.add_column("branch", no_wrap=True)
+    table.add_column("outcome", no_wrap=True)
     table.add_column("cases", justify="right")
     for branch, outcomes in summary["outcomes_by_branch"].items():
         for outcome, count in sorted(outcomes.items()):
-            table.add_row(branch, outcome, str(count))
+            # "rejected:reason" on two lines, so that 80 columns hold the longest names whole
+            table.add_row(branch, outcome.replace(":", ":\n", 1), str(count))
     console.print(table)
     waiting = Table(title="continuity per transfer (receiving agency)", title_justify="left")
     for column in ("branch", "gap", "outcome", "waiting", "benefits from"):
@@ -148,14 +165,19 @@ def _print_summary(console: Console, result: DemoResult, summary: dict[str, Any]
     console.print(waiting)
     lat = summary["latency_ms"]
     lines = [
-        f"transfers      {result.transfers}: {result.completed} completed, {result.rejected} rejected, "
+        f"applications   {result.transfers} ({result.transfers_planned} transfers and "
+        f"{result.transfers - result.transfers_planned} duplicate applications): "
+        f"{result.completed} completed, {result.rejected} rejected, "
         f"{result.discrepancy} in discrepancy, {result.unfinished} unfinished",
         f"unexpected     {len(result.unexpected)}"
         + "".join(
             f"\n  {u['branch']}: expected {u['expected']}, got {u['outcome']}" for u in result.unexpected
         ),
         f"reconciliation {result.reconciled_matched} matched, {result.reconciled_mismatched} mismatched, "
-        f"{result.reconciliation_pending} pending",
+        f"{result.reconciliation_pending} pending, of the {result.reconciliation_expected} cases that "
+        f"reached an outgoing agency (the other {result.transfers - result.reconciliation_expected} "
+        "were refused at the receiving agency before any letter: nothing moved, nothing to compare)"
+        + "".join(f"\n  not reconciled: case {c}" for c in result.reconciliation_pending_cases or []),
         f"money          before {_yuan(result.money_before_fen)} = after {_yuan(result.money_after_fen)}"
         f" + paid out {_yuan(result.paid_out_fen)}: "
         + ("conserved" if result.money_conserved else "NOT CONSERVED"),

@@ -56,6 +56,16 @@ _REASON = typer.Option(
 _ALL = typer.Option(False, "--all", help="replay every dead letter")
 
 
+def _quiet_client(as_json: bool) -> None:
+    """A one-shot command for a person: the AMQP client's own reconnect errors would repeat the
+    one ``error:`` line the command prints (`agents.cli.errors`)."""
+    if not as_json:
+        import logging
+
+        for name in ("aiormq", "aio_pika"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(2)
@@ -65,6 +75,9 @@ def resolve_agency_url(agency: str, amqp_url: str | None, secrets_dir: Path) -> 
     """The agency's AMQP URL: given, or from its secrets file (its URL, or its login on the broker
     of JIEXU_AMQP_URL / the local one)."""
     if amqp_url:
+        from agents.cli.errors import check_amqp_url
+
+        check_amqp_url(amqp_url, "--amqp-url")
         return amqp_url
     try:
         path = secret_path(secrets_dir, agency)
@@ -106,7 +119,7 @@ def _age(seconds: float | None) -> str:
 def _table(letters: list[DeadLetterInfo], now: datetime) -> str:
     if not letters:
         return "no dead letters"
-    rows = [("MESSAGE ID", "REASON", "TYPE", "CASE", "AGE", "DETAIL")]
+    rows = [("MESSAGE ID", "REASON", "TYPE", "CASE", "PUBLISHER", "AGE", "DETAIL")]
     for letter in letters:
         rows.append(
             (
@@ -114,6 +127,7 @@ def _table(letters: list[DeadLetterInfo], now: datetime) -> str:
                 letter.reason,
                 f"{letter.type or '-'} v{letter.version or '?'}",
                 letter.case_id or "-",
+                letter.publisher_user or "(no user_id)",
                 _age(letter.age_s(now)),
                 mask_value(letter.detail)[:80],
             )
@@ -142,7 +156,8 @@ def list_command(
     as_json: bool = _JSON,
 ) -> None:
     """Show each dead letter's reason, type, case and age (left in the queue)."""
-    configure_logging(level="INFO" if as_json else "WARNING", json=as_json)
+    configure_logging(level="INFO" if as_json else "ERROR", json=as_json)
+    _quiet_client(as_json)
     url = resolve_agency_url(agency, amqp_url, secrets_dir)
     letters = asyncio.run(_list(url, agency, limit))
     now = datetime.now(UTC)
@@ -193,7 +208,8 @@ def replay_command(
     as_json: bool = _JSON,
 ) -> None:
     """Send chosen dead letters back through the agency's inbox and remove them from the DLQ."""
-    configure_logging(level="INFO" if as_json else "WARNING", json=as_json)
+    configure_logging(level="INFO" if as_json else "ERROR", json=as_json)
+    _quiet_client(as_json)
     if not (message_id or reason or replay_all):
         raise _fail("choose what to replay: --message-id ID, --reason R or --all")
     url = resolve_agency_url(agency, amqp_url, secrets_dir)

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from agents.cli.errors import check_amqp_url
 from agents.domain.clock import SystemClock
 from agents.service.paths import DEFAULT_DATA_DIR, Paths
 from agents.tools.status import StatusSources, collect_status
@@ -22,7 +23,9 @@ __all__ = ["status_command"]
 
 
 def status_command(
-    vhost: str = typer.Option("/", help="the broker vhost the agencies use"),
+    vhost: str | None = typer.Option(
+        None, help="the broker vhost the agencies use [default: the vhost of JIEXU_AMQP_URL, else /]"
+    ),
     data_dir: Path = typer.Option(
         DEFAULT_DATA_DIR, envvar="JIEXU_DATA_DIR", help="the agencies' data directory"
     ),
@@ -39,13 +42,13 @@ def status_command(
     """Queue depth and consumers per agency, dead letters, unroutable messages, cases by state,
     overdue steps and the latest reconciliation mismatches. The broker is JIEXU_AMQP_URL (an
     administrator) with JIEXU_MANAGEMENT_URL; stores are read from the data directory or
-    JIEXU_DATABASE_URL."""
+    JIEXU_DATABASE_URL. Exits 1, saying so, when it finds no agency at all (no store in the data
+    directory, no agency queue in the vhost): usually a wrong --data-dir or vhost."""
     configure_logging(level="ERROR", json=True)
-    endpoint = BrokerEndpoint.from_url(
-        os.environ.get("JIEXU_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
-        os.environ.get("JIEXU_MANAGEMENT_URL"),
-        "JIEXU_AMQP_URL",
-    )
+    url = os.environ.get("JIEXU_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    check_amqp_url(url)
+    endpoint = BrokerEndpoint.from_url(url, os.environ.get("JIEXU_MANAGEMENT_URL"), "JIEXU_AMQP_URL")
+    vhost = vhost or endpoint.vhost
     api = endpoint.management()
     try:
         status = asyncio.run(
@@ -63,10 +66,23 @@ def status_command(
         )
     finally:
         api.close()
+    # Asked to read the reconciler, the answer (its figures, or why there are none) is the report.
+    found = (
+        bool(status["cases"])
+        or bool(status["broker"].get("agencies"))
+        or "exchange" in status
+    )
     if as_json:
         typer.echo(json.dumps(status, ensure_ascii=False))
-        return
-    _print(Console(), status)
+    else:
+        _print(Console(), status)
+    if not found:
+        typer.echo(
+            f"nothing found: no agency store in {data_dir} and no agency queue in vhost {vhost!r} "
+            "(check --data-dir / JIEXU_DATA_DIR, and the vhost in JIEXU_AMQP_URL or --vhost)",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 def _print(console: Console, status: dict[str, Any]) -> None:
@@ -87,6 +103,14 @@ def _print(console: Console, status: dict[str, Any]) -> None:
             )
         console.print(table)
         console.print(f"unroutable messages: {broker['unroutable']}", markup=False)
+        for m in broker.get("unroutable_messages", []):
+            console.print(
+                f"  undeliverable: {m['type'] or 'a message'} from {m['sender'] or '?'} to "
+                f"{m['recipient'] or '?'}, case {m['case_id'] or '?'}: no queue is bound for "
+                f"{m['routing_key']} (is that agency provisioned? `jiexu topology apply`)",
+                markup=False,
+                soft_wrap=True,
+            )
     else:
         console.print(f"broker: unavailable ({broker.get('error')})", markup=False)
     cases = Table(title="cases", title_justify="left")

@@ -15,13 +15,13 @@ from broker.directory_trust import open_directory
 from broker.logging import configure_logging
 from broker.management import ManagementError
 from broker.provider import BrokerEndpoint
+from broker.provisioning import apply_topology_safely
 from broker.prune import Pruned, prune_agencies
 from broker.topology import (
     DEFAULT_DELIVERY_LIMIT,
     DEFAULT_RETRY_DELAYS_MS,
     AgencyCredential,
     TopologySpec,
-    apply_topology,
     export_definitions,
     generate_password,
     load_credentials,
@@ -51,6 +51,9 @@ _DELAYS = typer.Option(
 )
 _PREFIX = typer.Option("", "--user-prefix", help="prefix of broker user names (shared brokers)")
 _JSON = typer.Option(False, "--json", help="print one JSON object on stdout")
+_ROTATE = typer.Option(
+    False, "--rotate", help="set new passwords for broker users that already exist (default: keep)"
+)
 _PRUNE = typer.Option(
     False,
     "--prune",
@@ -128,13 +131,16 @@ def apply_command(
     delivery_limit: int = _LIMIT,
     retry_delays: str = _DELAYS,
     user_prefix: str = _PREFIX,
+    rotate: bool = _ROTATE,
     as_json: bool = _JSON,
     prune: bool = _PRUNE,
 ) -> None:
     """Provision the topology and one broker user per agency through the management API.
 
     The broker comes from JIEXU_AMQP_URL (an administrator) and JIEXU_MANAGEMENT_URL, else the
-    local broker as guest. Safe to run again: existing passwords in --secrets-dir are kept.
+    local broker as guest. Safe to run again, and beside other deployments: a broker user that
+    already exists keeps its password (its credentials are written only if --secrets-dir holds
+    them) unless --rotate is given; prints which users were created, kept or rotated.
     """
     configure_logging(level="INFO" if as_json else "WARNING", json=as_json)
     spec = _spec(directory, agency, delivery_limit, retry_delays, user_prefix, secrets_dir)
@@ -146,16 +152,19 @@ def apply_command(
     pruned = Pruned()
     try:
         with endpoint.management() as api:
-            credentials = apply_topology(api, target, spec, passwords)
+            done = apply_topology_safely(api, target, spec, passwords, rotate=rotate)
             if prune:
                 pruned = prune_agencies(api, target, spec)
     except ManagementError as exc:
         raise _fail(str(exc)) from exc
+    credentials = done.credentials
     urls = {
         code: endpoint.amqp_url(vhost=target, username=c.username, password=c.password)
         for code, c in credentials.items()
     }
     written = write_credentials(secrets_dir, credentials, target, urls)
+    users = {action: [spec.user(c) for c in done.codes(action)] for action in ("created", "kept", "rotated")}
+    unknown = [spec.user(c) for c in done.unknown_password]
     _emit(
         as_json,
         {
@@ -163,7 +172,9 @@ def apply_command(
             "broker": endpoint.management_url,
             "agencies": list(spec.codes),
             "users": [c.username for c in credentials.values()],
-            "new_passwords": sorted(set(spec.codes) - set(passwords)),
+            "new_passwords": sorted(done.codes("created") + done.codes("rotated")),
+            **users,
+            "kept_password_unknown": unknown,
             "secrets": [str(p) for p in written],
             "pruned_users": pruned.users,
             "pruned_queues": pruned.queues,
@@ -171,15 +182,21 @@ def apply_command(
         },
         f"topology applied on vhost {target!r} at {endpoint.management_url}: "
         f"{len(spec.codes)} agencies (reconciler included)\n"
-        f"credentials: {secrets_dir}/{CREDENTIALS_PATTERN} "
-        f"({len(set(spec.codes) - set(passwords))} new)"
+        + "".join(f"{action}: {', '.join(names) or '-'}\n" for action, names in users.items())
         + (
-            f"\npruned: users {', '.join(pruned.users) or 'none'}; queues "
-            f"{', '.join(pruned.queues) or 'none'}"
+            f"kept without a known password (not written; another deployment's users? use "
+            f"--user-prefix, or --rotate to take them over): {', '.join(unknown)}\n"
+            if unknown
+            else ""
+        )
+        + (
+            f"pruned: users {', '.join(pruned.users) or '-'}; queues {', '.join(pruned.queues) or '-'}"
             + (f"; kept (not empty): {', '.join(pruned.kept_queues)}" if pruned.kept_queues else "")
+            + "\n"
             if prune
             else ""
-        ),
+        )
+        + f"credentials: {secrets_dir}/{CREDENTIALS_PATTERN}",
     )
 
 

@@ -11,7 +11,7 @@ texts never contain names, ID numbers or account numbers (they travel into logs 
 | a payout is needed but no bank account was given   | receiving, applied | other                           |
 | letter not addressed to us / not from its sender   | outgoing, letter   | invalid_document                |
 | unknown person at the outgoing place               | outgoing, letter   | unknown_person                  |
-| relationship already transferred out               | outgoing, letter   | other                           |
+| relationship already transferred out               | outgoing, letter   | duplicate_case                  |
 | participation not stopped                          | outgoing, letter   | participation_not_stopped       |
 | arrears                                            | outgoing, letter   | arrears                         |
 | retiree without a payout request                   | outgoing, letter   | retiree                         |
@@ -229,8 +229,9 @@ def check_letter(
             "转出地无该参保人的参保记录 (no insured person with this ID number here).",
         )
     if not account.enrolled:
+        # A case for this person already took the relationship away: this one is a second case.
         return Refusal(
-            RejectionReason.OTHER,
+            RejectionReason.DUPLICATE_CASE,
             "该参保人的医保关系已转出 (the relationship here has already been transferred out).",
         )
     if account.participation != "stopped":

@@ -47,6 +47,7 @@ from agents.domain.clock import Clock
 from agents.domain.workdays import WorkdayCalendar
 from agents.faults import crash_point
 from agents.ledger.base import LedgerEntry, LedgerPort, PersonAccount
+from agents.service import operator
 from agents.service.admission import (
     RECONCILER_TYPES,
     Freshness,
@@ -125,9 +126,11 @@ class AgencyService:
         on_commit: Callable[[], None] | None = None,
         metrics: AgentMetrics | None = None,
         freshness: Freshness | None = None,
+        check_counterparts: bool = True,
     ) -> None:
         """``metrics``: ledger command latency, months certified and credited, reminders."""
         self.agency = agency
+        self.check_counterparts = check_counterparts
         self.code = agency.code
         self.store = store
         self.ledger = ledger
@@ -150,8 +153,10 @@ class AgencyService:
         """An application at this (receiving) agency: open the case and send the contact letter.
 
         Submitting the same application (same case id) twice changes nothing the second time.
-        Returns the case as committed.
+        Returns the case as committed. Raises `ApplicationRefused`, committing nothing, when the
+        outgoing agency named cannot take it (`agents.service.operator.check_counterpart`).
         """
+        operator.check_counterpart(self, application.from_region)
         account = await self.ledger.lookup(application.person.id_number)
         async with self.store.transaction() as tx:
             record = await tx.get_case(application.case_id)

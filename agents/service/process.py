@@ -85,6 +85,7 @@ class AgentProcess:
         """The metrics and health server (None when ``JIEXU_METRICS_PORT`` is unset)."""
         self.figures: FiguresRefresher[StoreFigures] | None = None
         """Reads the store gauges in the background while the server runs."""
+        self._commit_watch: asyncio.Task[None] | None = None
 
     @property
     def opened(self) -> OpenedService | None:
@@ -131,6 +132,11 @@ class AgentProcess:
             raise
         watch_connection(parts.connection.raw, self.metrics.transport)
         parts.relay.start()
+        # Rows committed by another process (`jiexu apply`) wake the relay at once (a SQLite
+        # data_version check, PostgreSQL LISTEN/NOTIFY) instead of at its next poll.
+        watch = getattr(parts.opened.store, "watch_commits", None)
+        if watch is not None:
+            self._commit_watch = asyncio.create_task(watch(parts.relay.wake), name="commit-watch")
         await parts.service.recover()
         await parts.consumer.start()
         self._deadlines = asyncio.create_task(self._watch_deadlines(), name="deadlines")
@@ -184,6 +190,10 @@ class AgentProcess:
             self._deadlines.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._deadlines
+        if self._commit_watch is not None:
+            self._commit_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._commit_watch
         if self.relay is not None:
             await self.relay.stop()
         if self.publisher is not None:

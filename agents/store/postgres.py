@@ -13,9 +13,11 @@ same case take turns, and the version check in `save_case` catches anything that
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -232,6 +234,10 @@ class PostgresTransaction:
             )
             assert row is not None
             added.append(_outbox(row))
+        if added:
+            # Delivered at commit (never for a rolled-back transaction): `watch_commits` wakes
+            # the relay of whichever process listens on this schema.
+            await self._conn.execute("SELECT pg_notify('jiexu_outbox_' || current_schema(), '')")
         return added
 
     async def record_inbox(self, consumer: str, message_id: UUID, *, sender: str) -> bool:
@@ -324,6 +330,23 @@ class PostgresStore:
             await pool.close()
             raise
         return cls(pool, schema, clock if clock is not None else SystemClock())
+
+    async def watch_commits(self, on_change: Callable[[], None]) -> None:
+        """Call ``on_change`` whenever a transaction that added outbox rows to this schema
+        commits, in any process (``LISTEN jiexu_outbox_<schema>``), until cancelled. Holds one
+        pooled connection while it runs."""
+        channel = f"jiexu_outbox_{self.schema}"
+
+        def notified(*_args: object) -> None:
+            on_change()
+
+        async with self._pool.acquire() as conn:
+            await conn.add_listener(channel, notified)
+            try:
+                await asyncio.Event().wait()
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.remove_listener(channel, notified)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTransaction]:

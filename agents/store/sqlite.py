@@ -16,8 +16,9 @@ power cut, which matters because the broker message is acked right after the com
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import date, datetime
@@ -286,6 +287,36 @@ class SqliteStore:
             path, setup=migrate_sqlite, synchronous=synchronous, max_group=max_group, name="store"
         )
         return cls(db, clock if clock is not None else SystemClock())
+
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version`` on the reader connection: it changes whenever another
+        connection commits to the file (another process's, or this store's own writer)."""
+        return int(self._db.read("PRAGMA data_version")[0][0])
+
+    async def watch_commits(
+        self, on_change: Callable[[], None], *, floor_s: float = 0.005, ceiling_s: float = 0.05
+    ) -> None:
+        """Call ``on_change`` soon after any commit to the file, until cancelled or closed: the
+        relay's wake, so that a row another process committed (``jiexu apply``) goes out within
+        ``ceiling_s`` instead of at the relay's next poll. Checks ``data_version`` every
+        ``floor_s`` right after a change, backing off to ``ceiling_s`` while nothing changes (a
+        check is a read of the WAL index in shared memory: no disk I/O)."""
+        try:
+            last = self.data_version()
+        except sqlite3.ProgrammingError:
+            return
+        delay = floor_s
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                current = self.data_version()
+            except sqlite3.ProgrammingError:  # closed
+                return
+            if current != last:
+                last, delay = current, floor_s
+                on_change()
+            else:
+                delay = min(delay * 2, ceiling_s)
 
     @property
     def commits(self) -> tuple[int, int]:

@@ -25,7 +25,7 @@ from typing import Any
 
 import structlog
 
-from agents.domain.case import State, case_from_data
+from agents.domain.case import ApplicationSubmitted, State, case_from_data
 from agents.domain.certificate import ParticipationCertificate
 from agents.ledger.base import SeedableLedger
 from agents.reconcile import ReconcilerProcess, ReconcilerSettings
@@ -104,6 +104,13 @@ class DemoResult:
                 outcome = f"{outcome} (waiting {item['waiting_months']} months)"
             counts[outcome] += 1
         return dict(sorted(counts.items()))
+    transfers_planned: int = 0
+    """Transfers planned (``--transfers``); ``transfers`` counts applications, one more for each
+    duplicate application."""
+    reconciliation_expected: int = 0
+    """Cases that reached an outgoing agency: each needs a reconciliation result. The others were
+    refused at the receiving agency before any letter, so nothing moved and nothing is compared."""
+    reconciliation_pending_cases: list[str] | None = None
 
     @property
     def money_conserved(self) -> bool:
@@ -124,6 +131,9 @@ class DemoResult:
             "reconciled_matched": self.reconciled_matched,
             "reconciled_mismatched": self.reconciled_mismatched,
             "reconciliation_pending": self.reconciliation_pending,
+            "reconciliation_expected": self.reconciliation_expected,
+            "reconciliation_pending_cases": self.reconciliation_pending_cases or [],
+            "transfers_planned": self.transfers_planned,
             "money_before_fen": self.money_before_fen,
             "money_after_fen": self.money_after_fen,
             "paid_out_fen": self.paid_out_fen,
@@ -148,8 +158,13 @@ async def run_demo(
     progress: Callable[[int, int], None] | None = None,
     timeout_s: float = 600.0,
     serving: Callable[[str, str], None] | None = None,
+    on_planned: Callable[[int, int], None] | None = None,
+    reconcile_timeout_s: float = 120.0,
 ) -> DemoResult:
-    """Provision, start the agents and the reconciler, run the transfers, wait, and sum up."""
+    """Provision, start the agents and the reconciler, run the transfers, wait until every case
+    has ended and every case that reached an outgoing agency is reconciled (or the timeouts pass),
+    and sum up. ``on_planned(applications, transfers)`` is called once the applications are known,
+    before any is submitted (a duplicate branch applies twice)."""
     rng = random.Random(seed)
     profiles = choose_agencies(agencies)
     codes = [p.code for p in profiles]
@@ -181,11 +196,14 @@ async def run_demo(
             serving(RECONCILER_CODE, reconciler.health.url)
         planned = await _seed(agents, codes, transfers, rng)
         money_before = await _money(agents)
+        applications = [(item, applications_for(item)) for item in planned]
+        if on_planned is not None:
+            on_planned(sum(len(apps) for _, apps in applications), len(planned))
         started = time.perf_counter()
-        submitted = await _submit(agents, planned)
+        submitted = await _submit(agents, applications)
         states = await _wait(agents, submitted, progress, timeout_s)
         elapsed = time.perf_counter() - started
-        recon = await _wait_reconciled(provisioned, agents, submitted, timeout_s=60.0)
+        recon = await _wait_reconciled(provisioned, agents, submitted, timeout_s=reconcile_timeout_s)
         money_after, paid_out = await _money_after(agents)
         latencies = await _latencies(agents, submitted)
         overdue = await _overdue(agents)
@@ -222,7 +240,10 @@ async def run_demo(
         unexpected=unexpected,
         reconciled_matched=recon["matched"],
         reconciled_mismatched=recon["mismatched"],
-        reconciliation_pending=recon["open"],
+        reconciliation_pending=len(recon["pending"]),
+        reconciliation_expected=recon["expected"],
+        reconciliation_pending_cases=recon["pending"],
+        transfers_planned=len(planned),
         money_before_fen=money_before,
         money_after_fen=money_after,
         paid_out_fen=paid_out,
@@ -269,13 +290,15 @@ async def _seed(
     return planned
 
 
-async def _submit(agents: dict[str, AgentProcess], planned: Sequence[Planned]) -> list[Transfer]:
+async def _submit(
+    agents: dict[str, AgentProcess], planned: Sequence[tuple[Planned, list[ApplicationSubmitted]]]
+) -> list[Transfer]:
     submitted: list[Transfer] = []
 
-    async def one(item: Planned) -> None:
+    async def one(item: Planned, applications: list[ApplicationSubmitted]) -> None:
         service = agents[item.receiving].service
         first: uuid.UUID | None = None
-        for application in applications_for(item):
+        for application in applications:
             submitted.append(
                 Transfer(application.case_id, item.branch, item.outgoing, item.receiving,
                          time.perf_counter(), duplicate_of=first)
@@ -283,7 +306,7 @@ async def _submit(agents: dict[str, AgentProcess], planned: Sequence[Planned]) -
             await service.apply(application)
             first = application.case_id
 
-    await asyncio.gather(*(one(item) for item in planned))
+    await asyncio.gather(*(one(item, applications) for item, applications in planned))
     return submitted
 
 
@@ -339,17 +362,26 @@ async def _wait_reconciled(
     agents: dict[str, AgentProcess],
     submitted: Sequence[Transfer],
     timeout_s: float,
-) -> dict[str, int]:
-    """Wait until every case that reached the outgoing agency has a reconciliation result."""
+) -> dict[str, Any]:
+    """Wait until every case that reached the outgoing agency has a reconciliation result.
+
+    Returns ``matched`` and ``mismatched`` over those cases, ``expected`` (how many there are) and
+    ``pending`` (the ids of those still without a result when the time ran out)."""
     cases = await _cases(agents)
-    expected = sum(1 for t in submitted if t.case_id in cases[t.outgoing])
+    expected = {t.case_id for t in submitted if t.case_id in cases[t.outgoing]}
     report = await ReconciliationReport.open(provisioned.paths.report())
     try:
         deadline = time.monotonic() + timeout_s
         while True:
-            counts = await report.counts()
-            if counts["matched"] + counts["mismatched"] >= expected or time.monotonic() > deadline:
-                return counts
+            status = {r.case_id: r.status for r in await report.cases() if r.case_id in expected}
+            pending = sorted(str(c) for c in expected if status.get(c, "open") == "open")
+            if not pending or time.monotonic() > deadline:
+                return {
+                    "matched": sum(1 for v in status.values() if v == "matched"),
+                    "mismatched": sum(1 for v in status.values() if v == "mismatched"),
+                    "expected": len(expected),
+                    "pending": pending,
+                }
             await asyncio.sleep(0.25)
     finally:
         await report.close()

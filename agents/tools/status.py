@@ -10,6 +10,7 @@ reconciliation outcomes and mismatches by field, replaces the local stores and r
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -82,8 +83,39 @@ def _broker_status(sources: StatusSources) -> tuple[dict[str, Any], list[str]]:
         "vhost": sources.vhost,
         "agencies": agencies,
         "unroutable": unroutable.get("messages", 0),
+        "unroutable_messages": _unroutable_messages(sources) if unroutable.get("exists") else [],
         "dead_letters_total": sum(a["dead_letters"] for a in agencies.values()),
     }, codes
+
+
+def _unroutable_messages(sources: StatusSources, limit: int = 20) -> list[dict[str, Any]]:
+    """What waits in the unroutable queue, one line each (no personal data): which case, which
+    message, from whom, to which routing key no queue is bound for."""
+    assert sources.api is not None
+    try:
+        peeked = sources.api.peek_messages(sources.vhost, UNROUTABLE_QUEUE, limit)
+    except ManagementError:
+        return []
+    found = []
+    for message in peeked:
+        envelope: dict[str, Any] = {}
+        try:
+            parsed = json.loads(message.get("payload") or "")
+            if isinstance(parsed, dict):
+                envelope = parsed
+        except ValueError:
+            pass
+        found.append(
+            {
+                "routing_key": message.get("routing_key"),
+                "type": envelope.get("type"),
+                "sender": envelope.get("sender"),
+                "recipient": envelope.get("recipient"),
+                "case_id": envelope.get("case_id"),
+                "message_id": envelope.get("message_id"),
+            }
+        )
+    return found
 
 
 async def _open_store(sources: StatusSources, code: str) -> Store | None:

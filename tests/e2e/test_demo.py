@@ -40,7 +40,12 @@ def test_the_demo_runs_every_branch_reconciles_and_conserves_money(tmp_path: Pat
     assert summary["transfers"] == len(BRANCHES) + 1
     assert summary["completed"] + summary["rejected"] == summary["transfers"]
     assert summary["reconciled_mismatched"] == 0
-    assert summary["reconciled_matched"] > 0
+    # Every case that reached an outgoing agency is reconciled; none is left pending.
+    assert summary["reconciliation_pending"] == 0, summary["reconciliation_pending_cases"]
+    assert summary["reconciliation_pending_cases"] == []
+    assert 0 < summary["reconciliation_expected"] < summary["transfers"]
+    assert summary["reconciled_matched"] == summary["reconciliation_expected"]
+    assert summary["transfers_planned"] == len(BRANCHES)
     assert summary["money_before_fen"] == summary["money_after_fen"] + summary["paid_out_fen"]
     assert summary["paid_out_fen"] > 0
     assert summary["overdue_cases"] == 0

@@ -163,6 +163,7 @@ class Agent:
             calendar=calendar,
             clock=self.clock,
             private_key=signing_key(agency.code),
+            check_counterparts=False,  # an agency not listed speaks every version here
         )
         self._versions = versions
         self._own_versions = own_versions

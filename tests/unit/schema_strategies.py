@@ -33,6 +33,7 @@ from schemas.notices import (
     ReceiptV1,
     RejectionReason,
     RejectionV1,
+    RejectionV2,
     ReminderV1,
     TransferCompletedV1,
     TransferCompletedV2,
@@ -301,7 +302,12 @@ DOCUMENTS: dict[tuple[str, int], st.SearchStrategy[Document]] = {
     ("information_form", 2): information_forms_v2(),
     ("fund_transfer", 1): fund_transfers(),
     ("receipt", 1): st.builds(ReceiptV1, acknowledged_message_id=st.uuids()),
-    ("rejection", 1): st.builds(RejectionV1, reason_code=st.sampled_from(RejectionReason), text=_texts),
+    ("rejection", 1): st.builds(
+        RejectionV1,
+        reason_code=st.sampled_from([r for r in RejectionReason if r is not RejectionReason.WITHDRAWN]),
+        text=_texts,
+    ),
+    ("rejection", 2): st.builds(RejectionV2, reason_code=st.sampled_from(RejectionReason), text=_texts),
     ("transfer_completed", 1): st.builds(
         TransferCompletedV1,
         months_credited=months_counts,

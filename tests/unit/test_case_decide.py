@@ -99,7 +99,7 @@ def test_case_columns_build_a_store_record() -> None:
 
 def test_terminal_states() -> None:
     assert {state for state in State if is_terminal(state)} == set(TERMINAL_STATES)
-    assert {State.COMPLETED, State.REJECTED, State.DISCREPANCY} == TERMINAL_STATES
+    assert {State.COMPLETED, State.REJECTED, State.DISCREPANCY, State.CANCELLED} == TERMINAL_STATES
     assert is_terminal("completed") and not is_terminal("awaiting_form")
 
 
@@ -386,3 +386,22 @@ def test_a_form_without_itemised_periods_is_still_written() -> None:
     form = receiving.case(case_id).form
     assert form is not None and form.contribution_periods is None and form.months_paid == 30
     assert receiving.case(case_id).state is State.COMPLETED
+
+
+def test_books_that_say_another_case_took_the_relationship_reject_as_duplicate_case() -> None:
+    """Two letters for one person raced past the check; the books refuse the second's
+    termination (``relationship_ended``): that case is a duplicate, and says so."""
+    world, receiving, outgoing = pair()
+    outgoing.run_commands = False
+    case_id = receiving.apply_for(person(), OUT, DAY)
+    world.pump()
+
+    outgoing.handle(
+        LedgerRefused(operation="terminate_and_debit", reason_code="relationship_ended", text="no"),
+        DAY,
+        outgoing.case(case_id),
+    )
+    world.pump()
+
+    assert outgoing.case(case_id).rejection_reason is RejectionReason.DUPLICATE_CASE
+    assert receiving.case(case_id).rejection_reason is RejectionReason.DUPLICATE_CASE

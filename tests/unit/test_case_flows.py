@@ -317,7 +317,7 @@ def test_a_letter_for_a_person_with_another_open_outgoing_case_is_rejected_as_du
         ({"arrears": 12_000}, RejectionReason.ARREARS),
         ({"participation": "active"}, RejectionReason.PARTICIPATION_NOT_STOPPED),
         ({"retiree": True}, RejectionReason.RETIREE),
-        ({"enrolled": False}, RejectionReason.OTHER),
+        ({"enrolled": False}, RejectionReason.DUPLICATE_CASE),
     ],
 )
 def test_the_outgoing_checks_reject_with_their_reason_and_change_no_books(
@@ -560,3 +560,21 @@ def test_within_guangdong_a_payout_request_is_dropped_and_the_balance_stays() ->
     assert "case.payout_request_dropped" in note_events(receiving.notes)
     assert outgoing.books.payouts == {}
     assert_conserved(outgoing, receiving, case_id, BALANCE, 120)
+
+
+def test_a_second_case_after_the_first_completed_is_rejected_as_duplicate_case() -> None:
+    """The relationship already moved (the first case completed): a second letter for the same
+    person is a second case for it, refused as ``duplicate_case``, with no change to any books."""
+    who = person()
+    world, receiving, outgoing = make_world(outgoing_account(who, OUT), who=who)
+    first = receiving.apply_for(who, OUT, world.today)
+    world.pump(twice=True)
+    assert outgoing.case(first).state is State.COMPLETED
+    ops_before = dict(outgoing.books.ops)
+
+    second = receiving.apply_for(who, OUT, world.today)
+    world.pump(twice=True)
+
+    assert outgoing.case(second).rejection_reason is RejectionReason.DUPLICATE_CASE
+    assert receiving.case(second).rejection_reason is RejectionReason.DUPLICATE_CASE
+    assert outgoing.books.ops == ops_before

@@ -65,7 +65,7 @@ REFUSALS: dict[str, tuple[RejectionReason, bool]] = {
     "arrears": (RejectionReason.ARREARS, False),
     "participation_not_stopped": (RejectionReason.PARTICIPATION_NOT_STOPPED, False),
     "retiree_without_payout": (RejectionReason.RETIREE, False),
-    "already_transferred_out": (RejectionReason.OTHER, False),
+    "already_transferred_out": (RejectionReason.DUPLICATE_CASE, False),
     "unknown_at_outgoing": (RejectionReason.UNKNOWN_PERSON, False),
     "not_enrolled_at_receiving": (RejectionReason.NOT_ENROLLED_AT_RECEIVING_PLACE, True),
     "payout_without_bank_account": (RejectionReason.OTHER, True),

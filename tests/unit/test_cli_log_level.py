@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 import agents.cli.agent_cmd
 import agents.cli.demo_cmd
 import agents.cli.reconcile_cmd
+import broker.logging
 from agents.cli import app
 from broker.provider import BrokerUnavailable
 
@@ -21,8 +22,11 @@ def levels(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     def record(level: str = "INFO", json: bool = True) -> None:
         seen.append(level)
 
+    # Commands import configure_logging at module level or when they run (lazy CLI): patch both.
     for module in (agents.cli.agent_cmd, agents.cli.demo_cmd, agents.cli.reconcile_cmd):
-        monkeypatch.setattr(module, "configure_logging", record)
+        if hasattr(module, "configure_logging"):
+            monkeypatch.setattr(module, "configure_logging", record)
+    monkeypatch.setattr(broker.logging, "configure_logging", record)
     return seen
 
 

@@ -90,7 +90,9 @@ def test_require_tls_refuses_an_http_management_url(monkeypatch: pytest.MonkeyPa
     assert check_http_url("https://a:15671") == "https://a:15671"
 
 
-def test_the_agent_refuses_plaintext_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_agent_refuses_plaintext_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from agents.cli import main
 
     cred = AgencyCredential("110000", "agency-110000", "pw")
@@ -104,6 +106,8 @@ def test_the_agent_refuses_plaintext_in_one_line(tmp_path: Path, monkeypatch: py
     with pytest.raises(SystemExit) as exited:
         main()
     assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "JIEXU_REQUIRE_TLS is on" in err and "guest@" not in err, err
 
 
 def test_topology_apply_with_plaintext_under_require_tls_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:

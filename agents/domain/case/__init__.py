@@ -26,6 +26,7 @@ the agency's working days under its `Regime` (kept by the case), from the day gi
 | both | completed           | done                                     |      |                    |
 | both | rejected            | refused before any books changed         |      |                    |
 | both | discrepancy         | stopped after books changed: operator    |      |                    |
+| recv | cancelled           | withdrawn before the outgoing released   |      |                    |
 
 L2F is ``Step.LETTER_TO_FORM_AND_FUNDS``, F2C ``Step.FORM_TO_COMPLETION``. The receiving agency
 opens the case on the day it accepts the application and sends the letter at once, so "from
@@ -123,6 +124,7 @@ The case is one package, split by concern; import from ``agents.domain.case`` (o
 | `outgoing`  | the letter, releasing and writing the form, the completion, a rejection at the      |
 |             | outgoing end                                                                        |
 | `timing`    | the deadline fields of each state and the `Tick`                                    |
+| `operator`  | what an operator does to a case: cancel (withdraw), resolve a discrepancy           |
 | `dispatch`  | `decide`, which hands each event to its handler                                     |
 """
 
@@ -131,6 +133,7 @@ from agents.domain.case.decision import Agency, Context, Decision, Note, Outboun
 from agents.domain.case.dispatch import decide
 from agents.domain.case.events import (
     ApplicationSubmitted,
+    CancelRequested,
     CompletionReceived,
     Event,
     FormReceived,
@@ -142,6 +145,7 @@ from agents.domain.case.events import (
     PayoutApproved,
     RejectionReceived,
     ReminderReceived,
+    ResolveRequested,
     Tick,
     event_for_message,
 )
@@ -152,6 +156,7 @@ from agents.domain.case.model import (
     CaseColumns,
     Discrepancy,
     ReceivedFunds,
+    Resolution,
     Role,
     State,
     case_columns,
@@ -167,6 +172,7 @@ __all__ = [
     "Agency",
     "ApplicationSubmitted",
     "Booked",
+    "CancelRequested",
     "Case",
     "CaseColumns",
     "CompletionReceived",
@@ -189,6 +195,8 @@ __all__ = [
     "ReceivedFunds",
     "RejectionReceived",
     "ReminderReceived",
+    "Resolution",
+    "ResolveRequested",
     "Role",
     "State",
     "TerminateAndDebit",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from agents.domain.case.decision import Context, Decision, Note, _ids, _ignore
 from agents.domain.case.events import (
     ApplicationSubmitted,
+    CancelRequested,
     CompletionReceived,
     Event,
     FormReceived,
@@ -15,9 +16,11 @@ from agents.domain.case.events import (
     PayoutApproved,
     RejectionReceived,
     ReminderReceived,
+    ResolveRequested,
     Tick,
 )
 from agents.domain.case.model import Case, Role, State
+from agents.domain.case.operator import _on_cancel, _on_resolve
 from agents.domain.case.outgoing import (
     _on_completion,
     _on_letter,
@@ -55,6 +58,10 @@ def decide(case: Case | None, event: Event, ctx: Context) -> Decision:
         return _on_tick(case, event.today, ctx)
     if isinstance(event, PayoutApproved):
         return _on_payout_approved(case, event, ctx)
+    if isinstance(event, CancelRequested):
+        return _on_cancel(case, event, ctx)
+    if isinstance(event, ResolveRequested):
+        return _on_resolve(case, event, ctx)
     if isinstance(event, LedgerApplied | LedgerRefused):
         if case.state not in (State.RELEASING, State.CREDITING):
             return _ignore("case.stale_ledger_result", case, event)

@@ -17,6 +17,7 @@ from schemas.registry import Message
 
 __all__ = [
     "ApplicationSubmitted",
+    "CancelRequested",
     "CompletionReceived",
     "Event",
     "FormReceived",
@@ -28,6 +29,7 @@ __all__ = [
     "PayoutApproved",
     "RejectionReceived",
     "ReminderReceived",
+    "ResolveRequested",
     "Tick",
     "event_for_message",
 ]
@@ -45,6 +47,24 @@ class ApplicationSubmitted:
     letter_number: str
     payout_account: BankAccount | None = None
     payout_reason: PayoutReason | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CancelRequested:
+    """At the receiving agency: an operator withdraws the application (``jiexu case cancel``).
+    ``reason``: the operator's words, kept in the case and sent to the outgoing agency."""
+
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResolveRequested:
+    """An operator moves a case out of ``discrepancy`` (``jiexu case resolve``): ``decision``
+    ``credit_as_received`` (book what actually arrived) or ``return_funds`` (what arrived goes
+    back; nothing is booked). ``reason``: the operator's words, kept in the case."""
+
+    decision: str
+    reason: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,7 +161,16 @@ class LedgerRefused:
 MessageEvent = (
     LetterReceived | FormReceived | FundsReceived | CompletionReceived | RejectionReceived | ReminderReceived
 )
-Event = ApplicationSubmitted | MessageEvent | Tick | LedgerApplied | LedgerRefused | PayoutApproved
+Event = (
+    ApplicationSubmitted
+    | MessageEvent
+    | Tick
+    | LedgerApplied
+    | LedgerRefused
+    | PayoutApproved
+    | CancelRequested
+    | ResolveRequested
+)
 
 
 def event_for_message(message: Message) -> MessageEvent | None:

@@ -32,6 +32,7 @@ __all__ = [
     "CaseColumns",
     "Discrepancy",
     "ReceivedFunds",
+    "Resolution",
     "Role",
     "State",
     "case_columns",
@@ -53,9 +54,11 @@ class State(StrEnum):
     COMPLETED = "completed"
     REJECTED = "rejected"
     DISCREPANCY = "discrepancy"
+    CANCELLED = "cancelled"
+    """The receiving agency withdrew the application before the outgoing agency released."""
 
 
-TERMINAL_STATES = frozenset({State.COMPLETED, State.REJECTED, State.DISCREPANCY})
+TERMINAL_STATES = frozenset({State.COMPLETED, State.REJECTED, State.DISCREPANCY, State.CANCELLED})
 
 
 class _Frozen(BaseModel):
@@ -88,6 +91,16 @@ class Discrepancy(_Frozen):
     text: str
     expected_fen: int | None = None
     received_fen: int | None = None
+
+
+class Resolution(_Frozen):
+    """How an operator moved the case out of ``discrepancy`` (``jiexu case resolve``)."""
+
+    decision: Literal["credit_as_received", "return_funds"]
+    reason: str
+    on: date
+    from_kind: str | None = None
+    """The discrepancy's kind when it was resolved."""
 
 
 class Case(_Frozen):
@@ -146,6 +159,8 @@ class Case(_Frozen):
     certificate: ParticipationCertificate | None = None
     """Outgoing: the participation certificate (参保凭证) issued when the relationship ended; the
     domain writes it unsigned, the service signs it before the case is stored."""
+    resolution: Resolution | None = None
+    """Set when an operator resolved a discrepancy."""
 
     @property
     def is_open(self) -> bool:

@@ -380,6 +380,9 @@ def _on_ledger_refused(case: Case, event: LedgerRefused, ctx: Context) -> Decisi
     if case.role is Role.OUTGOING and not event.applied:
         reason = {
             "person_not_found": RejectionReason.UNKNOWN_PERSON,
+            # Another case transferred the relationship out between our check and our books:
+            # this case is a second one for the same person.
+            "relationship_ended": RejectionReason.DUPLICATE_CASE,
         }.get(event.reason_code, RejectionReason.OTHER)
         text = f"转出地无法办理 (the outgoing books refused: {event.reason_code})."
         rejected = _enter(
