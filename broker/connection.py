@@ -35,6 +35,7 @@ from aio_pika.robust_connection import RobustConnection
 from yarl import URL
 
 from broker.address import DEFAULT_HEARTBEAT_S, parse_broker_url
+from broker.tls import check_amqp_url
 
 __all__ = ["BackoffRobustConnection", "BrokerConnection", "BrokerUnreachable", "connect"]
 
@@ -304,7 +305,7 @@ async def connect(
     raises `BrokerUnreachable` naming each node's error. After that the connection reconnects on
     its own, to the next node first.
     """
-    address = parse_broker_url(url)
+    address = parse_broker_url(check_amqp_url(url))
     if "heartbeat=" not in address.query:
         query = f"heartbeat={DEFAULT_HEARTBEAT_S}"
         address = dataclasses.replace(

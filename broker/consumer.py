@@ -504,8 +504,11 @@ class Consumer:
         if header_str(message.headers, HEADER_REPUBLISHED):
             self._republished_handled.remember(envelope.message_id)
 
-    def _public_key(self, envelope: Envelope) -> Ed25519PublicKey:
+    def _public_key(self, envelope: Envelope) -> Ed25519PublicKey | tuple[Ed25519PublicKey, ...]:
+        valid_keys = getattr(self._directory, "valid_keys", None)  # every key valid now (rotation)
         try:
+            if valid_keys is not None:
+                return tuple(valid_keys(envelope.sender))
             return self._directory.public_key(envelope.sender)
         except KeyError as exc:
             # The sender passed the user_id check, so the broker knows it: the directory has not

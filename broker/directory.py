@@ -11,15 +11,23 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from broker.signing import Ed25519PublicKey
-from schemas.directory import AgencyEntry, DirectoryBankAccount, DirectoryFile
+from broker.signing import Ed25519PublicKey, load_public_key
+from schemas.directory import AgencyEntry, DirectoryBankAccount, DirectoryFile, DirectoryKey
 from schemas.errors import JiexuError
 
-__all__ = ["AgencyDirectory", "AgencyEntry", "DirectoryBankAccount", "DirectoryError", "UnknownAgency"]
+__all__ = [
+    "AgencyDirectory",
+    "AgencyEntry",
+    "DirectoryBankAccount",
+    "DirectoryError",
+    "DirectoryKey",
+    "UnknownAgency",
+]
 
 _DirectoryFile = DirectoryFile
 
@@ -70,7 +78,8 @@ class AgencyDirectory:
 
     def to_json(self) -> str:
         body = _DirectoryFile(agencies=list(self._by_code.values()))
-        return body.model_dump_json(indent=2, exclude_none=True) + "\n"
+        # Defaults left out: a directory without keys is written as older readers expect it.
+        return body.model_dump_json(indent=2, exclude_defaults=True) + "\n"
 
     def save(self, path: Path | str) -> None:
         """Write atomically (a reader never sees half a directory)."""
@@ -110,6 +119,22 @@ class AgencyDirectory:
         if code not in self._keys:
             self._keys[code] = self.get(code).key()
         return self._keys[code]
+
+    def valid_keys(self, code: str, when: datetime | None = None) -> tuple[Ed25519PublicKey, ...]:
+        """Every key of the agency valid at ``when`` (now): what an envelope's signature is verified
+        against (`schemas.directory.AgencyEntry.valid_public_keys`). Empty when all are expired
+        or revoked: nothing it signs is believed."""
+        return tuple(self._decoded(k) for k in self.get(code).valid_public_keys(when))
+
+    def unrevoked_keys(self, code: str) -> tuple[Ed25519PublicKey, ...]:
+        """Every key of the agency not revoked, whatever its validity: what a certificate is
+        verified against (a rotation does not void earlier certificates, a revocation does)."""
+        return tuple(self._decoded(k) for k in self.get(code).unrevoked_public_keys())
+
+    def _decoded(self, b64: str) -> Ed25519PublicKey:
+        if b64 not in self._keys:  # (codes are 6 digits, keys 44 characters: no clash)
+            self._keys[b64] = load_public_key(b64)
+        return self._keys[b64]
 
     def supported_versions(self, code: str, message_type: str) -> tuple[int, ...]:
         """Versions of ``message_type`` the agency accepts, ascending; () when it declares none."""

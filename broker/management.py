@@ -8,6 +8,7 @@ hangs while one node is down or stalled.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
@@ -37,7 +38,10 @@ class ManagementClient:
         timeout: float = 10.0,
         *,
         fallback_urls: Sequence[str] = (),
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
+        """``verify``: for ``https://``, an SSL context with the broker's CA (and a client
+        certificate), or True for the system's CAs (`broker.tls.management_tls` picks it)."""
         urls = [u.strip().rstrip("/") for u in base_url.split(",") if u.strip()]
         for extra in fallback_urls:
             extra = extra.rstrip("/")
@@ -51,6 +55,7 @@ class ManagementClient:
         self._http = httpx.Client(
             auth=(username, password),
             timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
+            verify=verify,
         )
 
     @property
@@ -205,6 +210,9 @@ class ManagementClient:
     def list_queues(self, vhost: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._request("GET", f"/queues/{_q(vhost)}")
         return result
+
+    def delete_queue(self, vhost: str, name: str) -> None:
+        self._request("DELETE", f"/queues/{_q(vhost)}/{_q(name)}", ok=(404,))
 
     def get_queue(self, vhost: str, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", f"/queues/{_q(vhost)}/{_q(name)}")

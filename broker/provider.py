@@ -29,6 +29,7 @@ import structlog
 
 from broker.address import BrokerAddress, parse_broker_url
 from broker.management import ManagementClient, ManagementError
+from broker.tls import check_amqp_url, check_http_url, management_tls
 
 __all__ = [
     "ADMIN_USER",
@@ -81,7 +82,9 @@ class BrokerEndpoint:
     vhost: str = "/"
     more_hosts: tuple[tuple[str, int], ...] = ()
     more_management_urls: tuple[str, ...] = ()
-    query: str = ""
+    query: str = ""  # cafile, certfile, keyfile...: kept in every URL made (broker.tls)
+    scheme: str = "amqp"
+    management_verify: Any = None  # httpx's verify; None: management_tls of the URL's query
 
     @property
     def hosts(self) -> tuple[tuple[str, int], ...]:
@@ -95,7 +98,7 @@ class BrokerEndpoint:
         self, vhost: str | None = None, username: str | None = None, password: str | None = None
     ) -> BrokerAddress:
         return BrokerAddress(
-            scheme="amqp",
+            scheme=self.scheme,
             hosts=self.hosts,
             username=username or self.username,
             password=password if password is not None else self.password,
@@ -110,12 +113,15 @@ class BrokerEndpoint:
         return self.address(vhost, username, password).url()
 
     def management(self, timeout: float = 10.0) -> ManagementClient:
+        verify = self.management_verify
+        verify = management_tls(self.amqp_url()) if verify is None else verify
         return ManagementClient(
             self.management_url,
             self.username,
             self.password,
             timeout=timeout,
             fallback_urls=self.more_management_urls,
+            verify=verify,
         )
 
     @classmethod
@@ -123,7 +129,10 @@ class BrokerEndpoint:
         """From ``JIEXU_AMQP_URL`` (one or several hosts) and ``JIEXU_MANAGEMENT_URL`` (optional,
         one or several). Raises `BrokerURLError` (a `ValueError`) with a one-line message."""
         address = parse_broker_url(url)
+        check_amqp_url(url, source)
         managers = address.management_urls(management_url)
+        for manager in managers:
+            check_http_url(manager, "the management URL (JIEXU_MANAGEMENT_URL)")
         return cls(
             host=address.host,
             amqp_port=address.port,
@@ -135,6 +144,7 @@ class BrokerEndpoint:
             more_hosts=address.hosts[1:],
             more_management_urls=tuple(managers[1:]),
             query=address.query,
+            scheme=address.scheme,
         )
 
 

@@ -14,7 +14,7 @@ import asyncio
 import base64
 import binascii
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,8 +173,11 @@ class SignatureCheck:
     message_id: object
     sender: object
 
-    def run(self, public_key: Ed25519PublicKey) -> None:
-        if not ed25519_verify(public_key, self.signature, self.signed):
+    def run(self, public_key: Ed25519PublicKey | Sequence[Ed25519PublicKey]) -> None:
+        """Good if ``public_key`` (or any of several: a sender's currently valid keys while one
+        is rotated) made the signature."""
+        keys = (public_key,) if isinstance(public_key, Ed25519PublicKey) else tuple(public_key)
+        if not any(ed25519_verify(key, self.signature, self.signed) for key in keys):
             raise ContractError(
                 "bad_signature",
                 f"signature of message {self.message_id} does not match sender "
@@ -208,7 +211,10 @@ def signature_check(envelope: Envelope | Mapping[str, Any]) -> SignatureCheck:
     return SignatureCheck(signature, canonical_bytes(envelope), message_id, sender)
 
 
-def verify_envelope(envelope: Envelope | Mapping[str, Any], public_key: Ed25519PublicKey) -> None:
+def verify_envelope(
+    envelope: Envelope | Mapping[str, Any],
+    public_key: Ed25519PublicKey | Sequence[Ed25519PublicKey],
+) -> None:
     """Raise `ContractError` ``unsigned`` or ``bad_signature`` unless ``public_key`` signed it.
 
     ``public_key`` is the directory's key for the envelope's *sender*; checking that the sender is
@@ -219,7 +225,7 @@ def verify_envelope(envelope: Envelope | Mapping[str, Any], public_key: Ed25519P
 
 async def verify_envelope_async(
     envelope: Envelope | Mapping[str, Any],
-    public_key: Ed25519PublicKey,
+    public_key: Ed25519PublicKey | Sequence[Ed25519PublicKey],
     executor: Executor | None = None,
 ) -> None:
     """`verify_envelope`, with the Ed25519 step on ``executor``'s thread (the default: one

@@ -17,6 +17,19 @@ every agency (it holds no secrets)::
       ]
     }
 
+``keys`` (optional, issue 13 item 7) lists further keys of an agency, each with an id, a validity
+(``not_before``/``not_after``, either open) and ``revoked``: an envelope verifies if *any* key of
+the sender valid now made its signature (the envelope carries no key id: unchanged), so a key is
+rotated without downtime and revoked. ``public_key`` stays the agency's key for readers that know
+nothing of ``keys``; it is valid unless ``keys`` lists the same key, whose validity and revocation
+then govern it. The file is believed only with the operator's signature beside it
+(``directory.json.sig``, `broker.directory_trust`)::
+
+    "keys": [
+      {"key_id": "2027-01", "public_key": "<base64>", "not_before": "2027-01-01T00:00:00Z"},
+      {"key_id": "2026-01", "public_key": "<the old one>", "not_after": "2027-02-01T00:00:00Z"}
+    ]
+
 These are the file-format models only; loading, key decoding and lookups are
 `broker.directory.AgencyDirectory`'s.
 """
@@ -25,16 +38,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import UTC, datetime
 from typing import Annotated
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from schemas.common import AgencyCode
@@ -44,6 +60,7 @@ __all__ = [
     "AgencyEntry",
     "DirectoryBankAccount",
     "DirectoryFile",
+    "DirectoryKey",
     "decode_public_key",
 ]
 
@@ -84,6 +101,42 @@ class DirectoryBankAccount(BaseModel):
     account_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{6,34}$")]
 
 
+class DirectoryKey(BaseModel):
+    """One more signing key of an agency: an id, the key, when it is valid, whether revoked."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")] = Field(
+        description="The key's name within the agency (e.g. 2027-01), unique per agency."
+    )
+    public_key: str = Field(
+        json_schema_extra={"pattern": r"^\s*[A-Za-z0-9+/]{43}=\s*$"},
+        description="base64 of the raw 32-byte Ed25519 public key, as `public_key` above.",
+    )
+    not_before: AwareDatetime | None = Field(None, description="valid from (RFC 3339, with offset)")
+    not_after: AwareDatetime | None = Field(None, description="valid until, exclusive")
+    revoked: bool = Field(False, description="never valid: a compromised key")
+
+    @field_validator("public_key")
+    @classmethod
+    def _key_loads(cls, value: str) -> str:
+        decode_public_key(value)
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _window(self) -> DirectoryKey:
+        if self.not_before and self.not_after and self.not_after <= self.not_before:
+            raise ValueError(f"key {self.key_id}: not_after must be after not_before")
+        return self
+
+    def valid_at(self, when: datetime) -> bool:
+        if self.revoked:
+            return False
+        if self.not_before is not None and when < self.not_before:
+            return False
+        return self.not_after is None or when < self.not_after
+
+
 class AgencyEntry(BaseModel):
     """One agency: its code, name, the versions it accepts, its signing key, its bank account."""
 
@@ -117,6 +170,34 @@ class AgencyEntry(BaseModel):
     bank_account: DirectoryBankAccount
     address: str | None = None
     phone: str | None = None
+    keys: tuple[DirectoryKey, ...] = Field(
+        (),
+        description="Optional: further keys with ids and validity, for rotation and revocation. A "
+        "signature is good if any key valid now made it; `public_key` counts unless listed here.",
+    )
+
+    @field_validator("keys")
+    @classmethod
+    def _key_ids_unique(cls, value: tuple[DirectoryKey, ...]) -> tuple[DirectoryKey, ...]:
+        ids = [k.key_id for k in value]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"key ids repeat: {ids}")
+        return value
+
+    def valid_public_keys(self, when: datetime | None = None) -> tuple[str, ...]:
+        """The base64 keys that verify this agency's envelopes at ``when`` (now): ``public_key``
+        unless ``keys`` governs it, and every key of ``keys`` valid then."""
+        when = when or datetime.now(UTC)
+        listed = {k.public_key for k in self.keys}
+        valid = [] if self.public_key in listed else [self.public_key]
+        valid += [k.public_key for k in self.keys if k.valid_at(when)]
+        return tuple(dict.fromkeys(valid))
+
+    def unrevoked_public_keys(self) -> tuple[str, ...]:
+        """Every key not revoked, whatever its validity: for long-lived documents (certificates)."""
+        revoked = {k.public_key for k in self.keys if k.revoked}
+        every = [self.public_key, *(k.public_key for k in self.keys)]
+        return tuple(dict.fromkeys(k for k in every if k not in revoked))
 
     @field_validator("supported_versions")
     @classmethod

@@ -74,9 +74,9 @@ def _settings(agency: str, **options: Any) -> AgentSettings:
 
 def _check_agency_known(settings: AgentSettings) -> None:
     """Before any file is created for the agency: its directory entry exists."""
-    from broker.directory import AgencyDirectory
+    from broker.directory_trust import open_directory
 
-    AgencyDirectory.load(settings.directory).get(settings.agency)
+    open_directory(settings.directory, settings.secrets_dir).get(settings.agency)  # operator-signed
 
 
 def _check_ledger(settings: AgentSettings) -> None:

@@ -24,6 +24,7 @@ Registered in `agents.cli` with::
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from datetime import date
 from pathlib import Path
@@ -40,9 +41,10 @@ from agents.service.certificates import (
     save_certificate,
     verify_certificate,
 )
-from agents.service.paths import DEFAULT_DIRECTORY
+from agents.service.paths import DEFAULT_DIRECTORY, DEFAULT_SECRETS_DIR
 from agents.service.settings import AgentSettings
-from broker.directory import AgencyDirectory, DirectoryError
+from broker.directory import DirectoryError
+from broker.directory_trust import open_directory
 from broker.logging import configure_logging
 
 __all__ = ["case_certificate_command", "certificate_app", "verify_command"]
@@ -123,7 +125,8 @@ def verify_command(
         typer.echo(f"cannot read {file}: {exc.strerror or exc}", err=True)
         raise typer.Exit(1) from exc
     try:
-        keys = AgencyDirectory.load(directory)
+        secrets = Path(os.environ.get("JIEXU_SECRETS_DIR", DEFAULT_SECRETS_DIR))
+        keys = open_directory(directory, secrets)  # operator-signed
     except DirectoryError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from exc

@@ -9,7 +9,8 @@ from pathlib import Path
 import typer
 
 from agents.tools.conformance import ConformanceSettings, Party, run_conformance
-from broker.directory import AgencyDirectory, DirectoryError
+from broker.directory import DirectoryError
+from broker.directory_trust import open_directory
 from broker.names import RECONCILER_CODE
 from broker.signing import load_private_key, private_key_path
 from broker.topology import load_agency_secret, secret_path
@@ -78,7 +79,7 @@ def conformance_command(
     if not role or set(role) - {"outgoing", "receiving"}:
         raise _fail("--role is outgoing or receiving")
     try:
-        loaded = AgencyDirectory.load(directory)
+        loaded = open_directory(directory, secrets_dir)  # operator-signed
     except DirectoryError as exc:
         raise _fail(str(exc)) from exc
     keys = keys_dir or secrets_dir

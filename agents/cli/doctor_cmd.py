@@ -30,9 +30,11 @@ from yarl import URL
 from agents.service.bootstrap import agency_amqp_url, open_ledger, open_store
 from agents.service.settings import AgentSettings
 from broker.directory import AgencyDirectory
+from broker.directory_trust import open_directory
 from broker.logging import configure_logging
 from broker.names import inbox_queue
 from broker.signing import load_private_key, public_key_to_raw_b64
+from broker.tls import check_http_url, management_tls
 from broker.topology import load_agency_secret
 
 __all__ = ["Check", "doctor_command", "run_checks"]
@@ -103,7 +105,7 @@ class _Doctor:
     async def check_directory(self) -> None:
         path = self.paths.directory
         try:
-            self.directory = AgencyDirectory.load(path)
+            self.directory = open_directory(path, self.paths.secrets_dir)  # operator-signed
         except Exception as exc:
             self.add("directory", False, _short(exc),
                      "point --directory (JIEXU_DIRECTORY) at the exchange's agency directory file; "
@@ -229,8 +231,10 @@ class _Doctor:
             return
         url = self.management_url.rstrip("/") + "/api/overview"
         auth = (self.secret["username"], self.secret["password"]) if self.secret else None
-        try:
-            async with httpx.AsyncClient(timeout=TIMEOUT_S) as client:
+        try:  # https with the exchange's CA (JIEXU_MANAGEMENT_CAFILE or the URL's cafile)
+            check_http_url(self.management_url, "JIEXU_MANAGEMENT_URL")
+            verify = management_tls(self.settings.amqp_url or (self.secret or {}).get("amqp_url"))
+            async with httpx.AsyncClient(timeout=TIMEOUT_S, verify=verify) as client:
                 response = await client.get(url, auth=auth)
         except Exception as exc:
             self.add("management API", False, f"{self.management_url} unreachable: {_short(exc)}",

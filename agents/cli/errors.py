@@ -97,6 +97,10 @@ def _explain(exc: BaseException) -> str | None:
             f"{exc}: give the directory with --directory or JIEXU_DIRECTORY (the file every agency "
             "shares: see the README, Running an agency)"
         )
+    from broker.tls import PlaintextRefused
+
+    if isinstance(exc, PlaintextRefused):  # JIEXU_REQUIRE_TLS
+        return f"configuration: {exc}"
     auth = _broker_auth_error(exc)
     if auth is not None:
         return auth

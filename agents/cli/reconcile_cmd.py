@@ -29,7 +29,8 @@ from agents.reconcile.report import ReconciliationReport
 from agents.reconcile.settings import ReconcilerSettings
 from agents.service.paths import Paths
 from broker.consumer import ConsumerSettings
-from broker.directory import AgencyDirectory, DirectoryError
+from broker.directory import DirectoryError
+from broker.directory_trust import open_directory
 from broker.logging import configure_logging
 from broker.names import RECONCILER_CODE
 from broker.signing import load_private_key, private_key_path
@@ -188,7 +189,7 @@ def reconcile_command(
     except (ValueError, CalendarFileError) as exc:
         raise _fail(str(exc)) from exc
     try:
-        agency_directory = AgencyDirectory.load(settings.directory)
+        agency_directory = open_directory(settings.directory, settings.secrets_dir)
     except DirectoryError as exc:
         raise _fail(str(exc)) from exc
     key_file = private_key_path(settings.key_dir, settings.code)

@@ -10,11 +10,13 @@ from typing import Any
 import typer
 
 from agents.service.paths import CREDENTIALS_PATTERN, DEFAULT_SECRETS_DIR
-from broker.directory import AgencyDirectory, DirectoryError
+from broker.directory import DirectoryError
+from broker.directory_trust import open_directory
 from broker.logging import configure_logging
 from broker.management import ManagementError
 from broker.provider import BrokerEndpoint
 from broker.provisioning import apply_topology_safely
+from broker.prune import Pruned, prune_agencies
 from broker.topology import (
     DEFAULT_DELIVERY_LIMIT,
     DEFAULT_GROUP_SIZE,
@@ -53,6 +55,11 @@ _JSON = typer.Option(False, "--json", help="print one JSON object on stdout")
 _ROTATE = typer.Option(
     False, "--rotate", help="set new passwords for broker users that already exist (default: keep)"
 )
+_PRUNE = typer.Option(
+    False,
+    "--prune",
+    help="also delete the broker users and queues (on this vhost) of agencies not in --directory",
+)
 _OUTPUT = typer.Option(..., "--output", help="definitions file to write")
 
 
@@ -62,12 +69,17 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _spec(
-    directory: Path | None, agencies: list[str] | None, delivery_limit: int, delays: str, prefix: str
+    directory: Path | None,
+    agencies: list[str] | None,
+    delivery_limit: int,
+    delays: str,
+    prefix: str,
+    secrets_dir: Path | None = None,
 ) -> TopologySpec:
     codes: set[str] = set(agencies or [])
     if directory is not None:
-        try:
-            codes.update(AgencyDirectory.load(directory).codes)
+        try:  # the operator's signature checked: --prune deletes whoever is not in it
+            codes.update(open_directory(directory, secrets_dir).codes)
         except DirectoryError as exc:
             raise _fail(str(exc)) from exc
     if not codes:
@@ -124,6 +136,7 @@ def apply_command(
     user_prefix: str = _PREFIX,
     rotate: bool = _ROTATE,
     as_json: bool = _JSON,
+    prune: bool = _PRUNE,
 ) -> None:
     """Provision the topology and one broker user per agency through the management API.
 
@@ -133,13 +146,18 @@ def apply_command(
     them) unless --rotate is given; prints which users were created, kept or rotated.
     """
     configure_logging(level="INFO" if as_json else "WARNING", json=as_json)
-    spec = _spec(directory, agency, delivery_limit, retry_delays, user_prefix)
+    spec = _spec(directory, agency, delivery_limit, retry_delays, user_prefix, secrets_dir)
     endpoint = _endpoint() or BrokerEndpoint.from_url(DEFAULT_AMQP_URL, None, "default")
     target = vhost or endpoint.vhost
     passwords = _known_passwords(secrets_dir, spec)
+    if prune and directory is None:
+        raise _fail("--prune needs --directory: it removes the agencies the directory does not list")
+    pruned = Pruned()
     try:
         with endpoint.management() as api:
             done = apply_topology_safely(api, target, spec, passwords, rotate=rotate)
+            if prune:
+                pruned = prune_agencies(api, target, spec)
     except ManagementError as exc:
         raise _fail(str(exc)) from exc
     credentials = done.credentials
@@ -161,6 +179,9 @@ def apply_command(
             **users,
             "kept_password_unknown": unknown,
             "secrets": [str(p) for p in written],
+            "pruned_users": pruned.users,
+            "pruned_queues": pruned.queues,
+            "kept_dead_letter_queues": pruned.kept_queues,
         },
         f"topology applied on vhost {target!r} at {endpoint.management_url}: "
         f"{len(spec.codes)} agencies (reconciler included)\n"
@@ -169,6 +190,13 @@ def apply_command(
             f"kept without a known password (not written; another deployment's users? use "
             f"--user-prefix, or --rotate to take them over): {', '.join(unknown)}\n"
             if unknown
+            else ""
+        )
+        + (
+            f"pruned: users {', '.join(pruned.users) or '-'}; queues {', '.join(pruned.queues) or '-'}"
+            + (f"; kept (not empty): {', '.join(pruned.kept_queues)}" if pruned.kept_queues else "")
+            + "\n"
+            if prune
             else ""
         )
         + f"credentials: {secrets_dir}/{CREDENTIALS_PATTERN}",
@@ -193,7 +221,7 @@ def export_command(
     Load the file with `load_definitions` in rabbitmq.conf or POST it to /api/definitions.
     """
     configure_logging(level="INFO" if as_json else "WARNING", json=as_json)
-    spec = _spec(directory, agency, delivery_limit, retry_delays, user_prefix)
+    spec = _spec(directory, agency, delivery_limit, retry_delays, user_prefix, secrets_dir)
     endpoint = _endpoint()
     target = vhost or (endpoint.vhost if endpoint else "/")
     passwords = _known_passwords(secrets_dir, spec)

@@ -47,11 +47,12 @@ from agents.service.relay import OutboxRelay
 from broker.address import parse_broker_url
 from broker.connection import BrokerConnection, connect
 from broker.consumer import Consumer, ConsumerSettings, KeyDirectory, run_until_signal
-from broker.directory import AgencyDirectory
+from broker.directory_trust import open_directory
 from broker.metrics import watch_connection
 from broker.names import inbox_queue
 from broker.publisher import Publisher
 from broker.signing import Ed25519PrivateKey, load_private_key, private_key_path
+from broker.tls import check_amqp_url
 from broker.topology import load_agency_secret
 
 __all__ = [
@@ -104,7 +105,7 @@ def reconciler_amqp_url(settings: ReconcilerSettings) -> str:
     Raises ValueError saying what is missing.
     """
     if settings.reconciler_amqp_url:
-        return settings.reconciler_amqp_url
+        return check_amqp_url(settings.reconciler_amqp_url, "JIEXU_RECONCILER_AMQP_URL")
     path = settings.paths.credentials(settings.code)
     if not path.exists():
         raise ValueError(
@@ -116,13 +117,14 @@ def reconciler_amqp_url(settings: ReconcilerSettings) -> str:
     # secrets file remembers from `topology apply`, as for the agents.
     base = settings.amqp_url or os.environ.get("JIEXU_AMQP_URL")
     if not base and secret.get("amqp_url") and settings.vhost is None:
-        return str(secret["amqp_url"])
+        return check_amqp_url(str(secret["amqp_url"]), f"the URL in {path.name}")
     try:
         url = parse_broker_url(base or DEFAULT_AMQP_URL)
     except ValueError as exc:
         raise ValueError(f"JIEXU_AMQP_URL: {exc}") from exc
     vhost = settings.vhost or secret.get("vhost", url.vhost)
-    return url.with_login(secret["username"], secret["password"], vhost).url()
+    login = url.with_login(secret["username"], secret["password"], vhost)
+    return check_amqp_url(login.url(), "JIEXU_AMQP_URL")
 
 
 @dataclass
@@ -378,7 +380,7 @@ async def run_reconciler_with(
     OSError) when a file it needs is missing or wrong, before connecting.
     """
     calendar = open_calendar(directory=settings.calendar_dir)
-    directory = AgencyDirectory.load(settings.directory)
+    directory = open_directory(settings.directory, settings.secrets_dir)  # operator-signed
     private_key = load_private_key(private_key_path(settings.key_dir, settings.code))
     return await run_reconciler(
         amqp_url=reconciler_amqp_url(settings),

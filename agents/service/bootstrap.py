@@ -45,8 +45,10 @@ from broker.address import parse_broker_url
 from broker.connection import BrokerConnection, connect
 from broker.consumer import Consumer, ConsumerSettings
 from broker.directory import AgencyDirectory
+from broker.directory_trust import open_directory
 from broker.publisher import Publisher
 from broker.signing import Ed25519PrivateKey, load_private_key
+from broker.tls import check_amqp_url
 from broker.topology import load_agency_secret
 from schemas.common import AgencyDetails, BankAccount
 
@@ -157,12 +159,14 @@ def agency_amqp_url(settings: AgentSettings) -> str:
             f"no broker URL for agency {settings.agency}: set JIEXU_AMQP_URL or run "
             "`jiexu topology apply` with it set"
         )
-    # Every node the URL names (a cluster), with this agency's own login.
-    return (
+    # Every node the URL names (a cluster), the scheme and the TLS query (cafile, certfile,
+    # keyfile) kept, with this agency's own login.
+    url = (
         parse_broker_url(base)
         .with_login(secret["username"], secret["password"], secret.get("vhost", "/"))
         .url()
     )
+    return check_amqp_url(url, f"agency {settings.agency}'s broker URL")
 
 
 @dataclass
@@ -224,7 +228,7 @@ async def _open_resources(
     settings: AgentSettings, clock: Clock | None, store: Store | None, ledger: LedgerPort | None
 ) -> _Resources:
     clock = clock or SystemClock()
-    directory = AgencyDirectory.load(settings.paths.directory)
+    directory = open_directory(settings.paths.directory, settings.secrets_dir)  # operator-signed
     private_key = load_private_key(settings.paths.private_key(settings.agency))
     store = store if store is not None else await open_store(settings, clock)
     try:

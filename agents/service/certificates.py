@@ -124,14 +124,17 @@ def verify_certificate(
     if certificate.signature is None:
         raise CertificateRefused("unsigned", "the certificate carries no signature")
     issuer = certificate.issuer.code
+    # Any key of the issuer not revoked (a rotation does not void earlier certificates).
+    unrevoked = getattr(keys, "unrevoked_keys", None)
     try:
-        public_key = keys.public_key(issuer)
+        public_keys = unrevoked(issuer) if unrevoked is not None else (keys.public_key(issuer),)
     except KeyError:
         raise CertificateRefused(
             "unknown_issuer", f"agency {issuer} is not in the agency directory"
         ) from None
     signature = base64.b64decode(certificate.signature)  # its form was checked when it was parsed
-    if not ed25519_verify(public_key, signature, canonical_certificate_bytes(certificate)):
+    signed = canonical_certificate_bytes(certificate)
+    if not any(ed25519_verify(key, signature, signed) for key in public_keys):
         raise CertificateRefused(
             "bad_signature",
             f"the signature does not match agency {issuer}'s key: the certificate was altered after "

@@ -45,7 +45,7 @@ from agents.tools.scenarios import (
 )
 from agents.tools.seed import seed_accounts
 from broker.consumer import ConsumerSettings
-from broker.directory import AgencyDirectory
+from broker.directory_trust import open_directory
 from broker.names import RECONCILER_CODE
 from broker.provider import BrokerEndpoint
 from broker.signing import load_private_key
@@ -267,7 +267,7 @@ def _reconciler(provisioned: Provisioned) -> ReconcilerProcess:
         settings = settings.model_copy(update={"reconciler_metrics_port": 0})
     return ReconcilerProcess(
         amqp_url=secret["amqp_url"],
-        directory=AgencyDirectory.load(paths.directory),
+        directory=open_directory(paths.directory, paths.secrets_dir),
         private_key=load_private_key(paths.private_key(RECONCILER_CODE)),
         store_path=paths.report(),
         settings=settings,

@@ -15,6 +15,7 @@ from agents.domain.deadlines import Regime
 from agents.service.paths import Paths
 from agents.service.settings import AgentSettings
 from broker.directory import AgencyDirectory, AgencyEntry, DirectoryBankAccount
+from broker.directory_trust import OPERATOR, install_operator_key, sign_directory
 from broker.names import RECONCILER_CODE
 from broker.provider import BrokerEndpoint
 from broker.signing import (
@@ -185,6 +186,11 @@ def provision(
             )
         )
     AgencyDirectory(entries).save(paths.directory)
+    # Signed by an operator key of this world, whose public half every process here trusts.
+    operator = generate_private_key()
+    save_private_key(operator, secrets / f"{OPERATOR}.ed25519.pem")
+    install_operator_key(secrets, operator)
+    sign_directory(paths.directory, operator)
     spec = TopologySpec(
         agency_codes=tuple(codes),
         retry_delays_ms=retry_delays_ms,

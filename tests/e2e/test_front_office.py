@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -195,6 +196,8 @@ async def test_expected_failures_are_one_line_exit_2_and_leave_nothing_behind(
         assert "not in the agency directory" in _one_error_line(unknown)
         assert not (p.data_dir / "999998").exists()
 
+        # A secrets directory with the operator's key (the directory verifies) but no signing key.
+        shutil.copy(p.secrets_dir / "operator.ed25519.pub", tmp_path / "operator.ed25519.pub")
         no_key = await _jiexu(
             *apply,
             "--id-number",

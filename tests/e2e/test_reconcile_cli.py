@@ -15,6 +15,7 @@ from agents.cli import app
 from agents.cli.reconcile_cmd import store_path
 from broker.connection import connect
 from broker.directory import AgencyDirectory
+from broker.directory_trust import install_operator_key, sign_directory
 from broker.names import RECONCILER_CODE, inbox_queue
 from broker.publisher import Publisher
 from broker.pytest_plugin import TestVhost
@@ -85,6 +86,9 @@ def test_once_handles_the_inbox_asks_both_ends_and_the_report_lists_the_open_cas
     save_private_key(keys[RECONCILER_CODE], private_key_path(secrets, RECONCILER_CODE))
     directory = tmp_path / "directory.json"
     AgencyDirectory([directory_entry(code, keys[code]) for code in (A, B)]).save(directory)
+    operator = generate_private_key()  # the reconciler checks the operator's signature
+    sign_directory(directory, operator)
+    install_operator_key(secrets, operator)
     asyncio.run(_send_copies(vhost, credentials, keys))
 
     common = ["--data-dir", str(tmp_path / "data"), "--json"]

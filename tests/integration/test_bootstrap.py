@@ -16,6 +16,7 @@ from agents.testing.fakes import InMemoryLedger
 from agents.tools.provision import AgencyProfile
 from agents.tools.seed import make_mover
 from broker.directory import AgencyDirectory, AgencyEntry, DirectoryBankAccount
+from broker.directory_trust import install_operator_key, sign_directory
 from broker.signing import generate_private_key, public_key_to_raw_b64, save_private_key
 from schemas.common import Person
 
@@ -52,6 +53,9 @@ def _deployment(tmp_path: Path) -> AgentSettings:
             )
         )
     AgencyDirectory(entries).save(settings.paths.directory)
+    operator = generate_private_key()  # signed by the operator, as every process requires
+    sign_directory(settings.paths.directory, operator)
+    install_operator_key(settings.secrets_dir, operator)
     return settings
 
 

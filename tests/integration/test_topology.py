@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from agents.cli import app
 from broker.directory import AgencyDirectory, AgencyEntry
+from broker.directory_trust import install_operator_key, sign_directory
 from broker.management import ManagementClient, ManagementError
 from broker.names import (
     DLX,
@@ -347,6 +348,9 @@ async def test_jiexu_topology_apply_writes_private_credentials_and_keeps_them_on
             }
         )
     ).save(directory)
+    operator = generate_private_key()  # the operator signs the directory; apply checks it
+    sign_directory(directory, operator)
+    install_operator_key(tmp_path / "secrets", operator)
     monkeypatch.setenv("JIEXU_AMQP_URL", rabbitmq_vhost.amqp_url)
     monkeypatch.setenv("JIEXU_MANAGEMENT_URL", rabbitmq_vhost.endpoint.management_url)
     secrets_dir = tmp_path / "secrets"
@@ -362,7 +366,10 @@ async def test_jiexu_topology_apply_writes_private_credentials_and_keeps_them_on
         assert first.exit_code == 0, first.output
         assert json.loads(first.stdout)["new_passwords"] == sorted([A, B, RECONCILER_CODE])
         files = {p.name: p for p in secrets_dir.iterdir()}
-        assert set(files) == {f"{c}.broker.json" for c in (A, B, RECONCILER_CODE)}
+        assert set(files) == {f"{c}.broker.json" for c in (A, B, RECONCILER_CODE)} | {
+            "operator.ed25519.pub"
+        }
+        del files["operator.ed25519.pub"]
         assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files.values())
         secret = load_agency_secret(files[f"{A}.broker.json"])
         second = runner.invoke(app, args)

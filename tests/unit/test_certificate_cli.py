@@ -23,7 +23,11 @@ from agents.service.paths import Paths
 from agents.store.base import CaseRecord
 from agents.store.sqlite import SqliteStore
 from broker.directory import AgencyDirectory
+from broker.directory_trust import install_operator_key, sign_directory
+from broker.signing import generate_private_key
 from tests.unit.test_case_continuity import OUT, transfer
+
+OPERATOR = generate_private_key()
 
 app = typer.Typer()
 case_app = typer.Typer()
@@ -51,6 +55,9 @@ def issued() -> tuple[ParticipationCertificate, AgencyDirectory, Any]:
 def _write_directory(path: Path, directory: AgencyDirectory) -> Path:
     entries = [directory.get(code).model_dump(mode="json") for code in (OUT, "440300") if code in directory]
     path.write_text(json.dumps({"agencies": entries}, ensure_ascii=False), encoding="utf-8")
+    # Signed by the operator, whose key the verifying side holds in its secrets directory.
+    sign_directory(path, OPERATOR)
+    install_operator_key(path.parent / "secrets", OPERATOR)
     return path
 
 
@@ -58,7 +65,11 @@ def _verify(tmp_path: Path, directory: AgencyDirectory, document: str, *extra: s
     cert = tmp_path / "cert.json"
     cert.write_text(document, encoding="utf-8")
     known = _write_directory(tmp_path / "directory.json", directory)
-    return runner.invoke(app, ["certificate", "verify", str(cert), "--directory", str(known), *extra])
+    return runner.invoke(
+        app,
+        ["certificate", "verify", str(cert), "--directory", str(known), *extra],
+        env={"JIEXU_SECRETS_DIR": str(tmp_path / "secrets")},
+    )
 
 
 def test_an_issued_certificate_verifies_with_its_printed_check_code(

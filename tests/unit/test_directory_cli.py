@@ -90,6 +90,13 @@ def test_a_directory_made_on_the_command_line_loads_and_refuses_what_it_cannot_s
     as_json = runner.invoke(app, ["directory", "show", "--directory", str(directory), "--json"])
     assert {a["code"] for a in json.loads(as_json.stdout)["agencies"]} == {FUTURE, JIUJIANG, DONGGUAN}
 
+    # The operator signs the directory; the agency holds the operator's public key.
+    made = runner.invoke(app, ["keys", "generate", "--agency", "operator", "--out", str(secrets)])
+    assert made.exit_code == 0, made.output
+    signed = runner.invoke(
+        app, ["keys", "sign-directory", str(directory), "--key", str(secrets / "operator.ed25519.pem")]
+    )
+    assert signed.exit_code == 0, signed.output
     person = {"JIEXU_ID_NUMBER": "11010519491231002X", "JIEXU_NAME": "张三"}
     apply = [
         "apply",
