@@ -23,15 +23,17 @@ The points, in the order a case meets them:
     `agents.service.relay.OutboxRelay`, the broker confirmed the batch, ``mark_published`` not yet run:
     the restarted relay publishes the same messages (same message ids) again.
 ``mid_ledger_change``
-    `agents.service.agency.AgencyService`, between two ledger commands of one case (a payout case runs
-    terminate_and_debit, then pay_out): the first is applied in the ledger, the second is not.
+    `agents.service.agency.AgencyService` (its `agents.service.ledger_commands`), between two ledger
+    commands of one case (a payout case runs terminate_and_debit, then pay_out): the first is applied
+    in the ledger, the second is not.
 ``mid_ledger_transaction``
     `agents.ledger.sqlite.SqliteLedger`, inside one operation's transaction: the account row and
     the idempotency row are written, the ``COMMIT`` is not. SQLite must roll it back: after the
     crash neither the balance change nor the ``ledger_ops`` row exists.
 ``after_ledger_before_commit``
-    `agents.service.agency.AgencyService`, every ledger command of a case applied, the result (the case
-    leaving ``releasing``/``crediting``, its outgoing messages) not yet committed to the store.
+    `agents.service.agency.AgencyService` (its `agents.service.ledger_commands`), every ledger command
+    of a case applied, the result (the case leaving ``releasing``/``crediting``, its outgoing
+    messages) not yet committed to the store.
 ``after_handle_before_ack``
     The end of `agents.service.agency.AgencyService.handle` for a message that moves a case: its effect
     is committed (its outgoing messages may be published), the consumer has not acked it yet.

@@ -8,7 +8,9 @@ their own through the ``classic_config`` peer discovery backend (every node list
 joined by hand, which is what makes startup as short as one node's boot.
 
 A test can then stop (SIGTERM: a clean shutdown), kill (SIGKILL), pause (SIGSTOP), resume
-(SIGCONT) and restart a node; `close` kills every node and removes the directory.
+(SIGCONT) and restart a node; `close` kills every node and removes the directory. One node (its
+ports, directory, configuration and process) is `broker.cluster_nodes`; this module assembles the
+cluster and re-exports `ClusterNode` and `ClusterError`.
 
 Partition handling is ``autoheal``. With quorum queues (everything jiexu declares on a cluster is
 one, see `broker.topology`) messages are replicated by Raft, which makes progress only in a
@@ -26,20 +28,27 @@ import os
 import secrets
 import shutil
 import signal
-import socket
-import subprocess
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import quote
 
-import httpx
 import structlog
 
+from broker.cluster_nodes import (
+    ClusterError,
+    ClusterNode,
+    node_ports,
+    node_view,
+    reap_node,
+    signal_node,
+    spawn_node,
+    write_node_config,
+)
 from broker.management import ManagementClient
 from broker.provider import BrokerEndpoint, ProvidedBroker, _rabbitmq_server_binary
 
@@ -60,104 +69,6 @@ DEFAULT_NET_TICKTIME_S = 20
 """Erlang's distribution tick (default 60): a frozen peer is declared down after 0.75-1.25 of it.
 Shorter here so a test's pause turns into a real partition within a bounded wait."""
 READY_TIMEOUT_S = 180.0
-
-
-class ClusterError(RuntimeError):
-    """A node would not start, or the cluster would not form."""
-
-
-def _is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _node_ports(count: int) -> list[tuple[int, int, int]]:
-    """(AMQP, management, distribution) ports for ``count`` nodes, all free on 127.0.0.1.
-
-    The management port is the AMQP port + 10000, RabbitMQ's convention (5672 -> 15672), which
-    is what `broker.address` derives when ``JIEXU_MANAGEMENT_URL`` is unset: the cluster's AMQP
-    URL alone reaches every node's API.
-    """
-    rng = secrets.SystemRandom()
-    chosen: list[tuple[int, int, int]] = []
-    taken: set[int] = set()
-    while len(chosen) < count:
-        amqp = rng.randrange(20000, 30000)
-        dist = rng.randrange(40000, 50000)
-        ports = (amqp, amqp + 10000, dist)
-        if taken.isdisjoint(ports) and all(_is_free(p) for p in ports):
-            chosen.append(ports)
-            taken.update(ports)
-    return chosen
-
-
-@dataclass
-class ClusterNode:
-    """One node of a `LocalCluster`: its name, ports, directory and (while running) its process."""
-
-    index: int
-    name: str
-    amqp_port: int
-    management_port: int
-    dist_port: int
-    base: Path
-    username: str = "guest"
-    password: str = "guest"
-    process: subprocess.Popen[bytes] | None = None
-    paused: bool = False
-    starts: int = 0
-    _log: IO[bytes] | None = field(default=None, repr=False)
-
-    @property
-    def short(self) -> str:
-        """``c1``, ``c2``...: how tests and logs name the node."""
-        return f"c{self.index + 1}"
-
-    @property
-    def host(self) -> str:
-        return "127.0.0.1"
-
-    @property
-    def management_url(self) -> str:
-        return f"http://127.0.0.1:{self.management_port}"
-
-    def amqp_url(
-        self, vhost: str = "/", username: str | None = None, password: str | None = None
-    ) -> str:
-        user = quote(username or self.username, safe="")
-        pwd = quote(password if password is not None else self.password, safe="")
-        return f"amqp://{user}:{pwd}@127.0.0.1:{self.amqp_port}/{quote(vhost, safe='')}"
-
-    def endpoint(self) -> BrokerEndpoint:
-        return BrokerEndpoint(
-            host="127.0.0.1",
-            amqp_port=self.amqp_port,
-            management_url=self.management_url,
-            username=self.username,
-            password=self.password,
-            source=f"cluster node {self.name}",
-        )
-
-    def management(self, timeout: float = 5.0) -> ManagementClient:
-        return ManagementClient(self.management_url, self.username, self.password, timeout=timeout)
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    @property
-    def log_path(self) -> Path:
-        return self.base / f"server-{self.starts}.log"
-
-    def log_tail(self, chars: int = 2000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
 
 
 @dataclass
@@ -202,7 +113,7 @@ class LocalCluster:
                 dist_port=dist,
                 base=base / f"c{i + 1}",
             )
-            for i, (amqp, management, dist) in enumerate(_node_ports(size))
+            for i, (amqp, management, dist) in enumerate(node_ports(size))
         ]
         return cls(
             nodes=nodes,
@@ -222,55 +133,15 @@ class LocalCluster:
             f"cluster_formation.classic_config.nodes.{n.index + 1} = {n.name}\n" for n in self.nodes
         )
         for node in self.nodes:
-            node.base.mkdir(parents=True, exist_ok=True)
-            (node.base / "rabbitmq.conf").write_text(
-                f"listeners.tcp.default = 127.0.0.1:{node.amqp_port}\n"
-                f"management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {node.management_port}\n"
-                "loopback_users = none\n"
-                f"cluster_partition_handling = {self.partition_handling}\n"
-                f"net_ticktime = {self.net_ticktime_s}\n"
-                "queue_leader_locator = balanced\n"
-                "cluster_formation.peer_discovery_backend = classic_config\n"
-                f"{peers}"
+            write_node_config(
+                node,
+                peers=peers,
+                partition_handling=self.partition_handling,
+                net_ticktime_s=self.net_ticktime_s,
             )
-            (node.base / "enabled_plugins").write_text("[rabbitmq_management].\n")
-            (node.base / "rabbitmq-env.conf").write_text("")
-
-    def _env(self, node: ClusterNode) -> dict[str, str]:
-        return {
-            **os.environ,
-            "HOME": str(self.base),  # where the Erlang cookie is, for the nodes and the CLI
-            "RABBITMQ_NODENAME": node.name,
-            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-            "RABBITMQ_NODE_PORT": str(node.amqp_port),
-            "RABBITMQ_DIST_PORT": str(node.dist_port),
-            "RABBITMQ_MNESIA_BASE": str(node.base / "mnesia"),
-            "RABBITMQ_LOG_BASE": str(node.base / "log"),
-            "RABBITMQ_PID_FILE": str(node.base / "pid"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(node.base / "enabled_plugins"),
-            "RABBITMQ_CONFIG_FILE": str(node.base / "rabbitmq.conf"),
-            "RABBITMQ_CONF_ENV_FILE": str(node.base / "rabbitmq-env.conf"),
-            "RABBITMQ_ADVANCED_CONFIG_FILE": str(node.base / "advanced.config"),
-            "ERL_EPMD_ADDRESS": "127.0.0.1",
-        }
 
     def _spawn(self, node: ClusterNode) -> None:
-        node.starts += 1
-        node._log = node.log_path.open("wb")
-        try:
-            node.process = subprocess.Popen(
-                [self.binary],
-                env=self._env(node),
-                cwd=node.base,
-                stdout=node._log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # its own process group: signals reach beam and children
-            )
-        except OSError as exc:
-            node._log.close()
-            raise ClusterError(f"could not run {self.binary}: {exc}") from exc
-        node.paused = False
+        spawn_node(node, self.binary, self.base)
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self, timeout_s: float = READY_TIMEOUT_S) -> LocalCluster:
@@ -303,7 +174,7 @@ class LocalCluster:
                     raise ClusterError(
                         f"{node.name} exited with {node.process.returncode}:\n{node.log_tail()}"
                     )
-            states = [self._node_view(node) for node in wanted]
+            states = [node_view(node) for node in wanted]
             expected = {n.name for n in self.nodes if n.running and not n.paused}
             missing = [
                 (node.short, view)
@@ -315,21 +186,6 @@ class LocalCluster:
             last = "; ".join(f"{short}: {view}" for short, view in missing)
             time.sleep(0.5)
         raise ClusterError(f"cluster not ready after {timeout_s:.0f} s: {last}")
-
-    @staticmethod
-    def _node_view(node: ClusterNode) -> set[str] | str:
-        """The names of the running nodes this node sees, or why it cannot say."""
-        try:
-            response = httpx.get(
-                f"{node.management_url}/api/nodes",
-                auth=(node.username, node.password),
-                timeout=3.0,
-            )
-        except httpx.HTTPError as exc:
-            return f"management API: {type(exc).__name__}"
-        if response.status_code != 200:
-            return f"HTTP {response.status_code}"
-        return {n["name"] for n in response.json() if n.get("running")}
 
     def running_nodes(self) -> list[ClusterNode]:
         return [n for n in self.nodes if n.running and not n.paused]
@@ -343,19 +199,13 @@ class LocalCluster:
                 return node
         raise KeyError(which)
 
-    def _signal(self, node: ClusterNode, sig: signal.Signals) -> None:
-        if node.process is None:
-            raise ClusterError(f"{node.name} is not running")
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(node.process.pid, sig)
-
     def kill(self, which: int | str) -> ClusterNode:
         """SIGKILL the node's whole process group: a crash, no clean shutdown."""
         node = self.node(which)
         if node.paused:
-            self._signal(node, signal.SIGCONT)  # a stopped process dies on SIGKILL anyway
-        self._signal(node, signal.SIGKILL)
-        self._reap(node, 30)
+            signal_node(node, signal.SIGCONT)  # a stopped process dies on SIGKILL anyway
+        signal_node(node, signal.SIGKILL)
+        reap_node(node, 30)
         return node
 
     def stop(self, which: int | str, timeout_s: float = 60.0) -> ClusterNode:
@@ -364,8 +214,8 @@ class LocalCluster:
         if node.paused:
             self.resume(which)
         if node.running:
-            self._signal(node, signal.SIGTERM)
-        self._reap(node, timeout_s)
+            signal_node(node, signal.SIGTERM)
+        reap_node(node, timeout_s)
         return node
 
     def stop_all(self, timeout_s: float = 60.0) -> None:
@@ -374,20 +224,20 @@ class LocalCluster:
             if node.paused:
                 self.resume(node.index)
             if node.running:
-                self._signal(node, signal.SIGTERM)
+                signal_node(node, signal.SIGTERM)
         for node in self.nodes:
-            self._reap(node, timeout_s)
+            reap_node(node, timeout_s)
 
     def pause(self, which: int | str) -> ClusterNode:
         """SIGSTOP: the node freezes (its sockets stay open, nothing answers), as a stalled VM."""
         node = self.node(which)
-        self._signal(node, signal.SIGSTOP)
+        signal_node(node, signal.SIGSTOP)
         node.paused = True
         return node
 
     def resume(self, which: int | str) -> ClusterNode:
         node = self.node(which)
-        self._signal(node, signal.SIGCONT)
+        signal_node(node, signal.SIGCONT)
         node.paused = False
         return node
 
@@ -419,34 +269,16 @@ class LocalCluster:
             self._spawn(self.nodes[index])
         self.wait_ready(timeout_s)
 
-    def _reap(self, node: ClusterNode, timeout_s: float) -> None:
-        process = node.process
-        if process is not None:
-            try:
-                process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGCONT)
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=30)
-            # Children of the node (erl_child_setup, inet_gethost) share its process group.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-        if node._log is not None:
-            node._log.close()
-            node._log = None
-        node.paused = False
-
     def close(self) -> None:
         """Kill every node and remove every directory: nothing is left behind."""
         for node in self.nodes:
             if node.process is not None:
                 with contextlib.suppress(Exception):
                     if node.paused:
-                        self._signal(node, signal.SIGCONT)
-                    self._signal(node, signal.SIGKILL)
+                        signal_node(node, signal.SIGCONT)
+                    signal_node(node, signal.SIGKILL)
                 with contextlib.suppress(Exception):
-                    self._reap(node, 30)
+                    reap_node(node, 30)
         shutil.rmtree(self.base, ignore_errors=True)
 
     # -- addresses --------------------------------------------------------------------------------

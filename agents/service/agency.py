@@ -14,6 +14,11 @@ pending commands again, the ledger returns the first result, and the case moves 
 The reconciliation agent is copied (a separate, signed envelope addressed to it) on every
 information form, completion notice and rejection sent to another agency: that is how it learns of
 each case and of what the outgoing agency certified.
+
+`AgencyService` delegates part of its work to functions of it in sibling modules: running a case's
+pending ledger commands and committing their result (`agents.service.ledger_commands`), the
+deadline and recovery rounds (`agents.service.rounds`), an operator's actions
+(`agents.service.operator`); the checks on who may send what are `agents.service.admission`.
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 import structlog
 
@@ -31,13 +35,9 @@ from agents.domain.case import (
     Case,
     Context,
     Decision,
-    LedgerApplied,
-    LedgerRefused,
     LetterReceived,
     OutboundMessage,
     PayoutApproved,
-    State,
-    Tick,
     case_columns,
     case_from_data,
     decide,
@@ -47,8 +47,8 @@ from agents.domain.case import (
 from agents.domain.clock import Clock
 from agents.domain.workdays import WorkdayCalendar
 from agents.faults import crash_point
-from agents.ledger.base import LedgerEntry, LedgerPort, PersonAccount
-from agents.service import operator
+from agents.ledger.base import LedgerPort, PersonAccount
+from agents.service import ledger_commands, operator, rounds
 from agents.service.admission import (
     RECONCILER_TYPES,
     Freshness,
@@ -57,12 +57,10 @@ from agents.service.admission import (
     directory_account,
 )
 from agents.service.certificates import sign_certificate
-from agents.service.commands import run_command
 from agents.service.metrics import AgentMetrics
 from agents.service.statements import statement_document
 from agents.store.base import (
     CaseRecord,
-    ConcurrentCaseUpdate,
     DuplicateOpenCase,
     OutboxMessage,
     Store,
@@ -73,7 +71,7 @@ from broker.delivery import DeliveryInfo
 from broker.directory import AgencyDirectory
 from broker.names import routing_key
 from broker.signing import Ed25519PrivateKey, sign_envelope
-from schemas.errors import DomainRuleViolation, TransientError
+from schemas.errors import TransientError
 from schemas.reconciliation import StatementRequestV1
 from schemas.registry import Message, encode_envelope, envelope_for, newest_version
 
@@ -86,8 +84,6 @@ CONSUMER = "agent"
 
 RECONCILER_COPIES = frozenset({"information_form", "transfer_completed", "rejection"})
 """Documents copied to the reconciliation agent when sent to another agency."""
-
-_PENDING_STATES = frozenset({State.RELEASING, State.CREDITING})
 
 
 @dataclass
@@ -259,125 +255,26 @@ class AgencyService:
 
         Returns the number of cases ticked.
         """
-        today = self.clock.today()
-        ticked = 0
-        for record in await self.store.cases_due_before(today):
-            ticked += 1
-            try:  # every replica ticks: the case row lock and version let one remind
-                async with self.store.transaction() as tx:
-                    current = await tx.get_case(record.case_id)
-                    if current is None or not current.open:
-                        continue
-                    decision = decide(case_from_data(current.data), Tick(today=today), self._context())
-                    saved = await self._commit(tx, current, decision)
-            except ConcurrentCaseUpdate:
-                continue  # changed meanwhile; the next round ticks what is stored then
-            reminders = sum(1 for m in decision.messages if m.document.MESSAGE_TYPE == "reminder")
-            self.stats.reminders += reminders
-            if self.metrics is not None:
-                self.metrics.reminders_sent(reminders)
-            self._committed(decision)
-            if saved is not None and saved.pending_commands:
-                await self._drive_commands_safely(saved.case_id)
-        # Inbox retention follows from the freshness window (see `agents.service.admission`).
-        pruned = await self.store.prune_inbox(self.freshness.inbox_cutoff(self.clock.now()))
-        if pruned:
-            log.info("inbox_pruned", rows=pruned)
-        return ticked
+        return await rounds.tick(self)
 
     async def recover(self) -> int:
         """Run the ledger commands of every case left with pending ones (after a crash), but
         those changed within `recover_grace_s` (another replica's in flight). Replicas that
         still race apply each change once: the ledger is idempotent per (case, operation), and
         the case's version lets one of them commit the result."""
-        settled = self.clock.now() - timedelta(seconds=self.recover_grace_s)
-        pending = [
-            record.case_id
-            for record in await self.store.list_cases(
-                open_only=True, states=sorted(state.value for state in _PENDING_STATES)
-            )
-            if not self.recover_grace_s or record.updated_at <= settled
-        ]
-        for case_id in pending:
-            await self._drive_commands_safely(case_id)
-        if pending:
-            log.info("pending_commands_recovered", cases=len(pending))
-        return len(pending)
+        return await rounds.recover(self)
 
-    # -- ledger commands ------------------------------------------------------------------------
+    # -- ledger commands (`agents.service.ledger_commands`) -------------------------------------
     async def _drive_commands_safely(
         self, case_id: uuid.UUID, known: tuple[Case, CaseRecord] | None = None
     ) -> None:
-        # The message that led here is committed (and will be acked): a failure now must not
-        # fail the delivery. The case stays in its pending state and `recover` runs it again.
-        try:
-            await self._drive_commands(case_id, known)
-        except Exception as exc:
-            log.warning("ledger_commands_deferred", case_id=str(case_id), error=repr(exc))
+        await ledger_commands.drive_commands_safely(self, case_id, known)
 
     async def _drive_commands(
         self, case_id: uuid.UUID, known: tuple[Case, CaseRecord] | None = None
     ) -> None:
-        """Run the case's pending ledger commands, then commit their result.
-
-        ``known``: the case and its record as this process has just committed them; they spare
-        reading the case back. Its version guards the second commit: if anyone changed the case
-        meanwhile, the store refuses the save, and the result is decided again on what is stored.
-        """
-        if known is None:
-            record = await self.store.get_case(case_id)
-            if record is None:
-                return
-            case = case_from_data(record.data)
-        else:
-            case, record = known
-        if not case.pending_commands:
-            return
-        result = await self._run_commands(case)
-        crash_point("after_ledger_before_commit")
-        context = self._context(counterpart=case.counterpart_code)
-        try:
-            async with self.store.transaction() as tx:
-                decision = decide(case, result, context)
-                await self._save(tx, record, decision)
-        except ConcurrentCaseUpdate:
-            async with self.store.transaction() as tx:
-                current = await tx.get_case(case_id)
-                if current is None:
-                    return
-                case = case_from_data(current.data)
-                if not case.pending_commands:
-                    return  # another worker finished it
-                decision = decide(case, result, context)
-                await self._save(tx, current, decision)
-        self._committed(decision)
-
-    async def _run_commands(self, case: Case) -> LedgerApplied | LedgerRefused:
-        applied: list[LedgerEntry] = []
-        for index, command in enumerate(case.pending_commands):
-            if index:
-                crash_point("mid_ledger_change")
-            try:
-                entry = await (
-                    run_command(self.ledger, command)
-                    if self.metrics is None
-                    else self.metrics.ledger_call(
-                        command.operation, case.counterpart_code, run_command(self.ledger, command)
-                    )
-                )
-            except DomainRuleViolation as exc:
-                log.warning(
-                    "ledger_refused", operation=command.operation, reason=exc.reason_code
-                )
-                return LedgerRefused(
-                    operation=command.operation,
-                    reason_code=exc.reason_code,
-                    text=exc.text,
-                    applied=tuple(applied),
-                )
-            applied.append(entry)
-            self.stats.commands_run += 1
-        return LedgerApplied(entries=tuple(applied))
+        """Run the case's pending ledger commands, then commit their result."""
+        await ledger_commands.drive_commands(self, case_id, known)
 
     # -- statements for the reconciliation agent ------------------------------------------------
     async def _answer_statement(self, message: Message) -> None:
