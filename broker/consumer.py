@@ -5,26 +5,14 @@ Every delivery runs the same pipeline::
     size -> decode -> recipient -> sender = user_id -> properties -> signature -> replay -> payload
     -> handler
 
-and ends in exactly one place, `dispose`, which turns what happened into one `Disposition`:
-
-* the handler returned (it has committed)            -> ack
-* a `ContractError` anywhere (hostile or broken)      -> dead-letter with its reason, never retry
-* a `DomainRuleViolation` escaped the handler          -> dead-letter (answering with a rejection
-                                                          is the handler's job; escaping is a bug)
-* a `TransientError` or any other exception            -> retry after a delay; after
-                                                          ``max_attempts`` -> dead-letter
-                                                          ``handler_failed``
-
-A retry is a copy published to the agency's own ``agency_retry_exchange(code)`` with key
-``delay.{code}.{ms}`` (a TTL queue that dead-letters it back into the inbox) with
-``x-jiexu-attempt`` incremented and any ``x-jiexu-dead-*`` header a publisher set dropped; a dead
-letter is a copy published to the agency's own ``agency_dlx(code)`` with key ``{code}`` and the
-``x-jiexu-dead-*`` headers (the detail masked, control characters escaped). No other agency can
-publish to either. Either copy is confirmed before the original is acked, so a crash in between
-duplicates (harmless: the inbox of handled ids) and never loses. If the copy cannot be published,
-the original is requeued after a pause; the quorum inbox's ``x-delivery-limit`` bounds even that
-loop. A poison message therefore never blocks
-the queue and never stops the consumer.
+and ends in exactly one place, `dispose` (`broker.disposition`: ack, retry with a delay, or
+dead-letter with a reason), whose copy (a retry, a dead letter) is published to the agency's own
+exchanges. Either copy is confirmed before the original is acked, so a crash in between
+duplicates (harmless: the inbox of handled ids, `broker.replay`) and never loses. If the copy cannot
+be published, the original is requeued after a pause; the quorum inbox's ``x-delivery-limit`` bounds
+even that loop. A poison message therefore never blocks the queue and never stops the consumer.
+`ConsumerSettings` (`broker.consumer_settings`) tunes it; `run_until_signal` (`broker.signals`) stops
+consumers on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -32,12 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import signal
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -46,20 +31,24 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustC
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from broker.connection import BrokerConnection
+from broker.consumer_settings import DEFAULT_MAX_BODY_BYTES, DEFAULT_RETRY_DELAYS_MS, ConsumerSettings
 from broker.delivery import (
-    DEAD_LETTER_HEADERS,
-    HEADER_ATTEMPT,
-    HEADER_DEAD_AT,
-    HEADER_DEAD_DETAIL,
-    HEADER_DEAD_REASON,
-    HEADER_ORIGINAL_ROUTING_KEY,
     HEADER_REPUBLISHED,
     DeliveryInfo,
     attempt_of,
     header_str,
     printable,
     publisher_user,
-    republish_copy,
+)
+from broker.disposition import (
+    Ack,
+    ConsumerStats,
+    DeadLetter,
+    Disposition,
+    Retry,
+    dead_letter_copy,
+    dispose,
+    retry_copy,
 )
 from broker.metrics import TransportMetrics
 from broker.names import (
@@ -71,9 +60,11 @@ from broker.names import (
 )
 from broker.properties import check_delivery_properties
 from broker.publisher import Publisher
+from broker.replay import RecentMessageIds, SeenCheck, SenderSeenCheck, _replay_check
+from broker.signals import Stoppable, run_until_signal
 from broker.signing import Ed25519PublicKey, verify_envelope, verify_envelope_async
 from schemas.envelope import Envelope
-from schemas.errors import ContractError, DomainRuleViolation, TransientError
+from schemas.errors import ContractError, TransientError
 from schemas.pii import mask_value
 from schemas.registry import Message, decode_envelope_with_raw, validate_document
 
@@ -91,83 +82,26 @@ __all__ = [
     "KeyDirectory",
     "RecentMessageIds",
     "Retry",
+    "SeenCheck",
+    "SenderSeenCheck",
+    "Stoppable",
     "dispose",
     "run_until_signal",
 ]
 
 log = structlog.get_logger("jiexu.broker.consumer")
 
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-DEFAULT_RETRY_DELAYS_MS: tuple[int, ...] = (1000, 5000, 30000)  # = broker.topology's default
 DETAIL_MAX_CHARS = 2000
 CANCEL_TIMEOUT_S = 5.0
 
 Handler = Callable[[Message, DeliveryInfo], Awaitable[None]]
 """``async def handle(message, delivery) -> None``: returns only after its own commit."""
 
-SeenCheck = Callable[[UUID], Awaitable[bool]]
-"""Has a message with this id been handled (committed) already?"""
-
-SenderSeenCheck = Callable[[str, UUID], Awaitable[bool]]
-"""Has this sender's message with this id been handled? (An inbox keyed by sender: another
-agency sending the same id neither blocks nor is blocked by the real sender's message.)"""
-
 
 class KeyDirectory(Protocol):
     """Where the sender's public key comes from (`broker.directory.AgencyDirectory` is one)."""
 
     def public_key(self, code: str) -> Ed25519PublicKey: ...
-
-
-# -- the disposition ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Ack:
-    """Done with this delivery: handled, or a harmless duplicate of a handled one."""
-
-    duplicate: bool = False
-
-
-@dataclass(frozen=True)
-class Retry:
-    attempt: int
-    """The attempt the copy will be (2 for the first retry)."""
-    delay_ms: int
-    error: str
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    reason: str
-    detail: str
-
-
-Disposition = Ack | Retry | DeadLetter
-
-
-def dispose(
-    error: BaseException | None,
-    *,
-    attempt: int,
-    retry_delays_ms: Sequence[int],
-    max_attempts: int,
-) -> Disposition:
-    """The one place that maps what happened to a delivery onto ack, retry or dead-letter."""
-    if error is None:
-        return Ack()
-    if isinstance(error, ContractError):
-        return DeadLetter(error.reason, error.detail)
-    if isinstance(error, DomainRuleViolation):
-        return DeadLetter(
-            "handler_failed",
-            f"domain rule violation escaped the handler ({error.reason_code}): {error.text}",
-        )
-    described = f"{type(error).__name__}: {error}"
-    if attempt >= max_attempts or not retry_delays_ms:
-        return DeadLetter("handler_failed", f"failed {attempt} attempt(s); last: {described}")
-    delay = retry_delays_ms[min(attempt - 1, len(retry_delays_ms) - 1)]
-    return Retry(attempt=attempt + 1, delay_ms=delay, error=described)
 
 
 class _Duplicate(Exception):
@@ -180,67 +114,6 @@ class _Tally:
 
     message_type: str | None = None
     handler_s: float = 0.0
-
-
-# -- settings and helpers -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ConsumerSettings:
-    prefetch: int = 50
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    retry_delays_ms: tuple[int, ...] = DEFAULT_RETRY_DELAYS_MS
-    """Must be delays the topology has retry queues for (`TopologySpec.retry_delays_ms`)."""
-    max_attempts: int | None = None
-    """Handler attempts before ``handler_failed``; default: one more than there are delays."""
-    user_prefix: str = ""
-    """`TopologySpec.user_prefix`: broker users are ``{prefix}agency-{code}``."""
-    requeue_pause_s: float = 1.0
-    """Pause before requeueing a delivery whose retry or dead-letter copy could not be published."""
-    drain_timeout_s: float = 30.0
-    verify_in_thread: bool = False
-    """Run the Ed25519 step of signature verification on a worker thread (libsodium releases
-    the GIL for it) while the event loop goes on with other deliveries; the check and its place in
-    the pipeline are the same either way. Worth it only with a core to spare: on a host whose
-    cores the broker and the loop already fill, the hand-offs cost more than they free."""
-
-    @property
-    def attempts(self) -> int:
-        return self.max_attempts if self.max_attempts is not None else len(self.retry_delays_ms) + 1
-
-
-class RecentMessageIds:
-    """The default replay check: the last ``capacity`` handled message ids, in memory.
-
-    An agent passes its store's inbox instead, which remembers across restarts and records the id in
-    the same transaction as the handler's effects.
-    """
-
-    def __init__(self, capacity: int = 100_000) -> None:
-        self._ids: OrderedDict[tuple[str, UUID], None] = OrderedDict()
-        self._capacity = capacity
-
-    async def __call__(self, message_id: UUID, sender: str = "") -> bool:
-        return (sender, message_id) in self._ids
-
-    def seen(self, message_id: UUID, sender: str = "") -> bool:
-        return (sender, message_id) in self._ids
-
-    def remember(self, message_id: UUID, sender: str = "") -> None:
-        self._ids[(sender, message_id)] = None
-        self._ids.move_to_end((sender, message_id))
-        while len(self._ids) > self._capacity:
-            self._ids.popitem(last=False)
-
-
-@dataclass
-class ConsumerStats:
-    handled: int = 0
-    duplicates: int = 0
-    retried: int = 0
-    dead_lettered: int = 0
-    requeued: int = 0
-    dead_reasons: dict[str, int] = field(default_factory=dict)
 
 
 # -- the consumer ---------------------------------------------------------------------------------
@@ -530,13 +403,7 @@ class Consumer:
         message_type = tally.message_type if tally is not None else None
         try:
             if isinstance(disposition, Retry):
-                copy = republish_copy(
-                    message,
-                    own_user=self._own_user,
-                    # Our own copy: a dead-letter reason its publisher wrote must not ride on it.
-                    drop_headers=DEAD_LETTER_HEADERS,
-                    set_headers={HEADER_ATTEMPT: disposition.attempt},
-                )
+                copy = retry_copy(message, own_user=self._own_user, attempt=disposition.attempt)
                 await self._publisher.publish_message(
                     agency_retry_exchange(self.agency),
                     retry_delay_key(self.agency, disposition.delay_ms),
@@ -553,17 +420,8 @@ class Consumer:
                     metrics.retried(message_type)
             elif isinstance(disposition, DeadLetter):
                 detail = printable(mask_value(disposition.detail), DETAIL_MAX_CHARS) or ""
-                copy = republish_copy(
-                    message,
-                    own_user=self._own_user,
-                    drop_headers=(HEADER_ATTEMPT, *DEAD_LETTER_HEADERS),
-                    set_headers={
-                        HEADER_DEAD_REASON: disposition.reason,
-                        HEADER_DEAD_DETAIL: detail,
-                        HEADER_DEAD_AT: datetime.now(UTC).isoformat(),
-                        HEADER_ORIGINAL_ROUTING_KEY: message.routing_key or "",
-                        HEADER_ATTEMPT: attempt_of(message, self._own_user),
-                    },
+                copy = dead_letter_copy(
+                    message, own_user=self._own_user, reason=disposition.reason, detail=detail
                 )
                 await self._publisher.publish_message(agency_dlx(self.agency), self.agency, copy)
                 log.warning(
@@ -612,18 +470,6 @@ class Consumer:
             log.warning("nack_failed", error=repr(exc))
 
 
-def _replay_check(seen: SeenCheck | None, seen_from: SenderSeenCheck | None) -> SenderSeenCheck:
-    """``seen_from`` (by sender and id); else ``seen`` (by id alone, as before)."""
-    if seen_from is not None:
-        return seen_from
-    by_id = seen
-
-    async def check(_sender: str, message_id: UUID) -> bool:
-        return by_id is not None and await by_id(message_id)
-
-    return check
-
-
 def _reset_context(tokens: Mapping[str, contextvars.Token[Any]]) -> None:
     with contextlib.suppress(ValueError, RuntimeError):  # a token from another context
         reset_contextvars(**tokens)
@@ -638,41 +484,3 @@ def _stats_fields(stats: ConsumerStats) -> dict[str, Any]:
         "requeued": stats.requeued,
     }
 
-
-# -- running until told to stop -------------------------------------------------------------------
-
-
-class Stoppable(Protocol):
-    async def stop(self) -> None: ...
-
-
-async def run_until_signal(
-    *services: Stoppable,
-    signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
-    stop_event: asyncio.Event | None = None,
-) -> signal.Signals | None:
-    """Wait for SIGTERM or SIGINT (or ``stop_event``), then stop ``services`` in order.
-
-    Returns the signal received (None when ``stop_event`` ended the wait). Each service's ``stop``
-    is its drain (for a `Consumer`: finish in-flight deliveries, then close).
-    """
-    loop = asyncio.get_running_loop()
-    event = stop_event or asyncio.Event()
-    received: list[signal.Signals] = []
-
-    def on_signal(sig: signal.Signals) -> None:
-        received.append(sig)
-        event.set()
-
-    for sig in signals:
-        loop.add_signal_handler(sig, on_signal, sig)
-    try:
-        await event.wait()
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
-    got = received[0] if received else None
-    log.info("stopping", signal=got.name if got else None)
-    for service in services:
-        await service.stop()
-    return got

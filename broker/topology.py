@@ -7,6 +7,9 @@ One description (`declarations`) feeds three ways of making it real, so they can
 - `declare_topology` declares exchanges, queues and bindings over AMQP (an administrator's channel;
   agency users have no configure permission and only check their queues passively).
 
+The users' permissions, passwords and secrets files are in `broker.users`, and the quorum queues'
+members as the cluster sees them in `broker.replicas`; both are re-exported from here.
+
 Layout (names in `broker.names`)::
 
     EXCHANGE (topic, alternate-exchange UNROUTABLE_EXCHANGE)
@@ -39,20 +42,12 @@ dead-lettering into a full queue is dropped, so the limits are far above normal 
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
-import os
-import re
-import secrets
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import structlog
 
-from broker.files import private_dir
 from broker.management import ManagementClient
 from broker.names import (
     DLX,
@@ -70,6 +65,21 @@ from broker.names import (
     retry_delay_key,
     retry_inbox_key,
     retry_queue,
+)
+from broker.replicas import QueueReplicas, inbox_replicas, queue_replicas
+from broker.users import (
+    AgencyCredential,
+    AgencyCredentials,
+    Permissions,
+    _check_code,
+    agency_permissions,
+    generate_password,
+    load_agency_secret,
+    load_credentials,
+    rabbit_password_hash,
+    secret_path,
+    verify_rabbit_password_hash,
+    write_credentials,
 )
 
 __all__ = [
@@ -114,15 +124,6 @@ DEFAULT_GROUP_SIZE = 3
 DEFAULT_LEADER_LOCATOR = "balanced"
 DEFAULT_MAX_QUEUE_LENGTH = 100_000  # messages per queue before publishes are refused
 DEFAULT_MAX_QUEUE_BYTES = 1 << 30  # body bytes per queue (1 GiB) before publishes are refused
-
-_CODE_RE = re.compile(r"^[0-9]{6}$")
-
-
-def _check_code(code: str) -> str:
-    if not _CODE_RE.fullmatch(code):
-        raise ValueError(f"agency code must be 6 digits, got {code!r}")
-    return code
-
 
 @dataclass(frozen=True)
 class TopologySpec:
@@ -278,64 +279,7 @@ def declarations(spec: TopologySpec) -> Declarations:
     return Declarations(exchanges, tuple(queues), tuple(bindings))
 
 
-# -- users and permissions ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Permissions:
-    """A user's permission regexes on one vhost (RabbitMQ matches them unanchored: anchor them)."""
-
-    configure: str
-    write: str
-    read: str
-
-
-def agency_permissions(code: str) -> Permissions:
-    """An agency may publish to EXCHANGE and its own two exchanges, read only its own queues;
-    declare nothing.
-
-    ``write`` covers EXCHANGE (send), ``agency_dlx(code)`` (dead-letter with a reason) and
-    ``agency_retry_exchange(code)`` (retry after a delay, replay): never the broker's shared DLX and
-    RETRY_EXCHANGE, nor another agency's, so no agency can write into another's dead-letter or retry
-    queues; the default exchange is not writable either, so no agency can address another's queue
-    directly. ``read`` names this code exactly, so 110000 never reads 1100001 or 110000x.
-    """
-    _check_code(code)
-    own = (EXCHANGE, agency_dlx(code), agency_retry_exchange(code))
-    write = "^(" + "|".join(re.escape(x) for x in own) + ")$"
-    read = r"^jiexu\.(inbox|dlq|retry)\." + re.escape(code) + r"(\..*)?$"
-    return Permissions(configure="^$", write=write, read=read)
-
-
-@dataclass(frozen=True)
-class AgencyCredential:
-    """The broker login of one agency (its agent connects with it, never as guest)."""
-
-    code: str
-    username: str
-    password: str = field(repr=False)
-
-
-AgencyCredentials = dict[str, AgencyCredential]
-"""Agency code -> its broker login."""
-
-
-def generate_password() -> str:
-    return secrets.token_urlsafe(24)
-
-
-def rabbit_password_hash(password: str, salt: bytes | None = None) -> str:
-    """RabbitMQ's ``rabbit_password_hashing_sha256``: base64(salt4 + sha256(salt4 + password))."""
-    salt = secrets.token_bytes(4) if salt is None else salt
-    if len(salt) != 4:
-        raise ValueError("RabbitMQ password salts are 4 bytes")
-    digest = hashlib.sha256(salt + password.encode("utf-8")).digest()
-    return base64.b64encode(salt + digest).decode("ascii")
-
-
-def verify_rabbit_password_hash(password: str, password_hash: str) -> bool:
-    raw = base64.b64decode(password_hash)
-    return secrets.compare_digest(rabbit_password_hash(password, raw[:4]), password_hash)
+# -- provisioning ---------------------------------------------------------------------------
 
 
 def _credentials_for(
@@ -349,9 +293,6 @@ def _credentials_for(
         code: AgencyCredential(code, spec.user(code), given.get(code) or generate_password())
         for code in spec.codes
     }
-
-
-# -- provisioning ---------------------------------------------------------------------------
 
 
 def apply_topology(
@@ -499,112 +440,3 @@ async def declare_topology(channel: Any, spec: TopologySpec) -> None:
         queues[q.name] = await channel.declare_queue(q.name, durable=True, arguments=dict(q.arguments))
     for b in decl.bindings:
         await queues[b.queue].bind(exchanges[b.exchange], routing_key=b.routing_key)
-
-
-# -- the secrets directory ------------------------------------------------------------------
-
-
-def secret_path(directory: Path, code: str) -> Path:
-    return directory / f"{_check_code(code)}.broker.json"
-
-
-def write_credentials(
-    directory: Path,
-    credentials: Mapping[str, AgencyCredential],
-    vhost: str,
-    amqp_urls: Mapping[str, str] | None = None,
-) -> list[Path]:
-    """Write one ``{code}.broker.json`` per agency, readable by its owner only (0600)."""
-    private_dir(directory)
-    written: list[Path] = []
-    for code, cred in sorted(credentials.items()):
-        body: dict[str, str] = {
-            "agency": code,
-            "username": cred.username,
-            "password": cred.password,
-            "vhost": vhost,
-        }
-        if amqp_urls and code in amqp_urls:
-            body["amqp_url"] = amqp_urls[code]
-        path = secret_path(directory, code)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), 0o600)
-            json.dump(body, handle, ensure_ascii=False, indent=2)
-            handle.write("\n")
-        written.append(path)
-    return written
-
-
-def load_agency_secret(path: Path) -> dict[str, str]:
-    """One secrets file as written by `write_credentials` (keys: agency, username, password, vhost,
-    and amqp_url when known)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read broker secret {path}: {exc}") from exc
-    if not isinstance(data, dict) or not all(
-        isinstance(data.get(k), str) for k in ("agency", "username", "password")
-    ):
-        raise ValueError(f"{path}: expected an object with agency, username and password")
-    return {str(k): str(v) for k, v in data.items()}
-
-
-def load_credentials(directory: Path, codes: Iterable[str] | None = None) -> AgencyCredentials:
-    """The credentials already in ``directory`` (only ``codes`` when given; missing files skipped)."""
-    result: AgencyCredentials = {}
-    paths = (
-        [secret_path(directory, c) for c in codes]
-        if codes is not None
-        else sorted(directory.glob("*.broker.json"))
-    )
-    for path in paths:
-        if not path.exists():
-            continue
-        data = load_agency_secret(path)
-        result[data["agency"]] = AgencyCredential(data["agency"], data["username"], data["password"])
-    return result
-
-
-# -- where the queues live ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class QueueReplicas:
-    """One quorum queue's members as the cluster sees them now."""
-
-    name: str
-    leader: str | None
-    members: tuple[str, ...]
-    online: tuple[str, ...]
-
-    @property
-    def missing(self) -> tuple[str, ...]:
-        """Members that are not online (their node is down, paused or cut off)."""
-        return tuple(m for m in self.members if m not in self.online)
-
-
-def queue_replicas(
-    api: ManagementClient, vhost: str, names: Iterable[str] | None = None
-) -> list[QueueReplicas]:
-    """Leader, members and missing members of the quorum queues of ``vhost`` (``names`` only,
-    when given), from whichever node's management API answers: what ``jiexu status`` shows."""
-    wanted = set(names) if names is not None else None
-    result: list[QueueReplicas] = []
-    for q in api.list_queues(vhost):
-        if q.get("type") != "quorum" or (wanted is not None and q["name"] not in wanted):
-            continue
-        result.append(
-            QueueReplicas(
-                name=q["name"],
-                leader=q.get("leader") or None,
-                members=tuple(q.get("members") or ()),
-                online=tuple(q.get("online") or ()),
-            )
-        )
-    return sorted(result, key=lambda r: r.name)
-
-
-def inbox_replicas(api: ManagementClient, vhost: str, codes: Iterable[str]) -> list[QueueReplicas]:
-    """`queue_replicas` of the inboxes of ``codes``."""
-    return queue_replicas(api, vhost, [inbox_queue(c) for c in codes])
