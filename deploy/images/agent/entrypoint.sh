@@ -7,7 +7,26 @@
 #   docker run IMAGE agent               JIEXU_AGENCY=110000 ... (the agent)
 #   docker run IMAGE reconcile           the reconciliation agent
 #   docker run IMAGE topology apply ...  any other jiexu command, as given
+#
+# Secrets in variables: for every JIEXU_NAME_FILE naming a readable file, JIEXU_NAME is set to the
+# file's content (trailing newline dropped) and JIEXU_NAME_FILE removed, e.g.
+# JIEXU_DATABASE_URL_FILE=/run/secrets/jiexu/postgres-url: the URL with its password stays out of
+# the compose file, the manifest and `docker inspect`.
 set -eu
+for name in $(env | sed -n 's/^\(JIEXU_[A-Z0-9_]*\)_FILE=.*/\1/p'); do
+  eval "file=\${${name}_FILE}"
+  if [ ! -f "$file" ] || [ ! -r "$file" ]; then
+    echo "jiexu-entrypoint: ${name}_FILE=$file is not a readable file" >&2
+    exit 64
+  fi
+  if eval "[ -n \"\${${name}:-}\" ]"; then
+    echo "jiexu-entrypoint: set $name or ${name}_FILE, not both" >&2
+    exit 64
+  fi
+  value="$(cat "$file")"
+  export "$name=$value"
+  unset "${name}_FILE"
+done
 if [ $# -eq 0 ]; then
   set -- --help
 fi
