@@ -4,13 +4,14 @@ directory (REGION_STATE on the host).
 
 provision  keys of every agency and of the reconciler (kept when present), the agency directory,
            the topology and one broker user per agency (`jiexu topology apply`: passwords kept on a
-           second run), one PostgreSQL role and database per agency; then each agency's mounted
+           second run), one PostgreSQL role and database per agency (its store); then each agency's mounted
            secrets directory /region/secrets/CODE holds exactly its own files: CODE.broker.json,
            CODE.ed25519.pem, postgres-url.
 transfers  N people per direction between the two agencies (branches: balance transferred, zero
            balance, balance paid out to the person), applied at the receiving agencies; waits until
            every case has ended at both ends, then checks the books and the dead-letter queues and
-           prints one JSON object: {"cases", "states", "money_conserved", "dead_letters", "ok"}.
+           prints one JSON object: {"cases", "states", "money_conserved", "moved_fen",
+           "dead_letters" (per queue, per reason), "ok"}.
            Exit status 0 when ok.
 
 Environment (set by the compose files): REGION_AGENCIES (two codes), REGION_AMQP_HOSTS (host:port of
@@ -170,7 +171,7 @@ def _settings(code: str) -> Any:
 
     return AgentSettings(
         agency=code,
-        data_dir=STATE / "tools-data",
+        data_dir=STATE / "data" / code,  # the agency's replicas' data directory: their books
         secrets_dir=STATE / "secrets" / code,
         directory=STATE / "directory.json",
         database_url=(STATE / "secrets" / code / "postgres-url").read_text(encoding="utf-8").strip(),
@@ -186,17 +187,16 @@ async def transfers(per_direction: int, seed: int) -> dict[str, Any]:
     from schemas.common import BankAccount, InsuranceType, Person
     from schemas.contact import PayoutReason
 
-    os.environ["JIEXU_LEDGER"] = "postgres"
     first, second = _env_list("REGION_AGENCIES")
     rng = random.Random(seed)
     opened = {code: await open_service(_settings(code)) for code in (first, second)}
     try:
         kinds = ("transferred", "zero", "payout")
         cases = []
-        seq = seed * 10_000
+        seq = seed % 1000  # the ID number's sequence (0..999); birth dates differ by seed
         for outgoing, receiving in ((first, second), (second, first)):
             for n in range(per_direction):
-                seq += 1
+                seq = (seq + 1) % 1000
                 kind = kinds[n % len(kinds)]
                 out, into = make_mover(
                     rng, outgoing, receiving, seq, insurance_type=InsuranceType.EMPLOYEE,
@@ -211,7 +211,7 @@ async def transfers(per_direction: int, seed: int) -> dict[str, Any]:
                     await ledger.put_account(out)  # type: ignore[attr-defined]
                 if code == receiving:
                     await ledger.put_account(into)  # type: ignore[attr-defined]
-            before[code] = await ledger.total_balance_fen()
+            before[code] = await _books(ledger)
         for kind, outgoing, receiving, out, _, case_id in cases:
             payout = kind == "payout"
             await opened[receiving].service.apply(ApplicationSubmitted(
@@ -240,28 +240,27 @@ async def transfers(per_direction: int, seed: int) -> dict[str, Any]:
             if set(states) <= {"completed", "rejected", "discrepancy"} or time.monotonic() > deadline:
                 break
             await asyncio.sleep(1)
-        conserved = True
-        for code in (first, second):
-            ledger = opened[code].ledger
-            after = await ledger.total_balance_fen()
-            debited = await ledger.total_debited_fen()
-            credited = await ledger.total_credited_fen()
-            paid = await ledger.total_paid_out_fen()
-            conserved &= before[code] == after + debited + paid - credited
-        debited_all = sum([await opened[c].ledger.total_debited_fen() for c in (first, second)])
-        credited_all = sum([await opened[c].ledger.total_credited_fen() for c in (first, second)])
-        conserved &= debited_all == credited_all
+        # This run's movements only (earlier runs' totals cancel out): what left an agency's
+        # balances was debited or paid out there, or credited at the other; what was debited at
+        # one was credited at the other, and equals the balances of the people who moved.
+        after = {code: await _books(opened[code].ledger) for code in (first, second)}
+        delta = {code: [a - b for a, b in zip(after[code], before[code], strict=True)] for code in after}
+        conserved = all(d[0] + d[1] + d[3] - d[2] == 0 for d in delta.values())
+        debited_all = sum(d[1] for d in delta.values())
+        credited_all = sum(d[2] for d in delta.values())
         expected_moved = sum(out.balance_fen for kind, _, _, out, _, _ in cases if kind == "transferred")
-        conserved &= credited_all == expected_moved
+        conserved = conserved and debited_all == credited_all == expected_moved
     finally:
         for service in opened.values():
             await service.close()
     amqp_url, _ = _broker()
     admin = await connect(amqp_url, name="region-outcome")
     try:
-        dead = {
-            code: len(await list_dead_letters(admin, code)) for code in (first, second, RECONCILER)
-        }
+        dead: dict[str, dict[str, int]] = {}
+        for code in (first, second, RECONCILER):
+            for letter in await list_dead_letters(admin, code):
+                reasons = dead.setdefault(code, {})
+                reasons[letter.reason] = reasons.get(letter.reason, 0) + 1
     finally:
         await admin.close()
     ok = conserved and set(states) == {"completed"} and not any(dead.values())
@@ -269,6 +268,14 @@ async def transfers(per_direction: int, seed: int) -> dict[str, Any]:
         "cases": len(cases), "states": states, "money_conserved": conserved,
         "moved_fen": expected_moved, "dead_letters": dead, "ok": ok,
     }
+
+
+async def _books(ledger: Any) -> tuple[int, int, int, int]:
+    """(balances, debited, credited, paid out) of an agency's books, in fen."""
+    return (
+        await ledger.total_balance_fen(), await ledger.total_debited_fen(),
+        await ledger.total_credited_fen(), await ledger.total_paid_out_fen(),
+    )
 
 
 def main(argv: list[str]) -> int:
