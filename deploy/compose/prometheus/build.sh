@@ -26,6 +26,8 @@ fi
 cat >"$work/Dockerfile" <<DOCKERFILE
 FROM $base
 COPY prometheus /usr/local/bin/prometheus
+USER root
+RUN install -d -o 10001 -g 10001 -m 0700 /prometheus
 USER 10001:10001
 WORKDIR /prometheus
 HEALTHCHECK NONE
