@@ -17,7 +17,7 @@ else
   cp "$work/root/usr/bin/prometheus" "$work/prometheus"
 fi
 base_id="$(docker image inspect -f '{{.Id}}' "$base")"
-inputs="$( { sha256sum "$work/prometheus" "$here/build.sh"; echo "$base_id"; } | sha256sum | cut -c1-16)"
+inputs="$( { cat "$work/prometheus" "$here/build.sh"; echo "$base_id"; } | sha256sum | cut -c1-16)"
 present="$(docker image inspect -f '{{index .Config.Labels "org.jiexu.image-inputs"}}' "$tag" 2>/dev/null || true)"
 if [ "$present" = "$inputs" ] && [ -z "${JIEXU_REBUILD_IMAGE:-}" ]; then
   echo "image $tag already built from these inputs ($inputs)"
