@@ -137,3 +137,28 @@ def test_a_region_transfers_through_an_agent_kill_and_a_node_stop(region: dict[s
     assert not any(other.values()), dead
     if dead:
         pytest.xfail(f"dead-lettered copies from two relays on one store (known defect): {dead}")
+
+
+@pytest.mark.parametrize("host_network", [False, True], ids=["compose-network", "host-network"])
+def test_the_compose_files_are_valid(host_network: bool, tmp_path: Path) -> None:
+    """Both forms of the region parse (docker-compose config), the production one included, which
+    the region test above does not start (its containers would talk over a bridge network)."""
+    if shutil.which("docker-compose") is None:
+        _skip_or_fail("docker-compose is missing: apt-get install docker-compose")
+    env = {**os.environ, "REGION_STATE": str(tmp_path), "REGION_HOST_NETWORK": "1" if host_network else ""}
+    done = subprocess.run([str(REGION), "compose", "config", "-q"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("config", ["prometheus.yml", "prometheus.host.yml"])
+def test_the_regions_prometheus_configuration_is_valid(config: str, tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        _skip_or_fail("promtool is missing: apt-get install prometheus")
+    # Laid out as in the container: the configuration with deploy/monitoring/rules beside it.
+    shutil.copy(ROOT / "deploy" / "compose" / "prometheus" / config, tmp_path / "prometheus.yml")
+    shutil.copytree(ROOT / "deploy" / "monitoring" / "rules", tmp_path / "rules")
+    done = subprocess.run(
+        [str(promtool), "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
