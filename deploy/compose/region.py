@@ -171,7 +171,8 @@ def _settings(code: str) -> Any:
 
     return AgentSettings(
         agency=code,
-        data_dir=STATE / "data" / code,  # the agency's replicas' data directory: their books
+        data_dir=STATE / "data" / code,
+        ledger="postgres",  # the books in PostgreSQL beside the store, as the agents keep them
         secrets_dir=STATE / "secrets" / code,
         directory=STATE / "directory.json",
         database_url=(STATE / "secrets" / code / "postgres-url").read_text(encoding="utf-8").strip(),

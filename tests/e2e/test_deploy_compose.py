@@ -127,16 +127,9 @@ def test_a_region_transfers_through_an_agent_kill_and_a_node_stop(region: dict[s
     up = httpx.get(f"{PROMETHEUS}/api/v1/query", params={"query": 'up{job="jiexu-agent"}'}, timeout=3)
     assert sorted(r["value"][1] for r in up.json()["data"]["result"]) == ["1"] * len(AGENT_PORTS)
 
-    # Dead letters: none for any reason but "replayed". Known defect, not of this deployment: the
-    # replicas of one agency share the PostgreSQL store, and each replica's outbox relay publishes
-    # the same unpublished rows (PostgresStore.fetch_unpublished claims nothing), so the recipient
-    # gets a second first-publish copy it dead-letters as "replayed" (books unaffected: the copy is
-    # not applied). Remove this allowance when the relays claim their rows.
-    dead = outcome["dead_letters"]
-    other = {code: {r: n for r, n in reasons.items() if r != "replayed"} for code, reasons in dead.items()}
-    assert not any(other.values()), dead
-    if dead:
-        pytest.xfail(f"dead-lettered copies from two relays on one store (known defect): {dead}")
+    # Dead letters: none. The replicas of one agency share the PostgreSQL store and each relay
+    # claims the rows it publishes, so no copy is published twice.
+    assert outcome["dead_letters"] == {} or not any(outcome["dead_letters"].values()), outcome
 
 
 @pytest.mark.parametrize("host_network", [False, True], ids=["compose-network", "host-network"])
