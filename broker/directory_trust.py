@@ -6,7 +6,7 @@ believes a directory file only with a detached signature beside it, ``directory.
     {"algorithm": "Ed25519", "key_id": "<first 16 hex of SHA-256 of the operator's raw key>",
      "signature": "<base64 of Ed25519 over the exact bytes of directory.json>"}
 
-made with the operator's private key (``jiexu directory sign``), and checked against the operator's
+made with the operator's private key (``jiexu keys sign-directory``), and checked against the operator's
 public key, which each agency installs out of band: ``JIEXU_OPERATOR_KEY`` (a file holding the
 base64 raw key, as ``jiexu keys generate --agency operator`` writes it), by default
 ``SECRETS_DIR/operator.ed25519.pub``. The bytes verified are the bytes parsed (read once).

@@ -84,6 +84,7 @@ def _postgres_url(user: str, password: str, database: str) -> str:
 def provision() -> dict[str, Any]:
     from agents.tools.provision import AgencyProfile, _bank_account
     from broker.directory import AgencyDirectory, AgencyEntry
+    from broker.directory_trust import OPERATOR, install_operator_key, sign_directory
     from broker.signing import generate_private_key, load_private_key, public_key_to_raw_b64, save_private_key
 
     agencies = _env_list("REGION_AGENCIES")
@@ -105,6 +106,16 @@ def provision() -> dict[str, Any]:
     directory = STATE / "directory.json"
     AgencyDirectory(entries).save(directory)
     directory.chmod(0o644)
+    # The exchange's operator signs the directory; every process checks it against the operator's
+    # public key (operator.ed25519.pub in its secrets directory).
+    operator_pem = ALL / f"{OPERATOR}.ed25519.pem"
+    if operator_pem.exists():
+        operator = load_private_key(operator_pem)
+    else:
+        operator = generate_private_key()
+        save_private_key(operator, operator_pem)
+    install_operator_key(ALL, operator)
+    sign_directory(directory, operator).chmod(0o644)
 
     amqp_url, management_url = _broker()
     env = {**os.environ, "JIEXU_AMQP_URL": amqp_url, "JIEXU_MANAGEMENT_URL": management_url}
@@ -117,7 +128,7 @@ def provision() -> dict[str, Any]:
     for code in [*agencies, RECONCILER]:
         own = STATE / "secrets" / code
         own.mkdir(exist_ok=True, mode=0o700)
-        for name in (f"{code}.broker.json", f"{code}.ed25519.pem"):
+        for name in (f"{code}.broker.json", f"{code}.ed25519.pem", "operator.ed25519.pub"):
             shutil.copyfile(ALL / name, own / name)
             (own / name).chmod(0o600)
         if code in databases:

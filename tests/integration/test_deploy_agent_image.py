@@ -86,10 +86,14 @@ def provisioned(rabbitmq_vhost: TestVhost, tmp_path: Path) -> Iterator[Provision
     # What an operator mounts: the agency's own two secret files, readable by the image's user.
     mounted = tmp_path / "mounted"
     mounted.mkdir(mode=0o700)
-    for name in (f"{A}.broker.json", f"{A}.ed25519.pem"):
+    for name in (f"{A}.broker.json", f"{A}.ed25519.pem", "operator.ed25519.pub"):
         shutil.copy(world.secrets_dir / name, mounted / name)
         os.chmod(mounted / name, 0o400)
     shutil.copy(world.directory_path, tmp_path / "directory.json")
+    # The directory's signature (the operator's; its public key is among the mounted secrets).
+    shutil.copy(f"{world.directory_path}.sig", tmp_path / "directory.json.sig")
+    for shared in ("directory.json", "directory.json.sig"):
+        os.chmod(tmp_path / shared, 0o644)
     for path in (mounted, *mounted.iterdir()):
         os.chown(path, UID, UID)
     try:
@@ -114,6 +118,7 @@ def test_an_agent_in_the_image_serves_its_agency(
         "-e", "JIEXU_METRICS_HOST=127.0.0.1",
         "-v", f"{tmp_path / 'mounted'}:/run/secrets/jiexu:ro",
         "-v", f"{tmp_path / 'directory.json'}:/etc/jiexu/directory.json:ro",
+        "-v", f"{tmp_path / 'directory.json.sig'}:/etc/jiexu/directory.json.sig:ro",
         image, "agent",
     ]
     subprocess.run(run, check=True, capture_output=True)
