@@ -25,10 +25,10 @@ import httpx
 import typer
 from aiormq.exceptions import ProbableAuthenticationError
 from pydantic import ValidationError
-from yarl import URL
 
 from agents.service.bootstrap import agency_amqp_url, open_ledger, open_store
 from agents.service.settings import AgentSettings
+from broker.address import parse_broker_url
 from broker.directory import AgencyDirectory
 from broker.directory_trust import open_directory
 from broker.logging import configure_logging
@@ -185,12 +185,12 @@ class _Doctor:
             self.add("broker", False, _short(exc),
                      "set JIEXU_AMQP_URL to the broker (amqp://HOST:PORT/)")
             return
-        where = URL(url)
-        target = f"{where.host}:{where.port}"
+        where = parse_broker_url(url)
+        target = ",".join(f"{host}:{port}" for host, port in where.hosts)
         user = self.secret["username"]
         vhost = self.secret.get("vhost", "/")
         try:
-            connection = await aio_pika.connect(url, timeout=TIMEOUT_S)
+            connection = await aio_pika.connect(where.node_urls()[0], timeout=TIMEOUT_S)
         except ProbableAuthenticationError as exc:
             self.add("broker", False, f"{target} refused the login of {user}: {_short(exc)}",
                      f"the password in {self.paths.credentials(self.code)} is not the broker's: "

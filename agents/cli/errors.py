@@ -15,7 +15,6 @@ types it knows are imported when an error is explained.
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 
 __all__ = ["CliError", "check_amqp_url", "explain", "scrub"]
 
@@ -34,22 +33,25 @@ def scrub(text: str) -> str:
 
 def check_amqp_url(url: str, source: str = "JIEXU_AMQP_URL") -> None:
     """Refuse a broker URL that would make the client hang or guess: no ``amqp://`` /
-    ``amqps://`` scheme, no host, a port that is not a number."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise CliError(
-            f"{source} is not a valid URL ({exc}): give amqp://USER:PASS@HOST:5672/VHOST"
-        ) from None
-    if parts.scheme not in ("amqp", "amqps"):
+    ``amqps://`` scheme, no host, a port that is not a number. One host or several (a cluster:
+    ``amqp://u:p@h1:5672,h2:5672/vh``)."""
+    scheme = url.partition("://")[0] if "://" in url else ""
+    if scheme not in ("amqp", "amqps"):
         raise CliError(
             f"{source} must start with amqp:// or amqps:// (got {_without_password(url)!r}): "
             "give amqp://USER:PASS@HOST:5672/VHOST"
         )
-    if not parts.hostname:
+    from broker.address import parse_broker_url
+
+    try:
+        address = parse_broker_url(url)
+    except ValueError as exc:
+        raise CliError(
+            f"{source} is not a valid URL ({exc}): give amqp://USER:PASS@HOST:5672/VHOST"
+        ) from None
+    if any(not host for host, _ in address.hosts):
         raise CliError(f"{source} names no host: give amqp://USER:PASS@HOST:5672/VHOST")
-    if port is not None and port == 15672:
+    if any(port == 15672 for _, port in address.hosts):
         raise CliError(
             f"{source} names port 15672, the management API: the broker's AMQP port is usually 5672"
         )

@@ -14,8 +14,9 @@ callback=personal_data)``.
 
 from __future__ import annotations
 
+import re
+
 import typer
-from yarl import URL
 
 __all__ = ["password_free", "personal_data"]
 
@@ -51,10 +52,8 @@ def personal_data(ctx: typer.Context, param: typer.CallbackParam, value: str | N
 def password_free(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
     """Refuse a URL with a password typed on the command line (the environment is fine)."""
     if value is not None and _typed(ctx, param):
-        try:
-            has_password = URL(value).password is not None
-        except ValueError:
-            has_password = False
+        # user:password@ before the hosts (one host or a cluster's comma-separated list)
+        has_password = re.search(r"://[^/@]*:[^/@]*@", value) is not None
         if has_password:
             raise typer.BadParameter(
                 f"a password on the command line is visible to every user (ps): set "
