@@ -5,6 +5,7 @@ tests/unit, tests/integration and tests/e2e as ``unit``, ``integration`` or ``e2
 runs the tier without I/O), and no module repeats it.
 """
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -53,7 +54,12 @@ def _fresh_structlog() -> Iterator[None]:
     structlog.reset_defaults()
     structlog.configure(logger_factory=stderr_logger_factory)
     structlog.contextvars.clear_contextvars()
+    # A one-shot command run in-process (`dlq`) quiets the AMQP client's loggers for its person;
+    # the next test starts with them as the library left them.
+    quieted = {name: logging.getLogger(name).level for name in ("aiormq", "aio_pika")}
     yield
+    for name, level in quieted.items():
+        logging.getLogger(name).setLevel(level)
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()
 
