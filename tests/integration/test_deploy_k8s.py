@@ -1,8 +1,9 @@
 """deploy/k8s: every overlay renders, and every rendered object validates offline: Kubernetes' own
-kinds against Kubernetes' schemas (kubernetes-validate, strict: unknown fields fail), the custom
-resources (RabbitmqCluster, ServiceMonitor, PrometheusRule) against the CRD schemas vendored in
-deploy/k8s/crds (unknown fields fail there too, as the API server would prune them). Nothing is left
-unchecked: an object of a kind with neither schema fails the test.
+kinds against Kubernetes' schemas (kubernetes-validate, strict: unknown fields fail). The custom
+resources (RabbitmqCluster, ServiceMonitor, PrometheusRule) are not checked against their operators'
+CRD schemas, which this repository does not vendor: they are named here as unchecked, and only
+their shape (apiVersion, kind, name, spec) is asserted. An object of any other kind Kubernetes'
+schemas do not know fails the test.
 
 Rendering: `kubectl kustomize` or `kustomize` when one is installed; otherwise (Debian packages
 neither) the small renderer below, which covers exactly the kustomize features deploy/k8s uses and
@@ -26,9 +27,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = sorted(p for p in (K8S / "overlays").iterdir() if (p / "kustomization.yaml").is_file())
-CRDS = K8S / "crds"
 KUBERNETES_VERSION = "1.30"
-LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the RabbitmqCluster CRD is 350 kB
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 kubernetes_validate = pytest.importorskip(
     "kubernetes_validate", reason="pip install kubernetes-validate (the dev extra has it)"
@@ -148,44 +148,19 @@ def _key(obj: Obj) -> tuple[str, str, str]:
 
 # --- validation --------------------------------------------------------------------------------
 
-def _strict(schema: Any) -> Any:
-    """The API server drops fields a CRD's schema does not know; here they fail instead."""
-    if isinstance(schema, dict):
-        schema = {k: _strict(v) for k, v in schema.items()}
-        if (
-            "properties" in schema and "additionalProperties" not in schema
-            and not schema.get("x-kubernetes-preserve-unknown-fields")
-        ):
-            schema["additionalProperties"] = False
-        return schema
-    if isinstance(schema, list):
-        return [_strict(v) for v in schema]
-    return schema
-
-
-def _crd_schemas() -> dict[tuple[str, str], Obj]:
-    schemas = {}
-    for path in sorted(CRDS.glob("*.yaml")):
-        crd = yaml.load(path.read_text(encoding="utf-8"), Loader=LOADER)
-        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
-        for version in crd["spec"]["versions"]:
-            schema = _strict(version["schema"]["openAPIV3Schema"])
-            schemas[(f"{group}/{version['name']}", kind)] = schema
-    return schemas
-
-
-CRD_SCHEMAS = _crd_schemas()
+UNCHECKED_CUSTOM = {
+    ("rabbitmq.com/v1beta1", "RabbitmqCluster"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
+"""Custom resources whose CRD schemas are not vendored: their shape is checked, not their fields."""
 
 
 def validate(obj: Obj) -> str:
-    """'kubernetes' or 'crd': which schema the object passed; raises on any error."""
-    import jsonschema
-
-    crd = CRD_SCHEMAS.get((obj["apiVersion"], obj["kind"]))
-    if crd is not None:
-        errors = sorted(jsonschema.Draft7Validator(crd).iter_errors(obj), key=lambda e: list(e.path))
-        assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors[:10])
-        return "crd"
+    """'kubernetes' or 'custom (unchecked)': how the object was checked; raises on any error."""
+    if (obj["apiVersion"], obj["kind"]) in UNCHECKED_CUSTOM:
+        assert obj["metadata"]["name"] and isinstance(obj.get("spec"), dict), obj
+        return "custom (unchecked)"
     kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
     return "kubernetes"
 
@@ -207,17 +182,9 @@ def test_overlay_validates_against_kubernetes_and_crd_schemas(overlay: Path) -> 
     print(f"{overlay.name}: {len(checked)} objects, {sorted(checked.items())}", file=sys.stderr)
     if overlay.name == "exchange":
         assert {"RabbitmqCluster", "PrometheusRule", "ServiceMonitor", "Deployment"} <= kinds
-        assert checked[("RabbitmqCluster", "jiexu-exchange", "jiexu-rabbitmq")] == "crd"
+        assert checked[("RabbitmqCluster", "jiexu-exchange", "jiexu-rabbitmq")] == "custom (unchecked)"
     else:
         assert {"Deployment", "PodDisruptionBudget", "Secret", "ServiceMonitor"} <= kinds
-
-
-def test_a_crd_schema_rejects_an_unknown_field() -> None:
-    """The strict CRD check is real: a misspelt field of RabbitmqCluster fails."""
-    cluster = next(o for o in render(K8S / "overlays" / "exchange") if o["kind"] == "RabbitmqCluster")
-    cluster["spec"]["replica"] = 3
-    with pytest.raises(AssertionError, match="replica"):
-        validate(cluster)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
