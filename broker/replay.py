@@ -33,7 +33,7 @@ class RecentMessageIds:
         self._capacity = capacity
 
     async def __call__(self, message_id: UUID, sender: str = "") -> bool:
-        return (sender, message_id) in self._ids
+        return self.seen(message_id, sender)
 
     def seen(self, message_id: UUID, sender: str = "") -> bool:
         return (sender, message_id) in self._ids

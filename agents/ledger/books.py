@@ -7,7 +7,7 @@ decision has no ``continuity`` key, as records written before the port took it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 from uuid import UUID
@@ -19,6 +19,7 @@ from agents.domain.continuity import Continuity
 from agents.ledger.base import (
     InsufficientBalance,
     LedgerEntry,
+    LedgerOperation,
     LedgerPeriod,
     PersonAccount,
     PersonNotFound,
@@ -27,6 +28,7 @@ from agents.ledger.base import (
 from schemas.common import Gender, InsuranceType
 
 __all__ = [
+    "BookkeepingCommands",
     "apply_credit",
     "apply_pay_out",
     "apply_terminate",
@@ -196,3 +198,71 @@ def warn_if_args_differ(
             first=dict(first_args),
             now=dict(args),
         )
+
+
+class BookkeepingCommands:
+    """`terminate_and_debit` and `credit` of the reference ledgers, written once: an adapter gives
+    `_run`, which applies one rule to a person's account and records its idempotency row, in one
+    transaction of its store (`SqliteLedger`, `PostgresLedger`)."""
+
+    region: str
+
+    async def _run(
+        self,
+        case_id: UUID,
+        op: LedgerOperation,
+        id_number: str,
+        args: dict[str, Any],
+        apply: Callable[[PersonAccount | None], tuple[PersonAccount, LedgerEntry]],
+    ) -> LedgerEntry:
+        raise NotImplementedError
+
+    async def terminate_and_debit(
+        self, case_id: UUID, id_number: str, amount_fen: int, retain: bool = False
+    ) -> LedgerEntry:
+        return await self._run(
+            case_id,
+            "terminate_and_debit",
+            id_number,
+            {"id_number": id_number, "amount_fen": amount_fen, "retain": retain},
+            lambda account: apply_terminate(account, case_id, amount_fen, retain),
+        )
+
+    async def credit(
+        self,
+        case_id: UUID,
+        id_number: str,
+        months: int,
+        deemed_months: int,
+        amount_fen: int,
+        periods: Sequence[LedgerPeriod] = (),
+        insurance_type: InsuranceType = InsuranceType.EMPLOYEE,
+        *,
+        name: str | None = None,
+        gender: Gender | None = None,
+        continuity: Continuity | None = None,
+    ) -> LedgerEntry:
+        args = credit_args(
+            id_number, months, deemed_months, amount_fen, periods, insurance_type, continuity
+        )
+        return await self._run(
+            case_id,
+            "credit",
+            id_number,
+            args,
+            lambda account: apply_credit(
+                account,
+                case_id,
+                id_number,
+                months,
+                deemed_months,
+                amount_fen,
+                periods,
+                insurance_type,
+                region=self.region,
+                name=name,
+                gender=gender,
+                continuity=continuity,
+            ),
+        )
+

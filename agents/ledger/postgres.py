@@ -53,7 +53,6 @@ from agents.domain.books import continuity_from_json, continuity_to_json
 from agents.domain.clock import Clock, SystemClock
 from agents.faults import crash_point
 from agents.ledger.base import (
-    Continuity,
     LedgerEntry,
     LedgerOperation,
     LedgerPeriod,
@@ -62,13 +61,10 @@ from agents.ledger.base import (
     statement_from_entries,
 )
 from agents.ledger.books import (
-    apply_credit,
+    BookkeepingCommands,
     apply_pay_out,
-    apply_terminate,
-    credit_args,
     warn_if_args_differ,
 )
-from schemas.common import Gender, InsuranceType
 from schemas.errors import TransientError
 
 if TYPE_CHECKING:
@@ -222,7 +218,7 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
-class PostgresLedger:
+class PostgresLedger(BookkeepingCommands):
     """A `SeedableLedger` in one PostgreSQL schema. Open with
     ``await PostgresLedger.open(dsn, region)``; any number of processes may open the same one."""
 
@@ -348,55 +344,6 @@ class PostgresLedger:
                 await after(conn, entry)
             crash_point("mid_ledger_transaction")
             return entry
-
-    async def terminate_and_debit(
-        self, case_id: UUID, id_number: str, amount_fen: int, retain: bool = False
-    ) -> LedgerEntry:
-        return await self._run(
-            case_id,
-            "terminate_and_debit",
-            id_number,
-            {"id_number": id_number, "amount_fen": amount_fen, "retain": retain},
-            lambda account: apply_terminate(account, case_id, amount_fen, retain),
-        )
-
-    async def credit(
-        self,
-        case_id: UUID,
-        id_number: str,
-        months: int,
-        deemed_months: int,
-        amount_fen: int,
-        periods: Sequence[LedgerPeriod] = (),
-        insurance_type: InsuranceType = InsuranceType.EMPLOYEE,
-        *,
-        name: str | None = None,
-        gender: Gender | None = None,
-        continuity: Continuity | None = None,
-    ) -> LedgerEntry:
-        args = credit_args(
-            id_number, months, deemed_months, amount_fen, periods, insurance_type, continuity
-        )
-        return await self._run(
-            case_id,
-            "credit",
-            id_number,
-            args,
-            lambda account: apply_credit(
-                account,
-                case_id,
-                id_number,
-                months,
-                deemed_months,
-                amount_fen,
-                periods,
-                insurance_type,
-                region=self.region,
-                name=name,
-                gender=gender,
-                continuity=continuity,
-            ),
-        )
 
     async def pay_out(
         self, case_id: UUID, id_number: str, amount_fen: int, bank_account: Mapping[str, Any]

@@ -246,12 +246,6 @@ class ReconciliationReport:
         async with self._db.transaction() as conn:
             return conn.execute("DELETE FROM inbox WHERE handled_at < ?", (ts(before),)).rowcount
 
-    async def unsent(self, limit: int = 1000) -> list[Envelope]:
-        rows = await self._all(
-            "SELECT envelope FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT ?", (limit,)
-        )
-        return [Envelope.model_validate_json(row[0]) for row in rows]
-
     async def queued(self, limit: int) -> list[QueuedEnvelope]:
         """The oldest unsent envelopes with their outbox position and the time they were queued."""
         rows = await self._all(
@@ -271,19 +265,6 @@ class ReconciliationReport:
             conn.executemany(
                 "UPDATE outbox SET sent_at = ? WHERE seq = ? AND sent_at IS NULL",
                 [(ts(at), seq) for seq in seqs],
-            )
-
-    async def mark_sent(self, message_id: UUID, at: datetime) -> None:
-        await self.mark_sent_many([message_id], at)
-
-    async def mark_sent_many(self, message_ids: Sequence[UUID], at: datetime) -> None:
-        """Stamp queued envelopes as sent (idempotent), in one unit of work."""
-        if not message_ids:
-            return
-        async with self._db.transaction() as conn:
-            conn.executemany(
-                "UPDATE outbox SET sent_at = ? WHERE message_id = ? AND sent_at IS NULL",
-                [(ts(at), str(message_id)) for message_id in message_ids],
             )
 
     async def outbox(self, case_id: UUID | None = None) -> list[tuple[Envelope, bool]]:
