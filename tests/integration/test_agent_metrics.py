@@ -227,6 +227,13 @@ async def test_readyz_follows_the_agents_broker_connection(
                     return (await readyz())[0] == 200
 
                 await eventually(ready, "ready again after the reconnection", timeout_s=90)
+
+                # The gauge follows the reconnect callback, which may run just after /readyz sees
+                # the restored connection: wait for it (bounded), then check both figures.
+                async def gauge_up() -> bool:
+                    return total(await scrape(agent), "jiexu_broker_connection_up") == 1
+
+                await eventually(gauge_up, "the connection gauge back up", timeout_s=30)
             samples = await scrape(agent)
             assert total(samples, "jiexu_broker_connection_up") == 1
             assert total(samples, "jiexu_broker_reconnections_total") == 1
