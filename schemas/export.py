@@ -301,7 +301,9 @@ Operations named `ROLE.ACTION.TYPE.PEER` give, per role (receiving, outgoing, re
 message it sends or accepts, in order, with the `causation_id` it carries. Agencies copy the
 reconciler (`{names.RECONCILER_CODE}`) on every `information_form`, `transfer_completed` and
 `rejection` they send, and answer each `statement_request` with a `ledger_statement` whose
-`causation_id` is the request's `message_id`. jiexu sends no `receipt` today. The whole protocol,
+`causation_id` is the request's `message_id`. Each document of a case an agency commits from the
+other agency is answered with a signed `receipt` (causation and `acknowledged_message_id` = the
+document's `message_id`), kept by its sender as evidence of delivery. The whole protocol,
 with rejection reasons, dead-letter reasons, retries and duplicates (`x-jiexu-republished`), is
 `docs/protocol.md`; test vectors are in `vectors/`.
 """

@@ -23,6 +23,7 @@ from schemas.registry import MAX_JSON_DEPTH, MODELS, model_for
 __all__ = [
     "BODY_LIMIT_BYTES",
     "PROPERTY_RULES",
+    "RECEIPTED",
     "RECONCILER_COPIES",
     "ROLES",
     "STEPS",
@@ -37,6 +38,17 @@ BODY_LIMIT_BYTES = 1024 * 1024
 
 RECONCILER_COPIES = ("information_form", "transfer_completed", "rejection")
 """What an agency copies to the reconciler (000000) of what it sends its counterpart."""
+
+RECEIPTED = (
+    "contact_letter",
+    "information_form",
+    "fund_transfer",
+    "transfer_completed",
+    "rejection",
+    "reminder",
+)
+"""The documents of a case between its two agencies: each one an agency commits (records as
+handled) is answered with a signed ``receipt`` to its sender, causation = the document."""
 
 PROPERTY_RULES: tuple[tuple[str, str], ...] = (
     ("message_id", "message_id"),
@@ -118,6 +130,12 @@ STEPS: tuple[Step, ...] = (
          "The form or the funds are overdue (working days of the agency's regime)."),
     Step("receiving", 9, "receive", "reminder", "outgoing", "information_form",
          "The outgoing agency waits for the completion; informative."),
+    Step("receiving", 10, "send", "receipt", "outgoing", "information_form",
+         "For every document of the case received from the outgoing agency and committed, once "
+         "(section 9).", also=("fund_transfer", "rejection", "reminder")),
+    Step("receiving", 10, "receive", "receipt", "outgoing", "contact_letter",
+         "The outgoing agency's receipt for a document sent to it: kept in the case as evidence "
+         "of delivery (section 9).", also=("transfer_completed", "rejection", "reminder")),
     # -- the outgoing agency (转出地) ------------------------------------------------------------
     Step("outgoing", 1, "receive", "contact_letter", "receiving", None,
          "Opens the case at this end (the letter's case_id)."),
@@ -150,6 +168,12 @@ STEPS: tuple[Step, ...] = (
          "The completion is overdue."),
     Step("outgoing", 9, "receive", "reminder", "receiving", "contact_letter",
          "The receiving agency waits for the form or the funds; informative."),
+    Step("outgoing", 10, "send", "receipt", "receiving", "contact_letter",
+         "For every document of the case received from the receiving agency and committed, "
+         "once (section 9).", also=("transfer_completed", "rejection", "reminder")),
+    Step("outgoing", 10, "receive", "receipt", "receiving", "information_form",
+         "The receiving agency's receipt for a document sent to it: kept in the case as "
+         "evidence of delivery (section 9).", also=("fund_transfer", "rejection", "reminder")),
     # -- the reconciliation agent (000000) -------------------------------------------------------
     Step("reconciler", 1, "receive", "information_form", "outgoing", "contact_letter",
          "The outgoing agency's copy of its form: names the outgoing agency."),
@@ -248,6 +272,7 @@ def render_protocol() -> str:
         outgoing=_steps_table("outgoing"),
         reconciler=_steps_table("reconciler"),
         copies=", ".join(f"`{t}`" for t in RECONCILER_COPIES),
+        receipted=", ".join(f"`{t}`" for t in RECEIPTED),
         properties=_properties_table(),
         versions=_versions_table(),
         limits=_limits_table(),

@@ -149,10 +149,27 @@ letter (reason `other`). An unknown version is dead-lettered `unknown_version`, 
 
 ## 9. Receipts
 
-`receipt` v1 is in the contract (a technical acknowledgement naming `acknowledged_message_id`), but
-**jiexu sends none today**: do not wait for one. A receipt received is recorded as handled and
-logged, with no other effect. Delivery is proven by the publisher confirm and by the answers the
-steps above oblige. Whether receipts become an obligation is a later decision of the contract.
+An agency answers every document of a case that it receives from the other agency of the case
+({receipted}) with a signed `receipt` v1, once it has committed the document (recorded its
+`message_id` as handled, together with whatever the document changed):
+
+- `acknowledged_message_id` and `causation_id` are both the document's `message_id`; `case_id`
+  is the document's; the recipient is the document's sender.
+- The receipt is sent whatever the document's business outcome (a letter for an unknown person is
+  acknowledged, then answered with its rejection). A document dead-lettered (forged, malformed,
+  from a party that may not send it) is not committed and gets no receipt.
+- A repeated `message_id` (a duplicate, a republished copy) was committed once and is
+  acknowledged once. Receipts are not acknowledged, and nothing sent to or by the reconciler
+  ({reconciler_code}) is: a statement request is answered by its statement.
+- jiexu makes the receipt's `message_id` the UUIDv5 of the document's `message_id` and the name
+  `receipt`, so a receipt sent again after a crash carries the same id.
+
+The sender keeps each receipt in the case as evidence of delivery (`jiexu case show` lists them
+under "receipts" with the document each acknowledges, and the case history has a
+`ReceiptReceived` entry). A receipt changes no state; one for a document the case never sent, or
+a second one for the same document, is recorded as handled and logged, nothing more. Receipts
+are evidence, not a condition: an agency does not hold a case back waiting for one; the deadlines
+and reminders of the steps above do that.
 
 ## 10. Limits
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from agents.cli.case_view import case_summary, one_line, show_lines
 from agents.cli.choices import (
     CaseStateChoice,
     GenderChoice,
@@ -191,72 +192,13 @@ def apply_command(
             case = await opened.service.apply(application)
         finally:
             await opened.close()
-        return _case_summary(case_from_data(case.model_dump(mode="json")))
+        return case_summary(case_from_data(case.model_dump(mode="json")))
 
     summary = asyncio.run(run())
     if as_json:
         typer.echo(json.dumps(summary, ensure_ascii=False))
     else:
-        typer.echo(_one_line(summary))
-
-
-def _one_line(summary: dict[str, Any]) -> str:
-    return (
-        f"case {summary['case_id']}: {summary['state']}"
-        + (f" (due {summary['due_date']}, {summary['whose_turn']}'s turn)" if summary["due_date"] else "")
-        + (f" — {summary['rejection_reason']}" if summary["rejection_reason"] else "")
-    )
-
-
-def _case_summary(case: Any, history: list[Any] | None = None) -> dict[str, Any]:
-    from broker.logging import mask_name, mask_value
-
-    summary: dict[str, Any] = {
-        "case_id": str(case.case_id),
-        "role": case.role.value,
-        "state": case.state.value,
-        "person": {
-            "name": mask_name(case.person.name),
-            "id_number": mask_value(case.person.id_number),
-        },
-        "counterpart": case.counterpart_code,
-        "opened_on": case.opened_on.isoformat(),
-        "whose_turn": case.whose_turn,
-        "waiting_since": case.waiting_since.isoformat() if case.waiting_since else None,
-        "due_date": case.due_date.isoformat() if case.due_date else None,
-        "flow_due_date": case.flow_due_date.isoformat() if case.flow_due_date else None,
-        "overdue_step": case.overdue_step.value if case.overdue_step else None,
-        "reminders_sent": case.reminders_sent,
-        "rejection_reason": case.rejection_reason.value if case.rejection_reason else None,
-        "discrepancy": case.discrepancy.model_dump(mode="json") if case.discrepancy else None,
-        "booked": case.booked.model_dump(mode="json") if case.booked else None,
-        "note": case.note,
-        "resolution": case.resolution.model_dump(mode="json") if case.resolution else None,
-    }
-    continuity = getattr(case, "continuity", None)
-    summary["continuity"] = continuity.model_dump(mode="json") if continuity is not None else None
-    certificate = getattr(case, "certificate", None)
-    summary["certificate"] = (
-        {
-            "number": certificate.certificate_number,
-            "check_code": certificate.check_code,
-            "issued_on": certificate.issued_on.isoformat(),
-            "register_by": certificate.register_by.isoformat(),
-        }
-        if certificate is not None
-        else None
-    )
-    if history is not None:
-        summary["history"] = [
-            {
-                "at": t.at.isoformat(),
-                "from": t.from_state,
-                "to": t.to_state,
-                "event": t.event,
-            }
-            for t in history
-        ]
-    return summary
+        typer.echo(one_line(summary))
 
 
 def _case_id(text: str) -> uuid.UUID:
@@ -300,7 +242,7 @@ def case_show_command(
                 assert id_number is not None
                 records = list(await store.find_cases_by_person(id_number.upper()))
             return [
-                _case_summary(case_from_data(r.data), await store.history(r.case_id))
+                case_summary(case_from_data(r.data), await store.history(r.case_id))
                 for r in records
                 if r is not None
             ]
@@ -315,42 +257,8 @@ def case_show_command(
         typer.echo(json.dumps(cases if len(cases) > 1 else cases[0], ensure_ascii=False))
         return
     for summary in cases:
-        typer.echo(
-            f"case {summary['case_id']} ({summary['role']}, counterpart {summary['counterpart']})\n"
-            f"  person   {summary['person']['name']} {summary['person']['id_number']}\n"
-            f"  state    {summary['state']}"
-            + (f"; {summary['whose_turn']}'s turn, due {summary['due_date']}" if summary["due_date"] else "")
-        )
-        if summary["rejection_reason"]:
-            typer.echo(f"  rejected {summary['rejection_reason']}")
-        if summary["discrepancy"]:
-            typer.echo(f"  discrepancy {summary['discrepancy']['kind']}: {summary['discrepancy']['text']}")
-        if summary["resolution"]:
-            r = summary["resolution"]
-            typer.echo(f"  resolved {r['on']}: {r['decision']} — {r['reason']}")
-        if summary["continuity"]:
-            typer.echo(f"  continuity {_continuity_line(summary['continuity'])}")
-        if summary["certificate"]:
-            cert = summary["certificate"]
-            typer.echo(
-                f"  certificate {cert['number']} check code {cert['check_code']}, issued "
-                f"{cert['issued_on']}, register by {cert['register_by']}"
-            )
-        for step in summary.get("history", []):
-            typer.echo(f"  {step['at']}  {step['from'] or '-':>20} -> {step['to']:<20} {step['event']}")
-
-
-def _continuity_line(continuity: dict[str, Any]) -> str:
-    """One line for `case show`: the outcome, the gap and its ends, back-payment, waiting, benefits."""
-    text = (
-        f"{continuity['outcome']}: gap {continuity['gap_months']} months "
-        f"(ended {continuity['participation_end']}, enrolled {continuity['enrolment_start']})"
-    )
-    if continuity["back_payment_months"]:
-        text += f", back-payment {', '.join(continuity['back_payment_months'])}"
-    if continuity["waiting_months"]:
-        text += f", waiting {continuity['waiting_months']} months"
-    return text + f", benefits from {continuity['benefits_from']}"
+        for line in show_lines(summary):
+            typer.echo(line)
 
 
 @case_app.command("list")
@@ -399,7 +307,7 @@ def case_list_command(
             case = case_from_data(record.data)
             if since_day is not None and case.opened_on < since_day:
                 continue
-            out.append(_case_summary(case))
+            out.append(case_summary(case))
         return out
 
     cases = asyncio.run(run())
@@ -450,10 +358,10 @@ def case_cancel_command(
             case = await cancel(opened.service, wanted, reason.strip())
         finally:
             await opened.close()
-        return _case_summary(case_from_data(case.model_dump(mode="json")))
+        return case_summary(case_from_data(case.model_dump(mode="json")))
 
     summary = asyncio.run(run())
-    typer.echo(json.dumps(summary, ensure_ascii=False) if as_json else _one_line(summary))
+    typer.echo(json.dumps(summary, ensure_ascii=False) if as_json else one_line(summary))
 
 
 @case_app.command("resolve")
@@ -492,10 +400,10 @@ def case_resolve_command(
             case = await resolve(opened.service, wanted, decision.value, reason.strip())
         finally:
             await opened.close()
-        return _case_summary(case_from_data(case.model_dump(mode="json")))
+        return case_summary(case_from_data(case.model_dump(mode="json")))
 
     summary = asyncio.run(run())
-    typer.echo(json.dumps(summary, ensure_ascii=False) if as_json else _one_line(summary))
+    typer.echo(json.dumps(summary, ensure_ascii=False) if as_json else one_line(summary))
 
 
 def _register_more_case_commands() -> None:

@@ -72,6 +72,8 @@ from broker.directory import AgencyDirectory
 from broker.names import routing_key
 from broker.signing import Ed25519PrivateKey, sign_envelope
 from schemas.errors import TransientError
+from schemas.notices import ReceiptV1
+from schemas.protocol import RECEIPTED
 from schemas.reconciliation import StatementRequestV1
 from schemas.registry import Message, encode_envelope, envelope_for, newest_version
 
@@ -187,7 +189,7 @@ class AgencyService:
             return
         event = event_for_message(message)
         if event is None:
-            # Receipts and reconciliation results: recorded and logged, nothing to decide.
+            # Reconciliation results: recorded and logged, nothing to decide.
             async with self.store.transaction() as tx:
                 record = await tx.get_case(envelope.case_id)
                 if record is not None and envelope.type not in RECONCILER_TYPES:
@@ -220,11 +222,16 @@ class AgencyService:
                     other_open = other is not None and other.case_id != envelope.case_id
                 decision = decide(case, event, self._context(account, other_open, envelope.sender))
                 saved = await self._save(tx, record, decision)
+                receipted = envelope.type in RECEIPTED
+                if receipted:
+                    await tx.add_outbox([self._receipt_row(message)])
         except DuplicateOpenCase as exc:
             # Two letters for one person raced; the retry sees the other case and rejects.
             raise TransientError(str(exc)) from exc
         self.stats.handled += 1
         self._committed(decision)
+        if receipted and not decision.messages:
+            self._on_commit()
         if saved is not None and saved[0].pending_commands:
             await self._drive_commands_safely(saved[0].case_id, saved)
         crash_point("after_handle_before_ack")
@@ -431,6 +438,21 @@ class AgencyService:
         if decision.messages:
             crash_point("after_commit_before_publish")
             self._on_commit()
+
+    def _receipt_row(self, message: Message) -> OutboxMessage:
+        """The receipt for a committed document of a case (docs/protocol.md section 9): to its
+        sender, causation and acknowledged id its message id, the same id if made again."""
+        envelope = message.envelope
+        return self._outbox_row(
+            OutboundMessage(
+                recipient=envelope.sender,
+                document=ReceiptV1(acknowledged_message_id=envelope.message_id),
+                message_id=uuid.uuid5(envelope.message_id, "receipt"),
+                causation_id=envelope.message_id,
+                version=self._version_for(envelope.sender, "receipt"),
+            ),
+            envelope.case_id,
+        )
 
     def _outbox_row(self, message: OutboundMessage, case_id: uuid.UUID) -> OutboxMessage:
         now = self.clock.now()

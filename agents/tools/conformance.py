@@ -4,8 +4,10 @@
 directory lists with its own broker user and key) and as the reconciler (000000), to the agency
 under test in its **outgoing** role and in its reconciliation duties, and checks every answer
 against ``docs/protocol.md``: the documents, their causation, the copies to the reconciler, the
-ledger statements, the rejection of a letter for someone its books do not hold, a republished
-duplicate that must have no second effect, and a forged letter that must get no answer.
+ledger statements, the receipts (one per document committed, causation the document), the
+rejection of a letter for someone its books do not hold, a republished duplicate that must have
+no second effect (no second answer, no second receipt), and a forged letter that must get no
+answer. The kit acknowledges what it receives with receipts, as a counterpart does.
 
 What it cannot see: the agency's dead-letter queue (a forged letter is checked by the *absence* of
 an answer), and its **receiving** role, which starts from an application at its own counter (not
@@ -36,7 +38,7 @@ from schemas.envelope import Envelope
 from schemas.errors import ContractError
 from schemas.funds import FundTransferV1, RemittanceMark
 from schemas.information import BalanceDisposition, ContributionPeriod, InformationFormV2
-from schemas.notices import RejectionReason, RejectionV1, TransferCompletedV1
+from schemas.notices import ReceiptV1, RejectionReason, RejectionV1, TransferCompletedV1
 from schemas.reconciliation import LedgerStatementV1, Role, StatementRequestV1
 from schemas.registry import Message, envelope_for, negotiate_version, parse
 
@@ -151,6 +153,26 @@ class _Kit:
             self.s.timeout_s if within_s is None else within_s,
         )
 
+    async def expect_receipt(self, party: Party, document: Envelope, what: str) -> None:
+        """The agency's receipt for `document` (docs/protocol.md section 9)."""
+        got = await self.inboxes[party.code].take(
+            lambda m: m.envelope.type == "receipt" and m.envelope.sender == self.s.agency
+            and m.envelope.causation_id == document.message_id,
+            self.s.timeout_s,
+        )
+        acknowledged = got.document if got is not None else None
+        self.check(f"receipt for the {what}",
+                   isinstance(acknowledged, ReceiptV1)
+                   and acknowledged.acknowledged_message_id == document.message_id
+                   and got is not None and got.envelope.case_id == document.case_id,
+                   f"receipt: causation and acknowledged_message_id = {document.message_id}",
+                   got and (got.envelope.causation_id, acknowledged))
+
+    async def acknowledge(self, party: Party, message: Message) -> None:
+        """The kit's receipt for a document the agency sent, as a counterpart sends one."""
+        await self.send(party, ReceiptV1(acknowledged_message_id=message.envelope.message_id),
+                        case_id=message.envelope.case_id, causation_id=message.envelope.message_id)
+
     def letter(self, person: Person) -> ContactLetterV2:
         entry = self.s.directory.get(self.s.kit.code)
         return ContactLetterV2(
@@ -170,11 +192,13 @@ class _Kit:
         person = self.s.persons[0]
         case_id = uuid.uuid4()
         letter = await self.send(kit, self.letter(person), case_id=case_id)
+        await self.expect_receipt(kit, letter, "contact letter")
         form_msg = await self.expect(kit, "information_form", case_id)
         if not self.check("letter answered with an information_form", form_msg is not None,
                           "information_form, causation = the letter", form_msg and form_msg.envelope.type):
             return
         assert form_msg is not None
+        await self.acknowledge(kit, form_msg)
         form = form_msg.document
         assert isinstance(form, InformationFormV2)
         self.check("form: causation_id is the letter", form_msg.envelope.causation_id == letter.message_id,
@@ -192,6 +216,7 @@ class _Kit:
             self.check("fund_transfer after the form, causation = the letter", ok,
                        f"fund_transfer of {form.amount_transferred} fen", funds and funds.document)
             if funds is not None:
+                await self.acknowledge(kit, funds)
                 transfer: Any = funds.document
                 self.check("fund_transfer: amount and form id",
                            transfer.amount == form.amount_transferred
@@ -215,11 +240,19 @@ class _Kit:
         again = await self.expect(kit, "information_form", case_id, self.s.quiet_s)
         self.check("a republished letter has no second effect", again is None,
                    "no second information_form", again and again.envelope.message_id)
+        receipt_again = await self.inboxes[kit.code].take(
+            lambda m: m.envelope.type == "receipt" and m.envelope.causation_id == letter.message_id,
+            0.0,
+        )
+        self.check("a republished letter is not acknowledged twice", receipt_again is None,
+                   "no second receipt", receipt_again and receipt_again.envelope.message_id)
 
         done = TransferCompletedV1(months_credited=form.months_paid,
                                    deemed_months_credited=form.deemed_months,
                                    amount_credited=form.amount_transferred)
-        await self.send(kit, done, case_id=case_id, causation_id=form_msg.envelope.message_id)
+        completion = await self.send(kit, done, case_id=case_id,
+                                     causation_id=form_msg.envelope.message_id)
+        await self.expect_receipt(kit, completion, "completion notice")
         await self.statement(case_id, Role.OUTGOING, form)
 
     async def statement(self, case_id: uuid.UUID, role: Role | None, form: InformationFormV2 | None) -> None:
@@ -254,7 +287,10 @@ class _Kit:
         )
         case_id = uuid.uuid4()
         letter = await self.send(kit, self.letter(stranger), case_id=case_id)
+        await self.expect_receipt(kit, letter, "letter for an unknown person")
         answer = await self.expect(kit, "rejection", case_id)
+        if answer is not None:
+            await self.acknowledge(kit, answer)
         document = answer.document if answer is not None else None
         self.check("a letter for an unknown person is rejected (unknown_person)",
                    isinstance(document, RejectionV1)
@@ -295,6 +331,7 @@ class _Kit:
                           f"moving from {kit.code})", None):
             return
         assert letter is not None
+        await self.acknowledge(kit, letter)
         case_id, document = letter.envelope.case_id, letter.document
         assert isinstance(document, ContactLetterV2)
         self.check("letter: causation null, regions, the newest version both declare",
@@ -317,14 +354,18 @@ class _Kit:
         )
         sent = await self.send(kit, form, case_id=case_id, causation_id=letter.envelope.message_id)
         entry = self.s.directory.get(kit.code)
-        await self.send(kit, FundTransferV1(
+        money = await self.send(kit, FundTransferV1(
             amount=balance, payer_account=BankAccount(**entry.bank_account.model_dump()),
             payee_account=document.receiving_agency.bank_account,
             information_form_id=sent.message_id,
             remittance_mark=RemittanceMark(name=document.person.name,
                                            id_number=document.person.id_number),
         ), case_id=case_id, causation_id=letter.envelope.message_id)
+        await self.expect_receipt(kit, sent, "information form (receiving)")
+        await self.expect_receipt(kit, money, "fund transfer (receiving)")
         done = await self.expect(kit, "transfer_completed", case_id)
+        if done is not None:
+            await self.acknowledge(kit, done)
         credited = done.document if done is not None else None
         self.check("receiving: completion credits the form, causation = the form",
                    isinstance(credited, TransferCompletedV1) and done is not None

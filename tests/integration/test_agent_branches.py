@@ -56,8 +56,15 @@ async def statements(
     )
 
 
-def types_sent(world: World, code: str, case_id: uuid.UUID, to: str) -> list[str]:
-    return [s.type for s in world.sent(code, case_id) if s.recipient == to]
+def types_sent(
+    world: World, code: str, case_id: uuid.UUID, to: str, *, receipts: bool = False
+) -> list[str]:
+    """The documents `code` sent `to` for the case, in order (receipts only when asked)."""
+    return [
+        s.type
+        for s in world.sent(code, case_id)
+        if s.recipient == to and (receipts or s.type != "receipt")
+    ]
 
 
 async def both_end(world: World, outgoing: str, receiving: str, case_id: uuid.UUID) -> tuple[Case, Case]:
@@ -110,6 +117,36 @@ async def test_a_normal_transfer_moves_months_deemed_months_and_money_once_and_c
         assert [f.transfer.amount for f in in_case.funds] == [out.balance_fen]
         assert types_sent(world, DONGGUAN, case_id, JIUJIANG) == ["information_form", "fund_transfer"]
         assert types_sent(world, JIUJIANG, case_id, DONGGUAN) == ["contact_letter", "transfer_completed"]
+        # Each document committed was acknowledged by a signed receipt (causation: the document),
+        # which its sender keeps in the case: the completion's receipt may still be on its way.
+        assert types_sent(world, DONGGUAN, case_id, JIUJIANG, receipts=True) == [
+            "receipt", "information_form", "fund_transfer", "receipt",
+        ]
+        assert types_sent(world, JIUJIANG, case_id, DONGGUAN, receipts=True) == [
+            "contact_letter", "receipt", "receipt", "transfer_completed",
+        ]
+        sent_ids = {
+            s.type: s.envelope["message_id"]
+            for s in world.sent(JIUJIANG, case_id)
+            if s.recipient == DONGGUAN
+        }
+        receipts_at_dongguan = [
+            s for s in world.sent(DONGGUAN, case_id) if s.type == "receipt"
+        ]
+        assert [r.envelope["causation_id"] for r in receipts_at_dongguan] == [
+            sent_ids["contact_letter"], sent_ids["transfer_completed"],
+        ]
+        await world.wait_case(
+            DONGGUAN,
+            case_id,
+            lambda c: sorted(r.document for r in c.receipts) == ["fund_transfer", "information_form"],
+        )
+        acknowledged = await world.wait_case(
+            JIUJIANG,
+            case_id,
+            lambda c: [r.document for r in c.receipts] == ["contact_letter", "transfer_completed"],
+        )
+        assert acknowledged.state is State.COMPLETED  # a receipt changes no state
 
         # The reconciler (not running) got a signed copy of the form and of the completion notice.
         def copies_arrived(messages: list[Message]) -> bool:

@@ -145,7 +145,10 @@ async def test_an_overdue_completion_reminds_the_receiving_agency(
         clock.set_date(waiting.due_date + timedelta(days=1))
         assert await agent.service.tick() == 1
         inbox = await world.drain(JIUJIANG, lambda ms: len(_reminders(ms)) == 1)
-        assert sorted(m.envelope.type for m in inbox) == ["fund_transfer", "information_form", "reminder"]
+        # (and the receipt for the letter the test client sent)
+        assert sorted(m.envelope.type for m in inbox) == [
+            "fund_transfer", "information_form", "receipt", "reminder",
+        ]
         (reminder,) = _reminders(inbox)
         form = next(m for m in inbox if m.envelope.type == "information_form")
         assert reminder.envelope.causation_id == form.envelope.message_id

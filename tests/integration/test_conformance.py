@@ -63,6 +63,12 @@ async def test_jiexus_own_agent_passes_every_step(rabbitmq_vhost: TestVhost, tmp
         checks = await run_conformance(await _settings(world))
         assert _failed(checks) == [], [c for c in checks if not c.ok]
         assert len(checks) >= 12
+        assert {
+            "receipt for the contact letter",
+            "receipt for the completion notice",
+            "receipt for the letter for an unknown person",
+            "a republished letter is not acknowledged twice",
+        } <= {c.step for c in checks}
 
 
 async def test_an_agent_that_does_not_copy_the_reconciler_fails_those_steps(

@@ -55,6 +55,7 @@ class ForeignAgency:
         assert isinstance(key, Ed25519PrivateKey)
         self.key = key
         self.received: list[dict[str, Any]] = []
+        self.sent: list[dict[str, Any]] = []
 
     async def __aenter__(self) -> ForeignAgency:
         self.connection = await aio_pika.connect(self.url)
@@ -100,6 +101,7 @@ class ForeignAgency:
             routing_key=f"agency.{recipient}.{message_type}",
             mandatory=True,
         )
+        self.sent.append(envelope)
         return envelope
 
     async def expect(self, message_type: str, case_id: str, within_s: float = 60.0) -> dict[str, Any]:
@@ -178,9 +180,17 @@ async def test_a_counterpart_following_only_the_published_protocol_gets_its_case
                  "payout_account": None, "payout_reason": None},
                 recipient=DONGGUAN, case_id=case_id, causation_id=None,
             )
+            # Section 9: the letter is acknowledged by a receipt once Dongguan committed it.
+            receipt = await me.expect("receipt", case_id)
+            assert receipt["causation_id"] == letter["message_id"]
+            assert receipt["payload"]["acknowledged_message_id"] == letter["message_id"]
             form = await me.expect("information_form", case_id)
             funds = await me.expect("fund_transfer", case_id)
             assert form["causation_id"] == funds["causation_id"] == letter["message_id"]
+            for document in (form, funds):  # and this agency acknowledges what it committed
+                await me.send("receipt", 1, {"acknowledged_message_id": document["message_id"]},
+                              recipient=DONGGUAN, case_id=case_id,
+                              causation_id=document["message_id"])
             assert funds["payload"]["information_form_id"] == form["message_id"]
             assert funds["payload"]["amount"] == form["payload"]["amount_transferred"] == out.balance_fen
 
@@ -193,6 +203,13 @@ async def test_a_counterpart_following_only_the_published_protocol_gets_its_case
                 await me.send("transfer_completed", 1, completion, recipient=recipient,
                               case_id=case_id, causation_id=form["message_id"])
             assert await world.wait_terminal(DONGGUAN, uuid.UUID(case_id)) == State.COMPLETED
+            receipt = await me.expect("receipt", case_id)
+            assert receipt["payload"]["acknowledged_message_id"] in {
+                s["message_id"] for s in me.sent if s["recipient"] == DONGGUAN
+                and s["type"] == "transfer_completed"
+            }
+            kept = await world.wait_case(DONGGUAN, uuid.UUID(case_id), lambda c: len(c.receipts) == 2)
+            assert sorted(r.document for r in kept.receipts) == ["fund_transfer", "information_form"]
 
             request = await me.expect("statement_request", case_id)
             assert request["sender"] == RECONCILER and request["payload"]["case_id"] == case_id

@@ -153,6 +153,10 @@ class Agent:
         self.outbox: list[Sent] = []
         self.sent_log: list[Sent] = []
         """Everything this agent ever sent (`outbox` is emptied as the world delivers)."""
+        self.receipts: list[Sent] = []
+        """Receipts waiting for delivery, kept apart from `outbox` (the service sends one for
+        every document it commits; `World.pump` delivers them too)."""
+        self.receipt_log: list[Sent] = []
         self.notes: list[Note] = []
         self.logs: list[dict[str, Any]] = []
         self.service = AgencyService(
@@ -273,7 +277,12 @@ class Agent:
                 causation_id=envelope.causation_id,
                 version=envelope.version,
             )
-            sent.append(Sent(self.code, envelope.case_id, outbound, row.body))
+            item = Sent(self.code, envelope.case_id, outbound, row.body)
+            if envelope.type == "receipt":
+                self.receipts.append(item)
+                self.receipt_log.append(item)
+            else:
+                sent.append(item)
         settle(self.store.mark_published([row.id for row in rows]))
         self.outbox.extend(sent)
         self.sent_log.extend(sent)
@@ -400,6 +409,8 @@ class World:
 
     agents: dict[str, Agent]
     today: date = date(2025, 3, 3)
+    receipts: bool = True
+    """`pump` delivers the agents' receipts as well as their documents."""
     delivered: list[tuple[str, str, int]] = field(default_factory=list)
     """(recipient, type, wire version) of every delivery."""
 
@@ -456,6 +467,9 @@ class World:
             for agent in self.agents.values():
                 pending.extend(agent.outbox)
                 agent.outbox.clear()
+                if self.receipts:
+                    pending.extend(agent.receipts)
+                    agent.receipts.clear()
             if not pending:
                 return count
             if order is not None:

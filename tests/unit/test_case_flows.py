@@ -84,7 +84,8 @@ def assert_conserved(outgoing: Agent, receiving: Agent, case_id: UUID, balance: 
 
 
 def delivered_types(world: World) -> list[str]:
-    return [message_type for _, message_type, _ in world.delivered]
+    """The documents delivered, in order (receipts left out: see the normal transfer's test)."""
+    return [message_type for _, message_type, _ in world.delivered if message_type != "receipt"]
 
 
 def test_normal_employee_transfer_moves_months_and_balance_and_completes_both_ends() -> None:
@@ -103,6 +104,20 @@ def test_normal_employee_transfer_moves_months_and_balance_and_completes_both_en
     ]
     assert receiving.case(case_id).state is State.COMPLETED
     assert outgoing.case(case_id).state is State.COMPLETED
+    # Every document committed was acknowledged once, by a receipt its sender keeps in the case.
+    receipts = [(to, t) for to, t, _ in world.delivered if t == "receipt"]
+    assert sorted(receipts) == sorted(
+        [(receiving.code, "receipt")] * 2 + [(outgoing.code, "receipt")] * 2
+    )
+    assert [r.document for r in receiving.case(case_id).receipts] == [
+        "contact_letter",
+        "transfer_completed",
+    ]
+    assert [r.document for r in outgoing.case(case_id).receipts] == [
+        "information_form",
+        "fund_transfer",
+    ]
+    assert receiving.case(case_id).state is State.COMPLETED  # a receipt changes no state
     form = receiving.case(case_id).form
     assert form is not None and form.balance_disposition is BalanceDisposition.TRANSFERRED
     assert form.contribution_periods is not None and form.deemed_months == 24
@@ -454,7 +469,7 @@ def test_a_recipient_on_contact_letter_v1_gets_v1_and_the_case_keeps_its_version
     case_id = receiving.apply_for(who, OUT, world.today)
     world.pump(twice=True)
 
-    assert [(t, v) for _, t, v in world.delivered] == [
+    assert [(t, v) for _, t, v in world.delivered if t != "receipt"] == [
         ("contact_letter", 1),
         ("information_form", 1),
         ("fund_transfer", 1),

@@ -83,6 +83,10 @@ account's holder to match the outgoing books (`policy.check_letter`), and a payo
 ``Agency.payout_approval_limit_fen`` waits in ``awaiting_approval`` until an operator approves it
 (`PayoutApproved`); nothing changes in the books before that.
 
+A counterpart's receipt (`ReceiptReceived`) for a document the case sent is kept in
+``Case.receipts`` with a history entry, in any state, terminal ones included (the receipt for a
+completion notice arrives after the case completed); the state does not change.
+
 Anything else (a message seen before, a second letter or form for the case, an event for a
 terminal case, an event for the other role) changes nothing and yields a note. Money that arrives
 for a case that no longer expects it is recorded in the case (``funds``) with a note
@@ -125,6 +129,7 @@ The case is one package, split by concern; import from ``agents.domain.case`` (o
 |             | outgoing end                                                                        |
 | `timing`    | the deadline fields of each state and the `Tick`                                    |
 | `operator`  | what an operator does to a case: cancel (withdraw), resolve a discrepancy           |
+| `receipts`  | the counterpart's receipt: which document it acknowledges, kept in ``receipts``     |
 | `dispatch`  | `decide`, which hands each event to its handler                                     |
 """
 
@@ -143,6 +148,7 @@ from agents.domain.case.events import (
     LetterReceived,
     MessageEvent,
     PayoutApproved,
+    ReceiptReceived,
     RejectionReceived,
     ReminderReceived,
     ResolveRequested,
@@ -155,6 +161,7 @@ from agents.domain.case.model import (
     Case,
     CaseColumns,
     Discrepancy,
+    Receipt,
     ReceivedFunds,
     Resolution,
     Role,
@@ -192,6 +199,8 @@ __all__ = [
     "OutboundMessage",
     "PayOut",
     "PayoutApproved",
+    "Receipt",
+    "ReceiptReceived",
     "ReceivedFunds",
     "RejectionReceived",
     "ReminderReceived",

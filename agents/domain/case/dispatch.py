@@ -14,6 +14,7 @@ from agents.domain.case.events import (
     LedgerRefused,
     LetterReceived,
     PayoutApproved,
+    ReceiptReceived,
     RejectionReceived,
     ReminderReceived,
     ResolveRequested,
@@ -28,6 +29,7 @@ from agents.domain.case.outgoing import (
     _on_rejection_at_outgoing,
     _on_released,
 )
+from agents.domain.case.receipts import _on_receipt
 from agents.domain.case.receiving import (
     _on_application,
     _on_credited,
@@ -76,6 +78,8 @@ def decide(case: Case | None, event: Event, ctx: Context) -> Decision:
         return _ignore("case.wrong_case", case, event)
     if event.sender != case.counterpart_code:
         return _ignore("case.wrong_sender", case, event)
+    if isinstance(event, ReceiptReceived):
+        return _on_receipt(case, event, ctx)
     if isinstance(event, ReminderReceived):
         return Decision(
             notes=(

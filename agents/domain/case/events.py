@@ -12,7 +12,7 @@ from schemas.common import BankAccount, InsuranceType, Person
 from schemas.contact import ContactLetterV2, PayoutReason
 from schemas.funds import FundTransferV1
 from schemas.information import InformationFormV2
-from schemas.notices import RejectionV1, ReminderV1, TransferCompletedV1
+from schemas.notices import ReceiptV1, RejectionV1, ReminderV1, TransferCompletedV1
 from schemas.registry import Message
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "LetterReceived",
     "MessageEvent",
     "PayoutApproved",
+    "ReceiptReceived",
     "RejectionReceived",
     "ReminderReceived",
     "ResolveRequested",
@@ -158,8 +159,26 @@ class LedgerRefused:
     """The entries of the commands before it that did apply."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class ReceiptReceived:
+    """The counterpart's receipt: it has durably accepted ``acknowledged_message_id``, a document
+    this agency sent for the case (evidence of delivery, kept in the case; no state changes)."""
+
+    case_id: uuid.UUID
+    message_id: uuid.UUID
+    sender: str
+    acknowledged_message_id: uuid.UUID
+    version: int = 1
+
+
 MessageEvent = (
-    LetterReceived | FormReceived | FundsReceived | CompletionReceived | RejectionReceived | ReminderReceived
+    LetterReceived
+    | FormReceived
+    | FundsReceived
+    | CompletionReceived
+    | RejectionReceived
+    | ReminderReceived
+    | ReceiptReceived
 )
 Event = (
     ApplicationSubmitted
@@ -175,7 +194,7 @@ Event = (
 
 def event_for_message(message: Message) -> MessageEvent | None:
     """The event for a parsed message (document upcast to the newest version); ``None`` for types
-    the case does not handle (receipts, reconciliation traffic)."""
+    the case does not handle (reconciliation traffic)."""
     envelope, document = message.envelope, message.document
     common: dict[str, Any] = {
         "case_id": envelope.case_id,
@@ -195,4 +214,6 @@ def event_for_message(message: Message) -> MessageEvent | None:
         return RejectionReceived(rejection=document, **common)
     if isinstance(document, ReminderV1):
         return ReminderReceived(reminder=document, **common)
+    if isinstance(document, ReceiptV1):
+        return ReceiptReceived(acknowledged_message_id=document.acknowledged_message_id, **common)
     return None

@@ -31,6 +31,7 @@ __all__ = [
     "Case",
     "CaseColumns",
     "Discrepancy",
+    "Receipt",
     "ReceivedFunds",
     "Resolution",
     "Role",
@@ -91,6 +92,18 @@ class Discrepancy(_Frozen):
     text: str
     expected_fen: int | None = None
     received_fen: int | None = None
+
+
+class Receipt(_Frozen):
+    """The counterpart's receipt for a document this agency sent: evidence of delivery."""
+
+    acknowledged_message_id: uuid.UUID
+    document: str
+    """What was acknowledged: the purpose the message id was made for (``contact_letter``,
+    ``information_form``, ``fund_transfer``, ``rejection``, ``transfer_completed``,
+    ``withdrawal``, ``reminder/<state>/<n>``)."""
+    receipt_message_id: uuid.UUID
+    received_on: date
 
 
 class Resolution(_Frozen):
@@ -161,6 +174,8 @@ class Case(_Frozen):
     domain writes it unsigned, the service signs it before the case is stored."""
     resolution: Resolution | None = None
     """Set when an operator resolved a discrepancy."""
+    receipts: tuple[Receipt, ...] = ()
+    """The counterpart's receipts for the documents this agency sent, in arrival order."""
 
     @property
     def is_open(self) -> bool:
