@@ -13,6 +13,7 @@ def one_line(summary: dict[str, Any]) -> str:
         f"case {summary['case_id']}: {summary['state']}"
         + (f" (due {summary['due_date']}, {summary['whose_turn']}'s turn)" if summary["due_date"] else "")
         + (f" — {summary['rejection_reason']}" if summary["rejection_reason"] else "")
+        + (f" — undeliverable: {summary['undeliverable']}" if summary.get("undeliverable") else "")
     )
 
 
@@ -40,6 +41,7 @@ def case_summary(case: Any, history: list[Any] | None = None) -> dict[str, Any]:
         "booked": case.booked.model_dump(mode="json") if case.booked else None,
         "note": case.note,
         "resolution": case.resolution.model_dump(mode="json") if case.resolution else None,
+        "undeliverable": getattr(case, "undeliverable", None),
         "receipts": [
             {
                 "document": r.document,
@@ -97,6 +99,11 @@ def show_lines(summary: dict[str, Any]) -> list[str]:
         f"  state    {summary['state']}"
         + (f"; {summary['whose_turn']}'s turn, due {summary['due_date']}" if summary["due_date"] else "")
     )
+    if summary["undeliverable"]:
+        out.append(
+            f"  undeliverable: the {summary['undeliverable']} waits in the outbox: the broker has no"
+            f" inbox for {summary['counterpart']} (run `jiexu topology apply`)"
+        )
     if summary["rejection_reason"]:
         out.append(f"  rejected {summary['rejection_reason']}")
     if summary["discrepancy"]:

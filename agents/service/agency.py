@@ -23,6 +23,7 @@ deadline and recovery rounds (`agents.service.rounds`), an operator's actions
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from agents.domain.case import (
     Case,
     Context,
     Decision,
+    DeliveryHeld,
     LetterReceived,
     OutboundMessage,
     PayoutApproved,
@@ -256,6 +258,18 @@ class AgencyService:
             await self._drive_commands_safely(case_id, saved)
         current = await self.store.get_case(case_id)
         return case_from_data(current.data) if current is not None else case
+
+    async def record_undeliverable(self, row: OutboxMessage) -> None:
+        """The relay holds `row` (no inbox for its recipient): the case shows it
+        (``Case.undeliverable``, a ``DeliveryHeld`` history entry) until the counterpart answers."""
+        case_id = uuid.UUID(json.loads(row.body)["case_id"])
+        async with self.store.transaction() as tx:
+            record = await tx.get_case(case_id)
+            if record is None:
+                return
+            event = DeliveryHeld(case_id=case_id, message_id=row.message_id, recipient=row.recipient)
+            decision = decide(case_from_data(record.data), event, self._context())
+            await self._save(tx, record, decision)
 
     async def tick(self) -> int:
         """Deadlines: every open case past its due date gets a `Tick` (reminders, notes).

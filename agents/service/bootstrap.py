@@ -39,7 +39,7 @@ from agents.service.metrics import AgentMetrics
 from agents.service.paths import Paths
 from agents.service.relay import OutboxRelay
 from agents.service.settings import AgentSettings
-from agents.store.base import Store
+from agents.store.base import OutboxMessage, Store
 from agents.store.sqlite import SqliteStore
 from broker.address import parse_broker_url
 from broker.connection import BrokerConnection, connect
@@ -47,6 +47,7 @@ from broker.consumer import Consumer, ConsumerSettings
 from broker.directory import AgencyDirectory
 from broker.directory_trust import open_directory
 from broker.publisher import Publisher
+from broker.routes import InboxCheck
 from broker.signing import Ed25519PrivateKey, load_private_key
 from broker.tls import check_amqp_url
 from broker.topology import load_agency_secret
@@ -300,6 +301,9 @@ async def bootstrap_agent(
                 connection, agency=settings.agency, private_key=resources.private_key
             )
         await publisher.start()
+        async def held(row: OutboxMessage) -> None:  # the service exists once a row is held
+            await opened.service.record_undeliverable(row)
+
         relay = OutboxRelay(
             resources.store,
             publisher,
@@ -307,6 +311,8 @@ async def bootstrap_agent(
             metrics=metrics,
             claimant=relay_claimant(settings),
             lease_s=settings.outbox_lease_s,
+            routes=InboxCheck(connection),
+            on_undeliverable=held,
         )
         opened = resources.service(settings, calendar, relay.wake, metrics)
         consumer = Consumer(

@@ -21,6 +21,8 @@ them, which ``rate``/``increase`` absorb.
   ``failed``);
 * ``jiexu_outbox_published_total{type}``, ``jiexu_outbox_publish_failures_total``: the relay (the
   agent's, and the reconciler's, which publishes statement requests and results);
+  ``jiexu_outbox_undeliverable_total{recipient}``: messages held because the recipient has no
+  inbox on the broker (each counted once; they go out when it appears);
 * ``jiexu_reminders_sent_total``: reminders committed by the deadline watcher;
 * ``jiexu_months_certified_total{counterpart}`` (outgoing: months the ledger certified on
   terminate-and-debit) and ``jiexu_months_credited_total{counterpart}`` (receiving: months the
@@ -292,6 +294,11 @@ class ProcessMetrics:
             "Outbox messages whose publish failed (they are retried).", ["agency"],
             registry=self.registry,
         ).labels(agency)
+        self._undeliverable = Counter(
+            "jiexu_outbox_undeliverable",
+            "Outbox messages held because the recipient has no inbox on the broker (each once).",
+            ["agency", "recipient"], registry=self.registry,
+        )
 
     def figures_refresh_failed(self) -> None:
         self._refresh_failures.inc()
@@ -302,6 +309,9 @@ class ProcessMetrics:
 
     def publish_failed(self, count: int = 1) -> None:
         self._publish_failures.inc(count)
+
+    def undeliverable(self, recipient: str) -> None:
+        self._undeliverable.labels(self.agency, recipient).inc()
 
 
 class AgentMetrics(ProcessMetrics):

@@ -19,13 +19,20 @@ publishing takes.
 The relay needs only an `Outbox` (an agency's `agents.store.base.Store` is one; the reconciler's
 report is one through `agents.reconcile.outbox.ReportOutbox`) and a `BodyPublisher`
 (`broker.publisher.Publisher`).
+
+Undeliverable rows: given ``routes`` (`broker.routes.InboxCheck`), the relay publishes a row only
+when its recipient's inbox exists; otherwise it holds the row in the outbox (it is published,
+unchanged, once the inbox appears), logs one ``message_undeliverable`` warning per recipient until
+it recovers, counts each held row once (``jiexu_outbox_undeliverable_total``) and reports it to
+``on_undeliverable`` (the agent records it in the case). A message the broker returns as
+unroutable (``mandatory``, on a broker without the alternate exchange) is held the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import structlog
@@ -37,9 +44,9 @@ from agents.store.base import OutboxMessage
 from broker.delivery import HEADER_REPUBLISHED
 from broker.names import EXCHANGE
 from broker.outage import Outage
-from broker.publisher import BasicProperties, body_properties
+from broker.publisher import BasicProperties, UnroutableError, body_properties
 
-__all__ = ["BodyPublisher", "Outbox", "OutboxRelay"]
+__all__ = ["BodyPublisher", "Outbox", "OutboxRelay", "Routes"]
 
 log = structlog.get_logger("jiexu.agents.service.relay")
 
@@ -65,6 +72,18 @@ class BodyPublisher(Protocol):
     ) -> None: ...
 
 
+class Routes(Protocol):
+    """Whether a recipient's inbox exists (`broker.routes.InboxCheck`)."""
+
+    async def exists(self, code: str) -> bool: ...
+
+    def forget(self, code: str) -> None: ...
+
+
+class _Held(Exception):
+    """A row not published: its recipient has no inbox (or the broker returned it)."""
+
+
 class OutboxRelay:
     """Moves committed outbox rows onto the broker, oldest first, many in flight."""
 
@@ -80,6 +99,8 @@ class OutboxRelay:
         metrics: ProcessMetrics | None = None,
         claimant: str = "relay",
         lease_s: float = 30.0,
+        routes: Routes | None = None,
+        on_undeliverable: Callable[[OutboxMessage], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         self._metrics = metrics
@@ -99,6 +120,12 @@ class OutboxRelay:
         self.published = 0
         # One warning when publishing starts failing (a broker outage), one when it recovers.
         self._outage = Outage("outbox_publish_failed", log)
+        self._routes = routes
+        self._on_undeliverable = on_undeliverable
+        self._held: set[int] = set()
+        self._undeliverable: dict[str, Outage] = {}
+        self.held = 0
+        """Rows held in the last round (their recipient had no inbox)."""
 
     def wake(self) -> None:
         """A handler committed new rows: publish them now instead of at the next poll."""
@@ -142,8 +169,12 @@ class OutboxRelay:
         )
         done: list[int] = []
         failed = 0
+        held: list[OutboxMessage] = []
         first_error: Exception | None = None
         for row, result in zip(rows, results, strict=True):
+            if isinstance(result, _Held):
+                held.append(row)
+                continue
             if isinstance(result, BaseException):
                 if not isinstance(result, Exception):
                     raise result
@@ -159,6 +190,8 @@ class OutboxRelay:
             self._outage.failed(failed, error=repr(first_error))
         elif done:
             self._outage.succeeded(published=len(done))
+        await self._hold(held, {row.recipient for row, r in zip(rows, results, strict=True)
+                                if not isinstance(r, BaseException)})
         if done:
             crash_point("after_publish_before_mark")
             await self._store.mark_published(done)
@@ -168,14 +201,47 @@ class OutboxRelay:
                 for row, result in zip(rows, results, strict=True):
                     if not isinstance(result, BaseException):
                         self._metrics.published(row.message_type)
+        self.held = len(held)
         return len(done), failed
 
+    async def _hold(self, held: list[OutboxMessage], delivered: set[str]) -> None:
+        """Log, count and report the rows held this round (each row once); log the recovery of
+        a recipient whose rows went out again."""
+        for code in delivered:
+            outage = self._undeliverable.get(code)
+            if outage is not None and outage.active:
+                outage.succeeded(recipient=code)
+        for row in held:
+            outage = self._undeliverable.setdefault(
+                row.recipient, Outage("message_undeliverable", log)
+            )
+            outage.failed(recipient=row.recipient, message_type=row.message_type,
+                          why="no inbox for the recipient on the broker: run `jiexu topology apply`")
+            if row.id in self._held:
+                continue
+            self._held.add(row.id)
+            if self._metrics is not None:
+                self._metrics.undeliverable(row.recipient)
+            if self._on_undeliverable is not None:
+                try:
+                    await self._on_undeliverable(row)
+                except Exception as exc:  # the row stays held; the case is told next time
+                    self._held.discard(row.id)
+                    log.warning("undeliverable_not_recorded", error=repr(exc))
+
     async def _publish(self, row: OutboxMessage) -> None:
+        if self._routes is not None and not await self._routes.exists(row.recipient):
+            raise _Held(row.recipient)
         headers = dict(row.headers)
         if row.claims or row.created_at < self._started_at or row.id in self._attempted:
             headers[HEADER_REPUBLISHED] = True
         properties = body_properties(row.body, self._publisher.user_id, headers)
-        await self._publisher.publish_body(EXCHANGE, row.routing_key, row.body, properties)
+        try:
+            await self._publisher.publish_body(EXCHANGE, row.routing_key, row.body, properties)
+        except UnroutableError as exc:
+            if self._routes is not None:
+                self._routes.forget(row.recipient)
+            raise _Held(row.recipient) from exc
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -184,7 +250,7 @@ class OutboxRelay:
             except Exception as exc:
                 log.warning("relay_round_failed", error=repr(exc))
                 sent, failed = 0, 1
-            if failed:
+            if failed or (self.held and not sent):
                 await asyncio.sleep(self._failure_pause_s)
                 continue
             if sent:

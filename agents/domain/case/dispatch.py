@@ -7,12 +7,14 @@ from agents.domain.case.events import (
     ApplicationSubmitted,
     CancelRequested,
     CompletionReceived,
+    DeliveryHeld,
     Event,
     FormReceived,
     FundsReceived,
     LedgerApplied,
     LedgerRefused,
     LetterReceived,
+    MessageEvent,
     PayoutApproved,
     ReceiptReceived,
     RejectionReceived,
@@ -29,7 +31,7 @@ from agents.domain.case.outgoing import (
     _on_rejection_at_outgoing,
     _on_released,
 )
-from agents.domain.case.receipts import _on_receipt
+from agents.domain.case.receipts import _on_delivery_held, _on_receipt, cleared
 from agents.domain.case.receiving import (
     _on_application,
     _on_credited,
@@ -45,6 +47,13 @@ __all__ = ["decide"]
 
 def decide(case: Case | None, event: Event, ctx: Context) -> Decision:
     """The new case, messages, ledger commands, transition and notes for one event."""
+    decision = _decide(case, event, ctx)
+    if case is not None and case.undeliverable is not None and isinstance(event, MessageEvent):
+        return cleared(decision)
+    return decision
+
+
+def _decide(case: Case | None, event: Event, ctx: Context) -> Decision:
     if isinstance(event, ApplicationSubmitted):
         if case is not None:
             return _ignore("case.duplicate_application", case)
@@ -64,6 +73,8 @@ def decide(case: Case | None, event: Event, ctx: Context) -> Decision:
         return _on_cancel(case, event, ctx)
     if isinstance(event, ResolveRequested):
         return _on_resolve(case, event, ctx)
+    if isinstance(event, DeliveryHeld):
+        return _on_delivery_held(case, event)
     if isinstance(event, LedgerApplied | LedgerRefused):
         if case.state not in (State.RELEASING, State.CREDITING):
             return _ignore("case.stale_ledger_result", case, event)

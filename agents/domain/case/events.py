@@ -19,6 +19,7 @@ __all__ = [
     "ApplicationSubmitted",
     "CancelRequested",
     "CompletionReceived",
+    "DeliveryHeld",
     "Event",
     "FormReceived",
     "FundsReceived",
@@ -171,6 +172,16 @@ class ReceiptReceived:
     version: int = 1
 
 
+@dataclass(frozen=True, kw_only=True)
+class DeliveryHeld:
+    """This agency's relay holds ``message_id`` (a document of the case): the broker has no inbox
+    for its recipient. It goes out, unchanged, once the inbox exists."""
+
+    case_id: uuid.UUID
+    message_id: uuid.UUID
+    recipient: str
+
+
 MessageEvent = (
     LetterReceived
     | FormReceived
@@ -189,6 +200,7 @@ Event = (
     | PayoutApproved
     | CancelRequested
     | ResolveRequested
+    | DeliveryHeld
 )
 
 

@@ -176,6 +176,9 @@ class Case(_Frozen):
     """Set when an operator resolved a discrepancy."""
     receipts: tuple[Receipt, ...] = ()
     """The counterpart's receipts for the documents this agency sent, in arrival order."""
+    undeliverable: str | None = None
+    """The document this agency's relay holds because the broker has no inbox for the
+    counterpart (``DeliveryHeld``); cleared by the next message from the counterpart."""
 
     @property
     def is_open(self) -> bool:

@@ -1,4 +1,5 @@
-"""A counterpart's receipt: which document of the case it acknowledges, kept as evidence.
+"""Evidence of delivery: a counterpart's receipt (which document of the case it acknowledges,
+kept in ``Case.receipts``) and a document the relay could not deliver (``Case.undeliverable``).
 
 Every business document an agency sends for a case has a message id derived from the case, the
 role and its purpose (`decision._message_id`), so the acknowledged id names the document without
@@ -10,12 +11,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 
 from agents.domain.case.decision import Context, Decision, Note, _decision, _ids, _message_id, _seen
-from agents.domain.case.events import ReceiptReceived
+from agents.domain.case.events import DeliveryHeld, ReceiptReceived
 from agents.domain.case.model import Case, Receipt, Role, State
 
-__all__ = ["acknowledged_document"]
+__all__ = ["acknowledged_document", "cleared"]
 
 _FIXED: dict[Role, tuple[str, ...]] = {
     Role.RECEIVING: ("contact_letter", "transfer_completed", "rejection", "withdrawal"),
@@ -62,3 +64,27 @@ def _on_receipt(case: Case, event: ReceiptReceived, ctx: Context) -> Decision:
         acknowledged_message_id=str(event.acknowledged_message_id),
         document=document,
     )
+
+
+def _on_delivery_held(case: Case, event: DeliveryHeld) -> Decision:
+    document = acknowledged_document(case, event.message_id) or "message"
+    detail = {**_ids(case, event), "recipient": event.recipient, "document": document}
+    if case.undeliverable == document:
+        return Decision(notes=(Note("case.still_undeliverable", detail),))
+    held = case.model_copy(update={"undeliverable": document})
+    return _decision(
+        case,
+        held,
+        "DeliveryHeld",
+        notes=(Note("case.undeliverable", detail),),
+        recipient=event.recipient,
+        document=document,
+    )
+
+
+def cleared(decision: Decision) -> Decision:
+    """A message from the counterpart proves the route works again: no more ``undeliverable``."""
+    case = decision.case
+    if case is None or case.undeliverable is None:
+        return decision
+    return replace(decision, case=case.model_copy(update={"undeliverable": None}))
