@@ -1,5 +1,8 @@
 """The reconciler's own store: one SQLite file of cases, statement requests, outbox and inbox.
 
+The default adapter of `agents.reconcile.report_base.ReportStore`, for one reconciler process
+(`agents.reconcile.report_postgres.PostgresReport` is the one several processes share).
+
 Each case is one row: a few columns to query on and the whole `ReconciledCase` as JSON. A handled
 message, the case it changed, the requests it issued and the envelopes it queued commit in one
 transaction (`ReconciliationReport.transaction`, a unit of work of `agents.db.sqlite.SqliteDb`:
