@@ -7,6 +7,10 @@ The agent connects as the reconciler's own broker user: from ``--amqp-url``
 the agency directory, and keeps its store where `agents.service.paths.Paths.report` says
 (``{data-dir}/000000/``). The options fill an `agents.reconcile.settings.ReconcilerSettings`.
 
+With ``--database-url`` (``JIEXU_DATABASE_URL``, the agents' store setting) the store is the
+schema ``reconcile_000000`` of that PostgreSQL database instead, and several ``jiexu reconcile``
+processes may share it (`agents.reconcile.stores`).
+
 ``--report`` reads that store only (no broker): per-pair control totals per day, counts, the
 latest mismatches and the stuck cases.
 """
@@ -25,8 +29,8 @@ from agents.cli.log_level import LOG_LEVEL_INFO, LogLevel
 from agents.cli.sensitive import password_free
 from agents.domain.deadlines import Regime
 from agents.reconcile.process import reconciler_amqp_url, run_reconciler
-from agents.reconcile.report import ReconciliationReport
 from agents.reconcile.settings import ReconcilerSettings
+from agents.reconcile.stores import open_report, report_exists
 from agents.service.paths import Paths
 from broker.consumer import ConsumerSettings
 from broker.directory import DirectoryError
@@ -56,6 +60,13 @@ _DIRECTORY = typer.Option(
     Path(".jiexu/directory.json"), "--directory", envvar="JIEXU_DIRECTORY", help="the agency directory"
 )
 _DATA = typer.Option(Path(".jiexu/data"), "--data-dir", envvar="JIEXU_DATA_DIR", help="store directory")
+_DATABASE = typer.Option(
+    None,
+    "--database-url",
+    envvar="JIEXU_DATABASE_URL",
+    help="PostgreSQL DSN for the report (schema reconcile_000000; several reconcilers may share "
+    "it) [default: SQLite in --data-dir]",
+)
 _REGIME = typer.Option(
     "2021", "--regime", envvar="JIEXU_REGIME", help="deadline rules for the sweep: 2016 or 2021"
 )
@@ -132,8 +143,8 @@ def _human_report(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def _report(path: Path, limit: int) -> dict[str, Any]:
-    report = await ReconciliationReport.open(path)
+async def _report(path: Path, limit: int, database_url: str | None = None) -> dict[str, Any]:
+    report = await open_report(path, database_url=database_url, pool_size=1)
     try:
         return await report.summary(limit)
     finally:
@@ -147,6 +158,7 @@ def reconcile_command(
     keys_dir: Path | None = _KEYS,
     directory: Path = _DIRECTORY,
     data_dir: Path = _DATA,
+    database_url: str | None = _DATABASE,
     regime: str = _REGIME,
     calendar_dir: Path | None = _CALENDARS,
     user_prefix: str = _PREFIX,
@@ -165,9 +177,13 @@ def reconcile_command(
     path = store_path(data_dir)
     if report:
         configure_logging(level="WARNING", json=as_json)
-        if not path.exists():
-            raise _fail(f"no reconciliation store at {path}: has `jiexu reconcile` run with this --data-dir?")
-        summary = asyncio.run(_report(path, limit))
+        if not asyncio.run(report_exists(path, database_url=database_url)):
+            where = "in that database" if database_url else f"at {path}"
+            raise _fail(
+                f"no reconciliation store {where}: has `jiexu reconcile` run with this "
+                + ("--database-url?" if database_url else "--data-dir?")
+            )
+        summary = asyncio.run(_report(path, limit, database_url))
         typer.echo(json.dumps(summary, ensure_ascii=False) if as_json else _human_report(summary))
         return
     configure_logging(level=log_level.value, json=True)
@@ -175,6 +191,7 @@ def reconcile_command(
         settings = ReconcilerSettings(
             regime=Regime.parse(regime),
             data_dir=data_dir,
+            database_url=database_url or None,
             secrets_dir=secrets_dir,
             keys_dir=keys_dir,
             directory=directory,
@@ -220,7 +237,7 @@ def reconcile_command(
         )
     )
     if once and outcome is not None:
-        summary = asyncio.run(_report(path, limit))
+        summary = asyncio.run(_report(path, limit, settings.database_url))
         result = {
             "overdue": [str(case_id) for case_id in outcome.overdue],
             "requested": outcome.requested,

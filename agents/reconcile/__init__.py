@@ -5,7 +5,10 @@ In the agency's shape:
 * pure: `compare` (the two books and the form), `statement_document` (an agency's answer) and
   `reconcile_step` (`plan`: a `ReconciledCase` and one event in, the next record and the envelopes
   to queue out);
-* `ReconciliationReport` (`report`): the reconciler's store, one SQLite file;
+* the reconciler's store, behind the port `ReportStore` (`report_base`):
+  `ReconciliationReport` (`report`), one SQLite file and one process, the default; or
+  `agents.reconcile.report_postgres.PostgresReport`, a PostgreSQL schema several processes share
+  (``JIEXU_DATABASE_URL``); `open_report` (`stores`) opens the one configured;
 * `ReconcilerService` (`service`): one unit of work per message (inbox row, case record, outbox
   rows), and the sweep;
 * `ReconcilerProcess` / `run_reconciler` / `run_reconciler_with` (`process`): the composition
@@ -36,8 +39,10 @@ from agents.reconcile.plan import (
 from agents.reconcile.process import ReconcilerProcess, Sweeper, run_reconciler, run_reconciler_with
 from agents.reconcile.records import ReconciledCase, RequestRow, StoredStatement
 from agents.reconcile.report import ReconciliationReport
+from agents.reconcile.report_base import ReportStore
 from agents.reconcile.service import ReconcilerService, SweepOutcome
 from agents.reconcile.settings import ReconcilerSettings
+from agents.reconcile.stores import open_report
 from agents.service.statements import statement_document
 
 __all__ = [
@@ -52,6 +57,7 @@ __all__ = [
     "ReconcilerSettings",
     "ReconciliationReport",
     "ReportOutbox",
+    "ReportStore",
     "RequestRow",
     "Rules",
     "StatementCopy",
@@ -63,6 +69,7 @@ __all__ = [
     "compare",
     "control_totals",
     "expected_from_form",
+    "open_report",
     "reconcile_step",
     "run_reconciler",
     "run_reconciler_with",

@@ -24,7 +24,7 @@ agency; the reconciler learns it from the terminal notice or a statement).
 from __future__ import annotations
 
 from agents.domain.clock import Clock, SystemClock
-from agents.reconcile.report import ReconciliationReport
+from agents.reconcile.report_base import ReportStore
 from agents.service.metrics import ExchangeFigures
 
 __all__ = ["outcomes", "take_exchange_figures"]
@@ -41,7 +41,7 @@ def outcomes(counts: dict[str, int]) -> dict[str, int]:
 
 
 async def take_exchange_figures(
-    report: ReconciliationReport, clock: Clock | None = None
+    report: ReportStore, clock: Clock | None = None
 ) -> ExchangeFigures:
     """The figures the reconciler's gauges export, read from ``report`` now."""
     taken_at = (clock or SystemClock()).now().timestamp()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from agents.domain.clock import Clock, SystemClock
-from agents.reconcile.report import ReconciliationReport
+from agents.reconcile.report_base import QueuedEnvelope, ReportStore
 from agents.store.base import OutboxMessage
 from broker.names import routing_key
 from broker.signing import Ed25519PrivateKey, sign_and_encode
@@ -19,17 +19,17 @@ __all__ = ["ReportOutbox"]
 
 
 class ReportOutbox:
-    """`agents.service.relay.Outbox` over a `ReconciliationReport`, signing with the reconciler's key."""
+    """`agents.service.relay.Outbox` over a report (SQLite or PostgreSQL), signing with the
+    reconciler's key."""
 
     def __init__(
-        self, report: ReconciliationReport, private_key: Ed25519PrivateKey, clock: Clock | None = None
+        self, report: ReportStore, private_key: Ed25519PrivateKey, clock: Clock | None = None
     ) -> None:
         self._report = report
         self._private_key = private_key
         self._clock = clock or SystemClock()
 
-    async def fetch_unpublished(self, limit: int = 100) -> list[OutboxMessage]:
-        rows = await self._report.queued(limit)
+    def _signed(self, rows: list[QueuedEnvelope]) -> list[OutboxMessage]:
         messages: list[OutboxMessage] = []
         for row in rows:
             envelope = row.envelope
@@ -45,17 +45,23 @@ class ReportOutbox:
                     routing_key=routing_key(envelope.recipient, envelope.type),
                     body=body,
                     created_at=row.created_at,
+                    claims=row.claims,
                 )
             )
         return messages
 
+    async def fetch_unpublished(self, limit: int = 100) -> list[OutboxMessage]:
+        return self._signed(await self._report.queued(limit))
+
     async def claim_unpublished(
         self, claimant: str, *, limit: int = 100, lease_s: float = 30.0
     ) -> list[OutboxMessage]:
-        """The queued rows: the report is one process's SQLite file, its relay the only one, so
-        there is nobody to claim them from (a restarted reconciler marks its re-sends by their
-        age, `OutboxRelay`)."""
-        return await self.fetch_unpublished(limit)
+        """The queued rows nobody else holds, claimed for ``lease_s`` (`ReportStore.claim_queued`:
+        on SQLite every queued row, the file being one process's; on PostgreSQL a lease shared
+        by every reconciler process)."""
+        return self._signed(
+            await self._report.claim_queued(claimant, limit=limit, lease_s=lease_s)
+        )
 
     async def mark_published(self, ids: Sequence[int]) -> None:
         await self._report.mark_sent_seqs(ids, self._clock.now())

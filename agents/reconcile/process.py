@@ -2,11 +2,13 @@
 
 ``jiexu reconcile`` runs `run_reconciler_with` on a `ReconcilerSettings`; tests and the demo call
 `run_reconciler` with the pieces already loaded. Either way `ReconcilerProcess` starts, in order:
-the report (`ReconciliationReport`), the connection and a confirming `Publisher`, the
+the report (`agents.reconcile.stores.open_report`: SQLite, or the PostgreSQL schema of
+``JIEXU_DATABASE_URL``), the connection and a confirming `Publisher`, the
 `agents.service.relay.OutboxRelay` over the report's outbox (`ReportOutbox`: what an earlier run
-queued and did not send goes out first, marked as possible re-sends), the `ReconcilerService`
-behind a `Consumer`, and the `Sweeper`. It stops in the reverse order: stop consuming, stop the
-sweeper, publish what is committed, close.
+queued and did not send goes out first, marked as possible re-sends; on PostgreSQL each
+process's relay claims rows with a lease, `relay_claimant`, and is woken by the others' commits),
+the `ReconcilerService` behind a `Consumer`, and the `Sweeper`. It stops in the reverse order: stop
+consuming, stop the sweeper, publish what is committed, close.
 
 With ``JIEXU_RECONCILER_METRICS_PORT`` or ``JIEXU_METRICS_PORT`` set (`ReconcilerSettings.metrics`)
 it serves ``/metrics``, ``/healthz`` and ``/readyz`` as an agent does (`agents.service.health`): the
@@ -23,6 +25,8 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -36,9 +40,10 @@ from agents.domain.workdays import WorkdayCalendar
 from agents.reconcile.figures import take_exchange_figures
 from agents.reconcile.outbox import ReportOutbox
 from agents.reconcile.plan import Rules
-from agents.reconcile.report import ReconciliationReport
+from agents.reconcile.report_base import ReportStore
 from agents.reconcile.service import ReconcilerService, SweepOutcome
 from agents.reconcile.settings import ReconcilerSettings
+from agents.reconcile.stores import open_report
 from agents.service.admission import Freshness
 from agents.service.figures import FiguresRefresher
 from agents.service.health import HealthServer, Readiness, broker_check, start_health_server
@@ -60,6 +65,7 @@ __all__ = [
     "ReconcilerProcess",
     "Sweeper",
     "reconciler_amqp_url",
+    "relay_claimant",
     "run_reconciler",
     "run_reconciler_with",
 ]
@@ -127,9 +133,18 @@ def reconciler_amqp_url(settings: ReconcilerSettings) -> str:
     return check_amqp_url(login.url(), "JIEXU_AMQP_URL")
 
 
+def relay_claimant(settings: ReconcilerSettings) -> str:
+    """Who this process's relay claims the report's outbox rows as: on PostgreSQL one reconciler
+    among several, so this host and process (what a dead one held waits for its lease); on
+    SQLite the only process of the file, always the same name."""
+    if settings.database_url:
+        return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return "relay"
+
+
 @dataclass
 class _Parts:
-    report: ReconciliationReport
+    report: ReportStore
     connection: BrokerConnection
     publisher: Publisher
     relay: OutboxRelay
@@ -166,6 +181,7 @@ class ReconcilerProcess:
             repeat_working_days=self.settings.repeat_working_days,
         )
         self._parts: _Parts | None = None
+        self._commit_watch: asyncio.Task[None] | None = None
         self._sweeper: Sweeper | None = None
         self.metrics = ReconcilerMetrics(agency=self.settings.code)
         self.readiness = Readiness()
@@ -185,7 +201,7 @@ class ReconcilerProcess:
         return self._parts.relay
 
     @property
-    def report(self) -> ReconciliationReport:
+    def report(self) -> ReportStore:
         assert self._parts is not None, "start() first"
         return self._parts.report
 
@@ -196,7 +212,13 @@ class ReconcilerProcess:
             metrics.registry, self.readiness, self.settings.metrics
         )
         try:
-            report = await ReconciliationReport.open(self.store_path)
+            report = await open_report(
+                self.store_path,
+                database_url=self.settings.database_url,
+                code=code,
+                clock=self.clock,
+                pool_size=self.settings.database_pool_size,
+            )
         except BaseException:
             await self._stop_health()
             raise
@@ -213,7 +235,14 @@ class ReconcilerProcess:
             publisher,
             clock=self.clock,
             metrics=metrics,
+            claimant=relay_claimant(self.settings),
+            lease_s=self.settings.outbox_lease_s,
         ).start()
+        # Envelopes queued by another reconciler sharing the report (PostgreSQL LISTEN/NOTIFY)
+        # wake this relay too, instead of waiting for its next poll.
+        watch = getattr(report, "watch_commits", None)
+        if watch is not None:
+            self._commit_watch = asyncio.create_task(watch(relay.wake), name="report-commit-watch")
         service = ReconcilerService(
             report,
             self.rules,
@@ -258,6 +287,13 @@ class ReconcilerProcess:
             )
         return self
 
+    async def _stop_commit_watch(self) -> None:
+        task, self._commit_watch = self._commit_watch, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     async def _stop_health(self) -> None:
         if self.health is not None:
             await self.health.stop()
@@ -298,6 +334,7 @@ class ReconcilerProcess:
             await parts.publisher.close()
             await parts.connection.close()
         finally:
+            await self._stop_commit_watch()
             if self.figures is not None:
                 await self.figures.stop()
                 self.figures = None

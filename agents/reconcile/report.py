@@ -1,5 +1,8 @@
 """The reconciler's own store: one SQLite file of cases, statement requests, outbox and inbox.
 
+The default adapter of `agents.reconcile.report_base.ReportStore`, for one reconciler process
+(`agents.reconcile.report_postgres.PostgresReport` is the one several processes share).
+
 Each case is one row: a few columns to query on and the whole `ReconciledCase` as JSON. A handled
 message, the case it changed, the requests it issued and the envelopes it queued commit in one
 transaction (`ReconciliationReport.transaction`, a unit of work of `agents.db.sqlite.SqliteDb`:
@@ -18,7 +21,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,6 @@ from uuid import UUID
 
 from agents.db.codec import parse_ts, ts
 from agents.db.sqlite import SqliteDb
-from agents.reconcile.compare import PairDayTotals, control_totals
 from agents.reconcile.records import (
     CaseStatus,
     Purpose,
@@ -35,8 +36,8 @@ from agents.reconcile.records import (
     StoredStatement,
     Terminal,
 )
+from agents.reconcile.report_base import QueuedEnvelope, ReportQueries, by_overdue
 from schemas.envelope import Envelope
-from schemas.reconciliation import ReconciliationResultV1
 from schemas.registry import encode_envelope
 
 __all__ = [
@@ -105,15 +106,6 @@ _INBOX_V1_TO_V2 = (
 )
 
 
-@dataclass(frozen=True)
-class QueuedEnvelope:
-    """An outbox row not yet sent: its position, the envelope (unsigned) and when it was queued."""
-
-    seq: int
-    envelope: Envelope
-    created_at: datetime
-
-
 class ReportTransaction:
     """Reads and writes inside one unit of work (statements run inline on the writer)."""
 
@@ -130,11 +122,13 @@ class ReportTransaction:
             )
         )
 
-    async def mark_handled(self, envelope: Envelope, at: datetime) -> None:
-        self._db.execute(
-            "INSERT INTO inbox (message_id, case_id, type, sender, handled_at) VALUES (?, ?, ?, ?, ?)",
+    async def mark_handled(self, envelope: Envelope, at: datetime) -> bool:
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO inbox (message_id, case_id, type, sender, handled_at) "
+            "VALUES (?, ?, ?, ?, ?)",
             (str(envelope.message_id), str(envelope.case_id), envelope.type, envelope.sender, ts(at)),
         )
+        return cursor.rowcount == 1
 
     async def load(self, case_id: UUID) -> ReconciledCase | None:
         rows = self._all("SELECT record FROM cases WHERE case_id = ?", (str(case_id),))
@@ -207,8 +201,9 @@ def _setup(db: sqlite3.Connection) -> None:
         raise
 
 
-class ReconciliationReport:
-    """The reconciler's store on one SQLite file. Open with ``await ReconciliationReport.open(path)``."""
+class ReconciliationReport(ReportQueries):
+    """The reconciler's store on one SQLite file (`agents.reconcile.report_base.ReportStore`).
+    Open with ``await ReconciliationReport.open(path)``; one process uses it at a time."""
 
     def __init__(self, db: SqliteDb) -> None:
         self._db = db
@@ -257,6 +252,14 @@ class ReconciliationReport:
             for row in rows
         ]
 
+    async def claim_queued(
+        self, claimant: str, *, limit: int = 100, lease_s: float = 30.0
+    ) -> list[QueuedEnvelope]:
+        """The queued rows: the file is one process's, its relay the only one, so there is
+        nobody to claim them from (a restarted reconciler marks its re-sends by their age,
+        `agents.service.relay.OutboxRelay`)."""
+        return await self.queued(limit)
+
     async def mark_sent_seqs(self, seqs: Sequence[int], at: datetime) -> None:
         """Stamp queued envelopes as sent by outbox position (idempotent), in one unit of work."""
         if not seqs:
@@ -292,10 +295,6 @@ class ReconciliationReport:
             )
         return [ReconciledCase.model_validate_json(row[0]) for row in rows]
 
-    async def open_cases(self) -> list[ReconciledCase]:
-        """Cases without a published result: waiting for a terminal notice, statements or a form."""
-        return await self.cases("open")
-
     async def open_cases_started_before(
         self, day: date, *, after: UUID | None = None, limit: int = 500
     ) -> list[ReconciledCase]:
@@ -310,16 +309,11 @@ class ReconciliationReport:
         )
         return [ReconciledCase.model_validate_json(row[0]) for row in rows]
 
-    async def pending_cases(self) -> list[ReconciledCase]:
-        """Open cases that are not (yet) past their due date."""
-        return [case for case in await self.open_cases() if not case.stuck]
-
     async def stuck_cases(self) -> list[ReconciledCase]:
         """Open cases past their due date (money in flight with no terminal notice, or a terminal
         notice with no result), oldest overdue first."""
         rows = await self._all("SELECT record FROM cases WHERE stuck = 1 ORDER BY case_id")
-        records = [ReconciledCase.model_validate_json(row[0]) for row in rows]
-        return sorted(records, key=lambda case: (case.overdue_since or date.min, str(case.case_id)))
+        return by_overdue([ReconciledCase.model_validate_json(row[0]) for row in rows])
 
     async def latest_mismatches(self, limit: int = 20) -> list[ReconciledCase]:
         rows = await self._all(
@@ -372,81 +366,12 @@ class ReconciliationReport:
         )
         return {(out, rec): int(fen) for out, rec, fen in rows if fen}
 
-    async def overdue_by_turn(self) -> dict[tuple[str | None, str | None, str | None], int]:
-        """Stuck cases (flagged by the last sweep) per (outgoing, receiving, whose turn)
-        (`ReconciledCase.waiting_for`)."""
-        found: dict[tuple[str | None, str | None, str | None], int] = {}
-        for case in await self.stuck_cases():
-            key = (case.outgoing, case.receiving, case.waiting_for)
-            found[key] = found.get(key, 0) + 1
-        return found
-
-    async def control_totals(self, day: date | None = None) -> list[PairDayTotals]:
-        """Per (day, outgoing, receiving): what left one end and what arrived at the other, over
-        the reconciled cases (``day`` is the day the case ended, Asia/Shanghai)."""
+    async def reconciled(self, day: date | None = None) -> list[ReconciledCase]:
+        """The cases with a result (that ended on ``day``)."""
         sql = "SELECT record FROM cases WHERE status != 'open'"
         params: tuple[Any, ...] = ()
         if day is not None:
             sql += " AND day = ?"
             params = (day.isoformat(),)
-        rows = await self._all(sql, params)
-        figures = []
-        for row in rows:
-            item = ReconciledCase.model_validate_json(row[0]).figures()
-            if item is not None:
-                figures.append(item)
-        return control_totals(figures)
-
-    async def summary(self, limit: int = 20) -> dict[str, Any]:
-        """Everything ``jiexu reconcile --report`` shows, as JSON-ready values."""
-
-        def differences(result: ReconciliationResultV1 | None) -> list[dict[str, Any]]:
-            return [d.model_dump(mode="json") for d in result.differences] if result else []
-
-        return {
-            "counts": await self.counts(),
-            "control_totals": [
-                {
-                    "day": t.day.isoformat(),
-                    "outgoing": t.outgoing,
-                    "receiving": t.receiving,
-                    "cases": t.cases,
-                    "matched": t.matched,
-                    "mismatched": t.mismatched,
-                    "amount_out_fen": t.amount_out,
-                    "amount_in_fen": t.amount_in,
-                    "months_out": t.months_out,
-                    "months_in": t.months_in,
-                    "deemed_out": t.deemed_out,
-                    "deemed_in": t.deemed_in,
-                    "paid_out_fen": t.paid_out,
-                    "retained_fen": t.retained,
-                    "balanced": t.balanced,
-                }
-                for t in await self.control_totals()
-            ],
-            "mismatches": [
-                {
-                    "case_id": str(case.case_id),
-                    "outgoing": case.outgoing,
-                    "receiving": case.receiving,
-                    "day": case.day.isoformat() if case.day else None,
-                    "terminal": case.terminal,
-                    "rejection_reason": case.rejection_reason,
-                    "differences": differences(case.result),
-                }
-                for case in await self.latest_mismatches(limit)
-            ],
-            "stuck": [
-                {
-                    "case_id": str(case.case_id),
-                    "outgoing": case.outgoing,
-                    "receiving": case.receiving,
-                    "overdue_since": case.overdue_since.isoformat() if case.overdue_since else None,
-                    "terminal": case.terminal,
-                    "amount_in_flight_fen": case.form.amount_transferred if case.form else None,
-                    "probe_differences": differences(case.probe_result),
-                }
-                for case in await self.stuck_cases()
-            ],
-        }
+        rows = await self._all(sql + " ORDER BY case_id", params)
+        return [ReconciledCase.model_validate_json(row[0]) for row in rows]

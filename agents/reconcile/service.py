@@ -48,7 +48,7 @@ from agents.reconcile.plan import (
     reconcile_step,
 )
 from agents.reconcile.records import ReconciledCase
-from agents.reconcile.report import ReconciliationReport, ReportTransaction
+from agents.reconcile.report_base import ReportStore, ReportStoreTransaction
 from agents.service.admission import Freshness
 from agents.service.metrics import ReconcilerMetrics
 from broker.consumer import DeliveryInfo
@@ -83,11 +83,15 @@ def _emit(lines: tuple[LogLine, ...]) -> None:
 
 
 class ReconcilerService:
-    """The reconciler's handler and sweep over a `ReconciliationReport`; publishes nothing itself."""
+    """The reconciler's handler and sweep over a report (`agents.reconcile.report_base.ReportStore`:
+    SQLite or PostgreSQL); publishes nothing itself. Several services (processes) may share a
+    PostgreSQL report: each unit of work holds its case (`ReportStoreTransaction.load`), the inbox
+    admits a message once, and the plan's envelopes have content-derived ids, so two sweeps of one
+    overdue case queue its statement requests once."""
 
     def __init__(
         self,
-        report: ReconciliationReport,
+        report: ReportStore,
         rules: Rules,
         *,
         clock: Clock | None = None,
@@ -126,7 +130,7 @@ class ReconcilerService:
             if self._on_commit is not None:
                 self._on_commit()
 
-    async def _event(self, tx: ReportTransaction, message: Message) -> Event | None:
+    async def _event(self, tx: ReportStoreTransaction, message: Message) -> Event | None:
         envelope, document = message.envelope, message.document
         if isinstance(document, InformationFormV2):
             return FormCopy(envelope, document)
@@ -142,7 +146,7 @@ class ReconcilerService:
         return None
 
     @staticmethod
-    async def _write(tx: ReportTransaction, plan: Plan, now: datetime) -> tuple[int, int]:
+    async def _write(tx: ReportStoreTransaction, plan: Plan, now: datetime) -> tuple[int, int]:
         """The plan into the unit of work: (envelopes newly queued, of which statement requests)."""
         for row in plan.requests:
             await tx.add_request(row)
@@ -163,10 +167,9 @@ class ReconcilerService:
         self.freshness.check(envelope, now)
         plan: Plan | None = None
         async with self.report.transaction() as tx:
-            if await tx.handled(envelope.sender, envelope.message_id):
+            if not await tx.mark_handled(envelope, now):
                 log.info("reconcile.duplicate_message", message_id=str(envelope.message_id))
                 return
-            await tx.mark_handled(envelope, now)
             event = await self._event(tx, message)
             if event is None:
                 log.info("reconcile.ignored_message", message_type=envelope.type, sender=envelope.sender)

@@ -3,7 +3,9 @@
 Like `agents.service.settings.AgentSettings`. The broker login is ``JIEXU_RECONCILER_AMQP_URL``
 when given, else the reconciler's secrets file (``{secrets_dir}/000000.broker.json``) on the
 broker of ``JIEXU_AMQP_URL``; the signing key is ``{keys_dir or secrets_dir}/000000.ed25519.pem``;
-the report is `agents.service.paths.Paths.report`.
+the report is `agents.service.paths.Paths.report` (SQLite), or with ``JIEXU_DATABASE_URL`` (the
+agents' store setting) the schema ``reconcile_000000`` of that PostgreSQL database, which several
+``jiexu reconcile`` processes may share (`agents.reconcile.stores`).
 
 The metrics and health endpoints (`agents.service.health`) listen on
 ``JIEXU_RECONCILER_METRICS_PORT`` when it is set, else on ``JIEXU_METRICS_PORT`` (off when neither
@@ -55,6 +57,17 @@ class ReconcilerSettings(BaseSettings):
     amqp_url: str | None = Field(None, description="where the broker is, when the login is from secrets")
     vhost: str | None = Field(None, description="vhost (default: the secrets file's)")
     calendar_dir: Path | None = Field(None, description="extra working-day calendar files")
+    database_url: str | None = Field(
+        None,
+        description="PostgreSQL DSN for the report, schema reconcile_<code>, which several "
+        "reconcilers may share (default: SQLite in data_dir, one reconciler)",
+    )
+    database_pool_size: int = Field(
+        10, ge=1, description="PostgreSQL connections at most per reconciler process"
+    )
+    outbox_lease_s: float = Field(
+        30.0, gt=0, description="how long a reconciler's relay holds the outbox rows it claimed"
+    )
     user_prefix: str = ""
     retry_delays_ms: Annotated[tuple[int, ...], NoDecode] = DEFAULT_RETRY_DELAYS_MS
     sweep_interval_s: float = Field(300.0, ge=0.1, description="seconds between sweeps")

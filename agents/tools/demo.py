@@ -262,7 +262,8 @@ def _reconciler(provisioned: Provisioned) -> ReconcilerProcess:
     ``JIEXU_METRICS_PORT`` (or ``JIEXU_RECONCILER_METRICS_PORT``) is set."""
     paths = provisioned.paths
     secret = load_agency_secret(paths.credentials(RECONCILER_CODE))
-    settings = ReconcilerSettings()
+    # The demo's world is its data directory: the report too, whatever JIEXU_DATABASE_URL says.
+    settings = ReconcilerSettings().model_copy(update={"database_url": None})
     if settings.metrics.port is not None:
         settings = settings.model_copy(update={"reconciler_metrics_port": 0})
     return ReconcilerProcess(

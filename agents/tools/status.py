@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from agents.reconcile.report import ReconciliationReport
+from agents.reconcile.stores import open_report, report_exists
 from agents.service.bootstrap import open_agency_store
 from agents.service.paths import Paths
 from agents.store.base import Store
@@ -166,9 +166,9 @@ async def _cases_status(sources: StatusSources, codes: Sequence[str], today: dat
 
 async def _reconciliation_status(sources: StatusSources) -> dict[str, Any]:
     path = sources.paths.report()
-    if not path.exists():
+    if not await report_exists(path, database_url=sources.database_url):
         return {"available": False}
-    report = await ReconciliationReport.open(path)
+    report = await open_report(path, database_url=sources.database_url, pool_size=1)
     try:
         counts = await report.counts()
         mismatches = await report.latest_mismatches(10)

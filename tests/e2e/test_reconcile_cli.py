@@ -5,14 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
 
+import pytest
 import structlog
 from typer.testing import CliRunner, Result
 
 from agents.cli import app
 from agents.cli.reconcile_cmd import store_path
+from agents.domain.clock import ManualClock
+from agents.reconcile.report_postgres import PostgresReport
+from agents.reconcile.stores import report_schema
 from broker.connection import connect
 from broker.directory import AgencyDirectory
 from broker.directory_trust import install_operator_key, sign_directory
@@ -25,8 +30,9 @@ from schemas.common import Gender, InsuranceType, Person, make_citizen_id
 from schemas.information import BalanceDisposition, InformationFormV2
 from schemas.notices import TransferCompletedV1
 from schemas.registry import envelope_for
+from tests.integration.postgres_support import fresh_database
 from tests.integration.transport_support import A, B, directory_entry
-from tests.unit.report_world import open_report_world
+from tests.unit.report_world import at, open_report_world, report_world_on
 
 
 async def _send_copies(
@@ -189,3 +195,39 @@ def test_the_report_shows_control_totals_per_pair_and_day_a_mismatch_and_a_stuck
     assert (
         f"  {cases['stuck']} {out}->{other} overdue since 2026-03-10, in flight 70000 fen" in lines
     )
+
+
+@pytest.fixture
+async def report_database() -> AsyncIterator[str]:
+    async for url in fresh_database("jiexu_report_cli"):
+        yield url
+
+
+def test_the_report_on_postgresql_is_read_with_the_agents_database_setting(
+    report_database: str, tmp_path: Path
+) -> None:
+    """``JIEXU_DATABASE_URL`` (or ``--database-url``) points ``--report`` at the PostgreSQL report
+    (schema ``reconcile_000000``); a database without one is an ``error:`` line, nothing created."""
+    empty = _run("reconcile", "--report", "--data-dir", str(tmp_path), "--database-url", report_database)
+    assert empty.exit_code == 2 and "--database-url" in empty.output
+
+    async def build() -> uuid.UUID:
+        clock = ManualClock(at(date(2026, 3, 2)))
+        report = await PostgresReport.open(report_database, schema=report_schema(), clock=clock)
+        try:
+            world = report_world_on(report, clock)
+            await world.ended_case("441900", "360400", date(2026, 3, 2), 50_000, credited=50_000)
+            return await world.ended_case("441900", "360400", date(2026, 3, 3), 40_000, credited=39_000)
+        finally:
+            await report.close()
+
+    short = asyncio.run(build())
+    result = _run(
+        "reconcile", "--report", "--data-dir", str(tmp_path), "--json",
+        env={"JIEXU_DATABASE_URL": report_database},
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["counts"] == {"open": 0, "matched": 1, "mismatched": 1, "stuck": 0}
+    assert [m["case_id"] for m in summary["mismatches"]] == [str(short)]
+    assert not store_path(tmp_path).exists()  # SQLite untouched

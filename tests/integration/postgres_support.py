@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import asyncpg
 import pytest
 
-__all__ = ["PostgresSchema", "fresh_schema", "postgres_url"]
+__all__ = ["PostgresSchema", "fresh_database", "fresh_schema", "postgres_url"]
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -60,3 +60,29 @@ async def fresh_schema() -> AsyncIterator[PostgresSchema]:
             await conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
         finally:
             await conn.close()
+
+
+async def fresh_database(prefix: str) -> AsyncIterator[str]:
+    """The URL of a fresh database on the test server (for processes whose schema names are
+    fixed, such as ``agency_<code>`` or ``reconcile_000000``), dropped afterwards with its
+    connections; skips (fails on CI) when the server is unreachable."""
+    from yarl import URL
+
+    server = postgres_url()
+    problem = await _reachable(server)
+    if problem is not None:
+        message = f"PostgreSQL at {server} is unreachable ({problem}); set JIEXU_TEST_POSTGRES_URL"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(server)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+        yield str(URL(server).with_path(f"/{name}"))
+    finally:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+        )
+        await admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        await admin.close()

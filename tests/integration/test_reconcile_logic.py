@@ -1,4 +1,5 @@
-"""The reconciler's service on a real SQLite store, its outbox read back instead of a broker.
+"""The reconciler's service on a real report (SQLite and PostgreSQL, the same tests), its outbox
+read back instead of a broker.
 
 The broker path is proven in test_reconcile_agent.py; these cover the orderings and failures that
 are awkward to provoke there: documents out of order, a form copy that never comes, a late probe
@@ -21,6 +22,7 @@ import pytest
 from agents.domain.clock import CHINA_TZ, ManualClock
 from agents.domain.workdays import WorkingCalendar
 from agents.reconcile import ReconcilerService, ReconciliationReport, ReportOutbox, Rules
+from agents.reconcile.report_base import ReportStore
 from agents.service.relay import OutboxRelay
 from broker.delivery import HEADER_REPUBLISHED
 from broker.publisher import BasicProperties, PublishInterrupted
@@ -31,6 +33,7 @@ from schemas.information import BalanceDisposition, InformationFormV2
 from schemas.notices import TransferCompletedV1
 from schemas.reconciliation import LedgerStatementV1, ReconciliationOutcome, Role
 from schemas.registry import Message, envelope_for
+from tests.integration.report_support import open_test_report
 
 OUT, IN, RECONCILER = "360400", "440300", "000000"
 BALANCE, MONTHS = 50_000, 36
@@ -103,7 +106,7 @@ def message(sender: str, document: Document, causation_id: UUID | None = None) -
 @dataclass
 class Setup:
     reconciler: ReconcilerService
-    report: ReconciliationReport
+    report: ReportStore
     clock: ManualClock
     path: Path
 
@@ -115,17 +118,14 @@ class Setup:
         return [e for e in await self.of_type("statement_request") if e.recipient == code][-1].message_id
 
 
-@pytest.fixture
-async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
+@pytest.fixture(params=["sqlite", "postgres"])
+async def setup(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Setup]:
     path = tmp_path / "reconcile.db"
-    report = await ReconciliationReport.open(path)
     clock = ManualClock(datetime(2026, 3, 2, 10, 0, tzinfo=CHINA_TZ))
-    calendar = WorkingCalendar(package_years=range(2004, 2027))
-    try:
+    async with open_test_report(request.param, path, clock) as report:
+        calendar = WorkingCalendar(package_years=range(2004, 2027))
         reconciler = ReconcilerService(report, Rules(code=RECONCILER, calendar=calendar), clock=clock)
         yield Setup(reconciler, report, clock, path)
-    finally:
-        await report.close()
 
 
 async def test_a_completion_before_the_form_copy_waits_for_the_form_then_matches(setup: Setup) -> None:

@@ -18,6 +18,7 @@ from agents.domain.clock import CHINA_TZ, ManualClock
 from agents.domain.workdays import WorkingCalendar
 from agents.reconcile.plan import Rules
 from agents.reconcile.report import ReconciliationReport
+from agents.reconcile.report_base import ReportStore
 from agents.reconcile.service import ReconcilerService
 from agents.service.metrics import ReconcilerMetrics
 from schemas.common import Document, Gender, InsuranceType, Person, make_citizen_id
@@ -70,7 +71,7 @@ def statement(
 
 @dataclass
 class ReportWorld:
-    report: ReconciliationReport
+    report: ReportStore
     service: ReconcilerService
     clock: ManualClock
     metrics: ReconcilerMetrics
@@ -145,8 +146,11 @@ class ReportWorld:
 
 
 async def open_report_world(path: Path, start: date = date(2026, 3, 2)) -> ReportWorld:
-    report = await ReconciliationReport.open(path)
-    clock = ManualClock(at(start))
+    return report_world_on(await ReconciliationReport.open(path), ManualClock(at(start)))
+
+
+def report_world_on(report: ReportStore, clock: ManualClock) -> ReportWorld:
+    """A world over ``report`` (any backend), its service on ``clock``."""
     metrics = ReconcilerMetrics()
     service = ReconcilerService(
         report,
