@@ -58,6 +58,12 @@ class ReconcilerSettings(BaseSettings):
     user_prefix: str = ""
     retry_delays_ms: Annotated[tuple[int, ...], NoDecode] = DEFAULT_RETRY_DELAYS_MS
     sweep_interval_s: float = Field(300.0, ge=0.1, description="seconds between sweeps")
+    directory_check_s: float = Field(
+        10.0,
+        ge=0,
+        description="how often the agency directory file is checked for a change (reloaded "
+        "without a restart); 0: only on SIGHUP",
+    )
     message_max_age_days: float = Field(
         30, gt=0, description="freshness window (as an agency's): older is dead-lettered as stale; "
         "also the inbox's retention"

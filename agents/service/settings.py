@@ -86,6 +86,12 @@ class AgentSettings(BaseSettings):
         "000000", description="code the reconciliation agent listens on; None to send it nothing"
     )
     deadline_interval_s: float = Field(60.0, gt=0, description="how often deadlines are checked")
+    directory_check_s: float = Field(
+        10.0,
+        ge=0,
+        description="how often the agency directory file is checked for a change (reloaded, "
+        "verified as at start, without a restart); 0: only on SIGHUP",
+    )
     verify_in_thread: bool = Field(
         True,
         description="verify signatures on a worker thread (helps with a spare core; costs a thread "
