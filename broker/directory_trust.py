@@ -188,8 +188,8 @@ def load_directory(
             else f"no operator key to check it ({operator_key or 'JIEXU_OPERATOR_KEY unset'})"
         )
         raise DirectoryError(
-            f"agency directory {path} is not trusted: {missing}. Sign it with `jiexu directory "
-            "sign` and install the operator's public key (JIEXU_OPERATOR_KEY), or set "
+            f"agency directory {path} is not trusted: {missing}. Sign it with `jiexu keys "
+            "sign-directory` and install the operator's public key (JIEXU_OPERATOR_KEY), or set "
             "JIEXU_ALLOW_UNSIGNED_DIRECTORY=true for a test"
         )
     elif sig_path.exists() and key is None:
