@@ -176,6 +176,16 @@ class Consumer:
         return self._own_user
 
     @property
+    def directory(self) -> KeyDirectory:
+        """Where senders' keys come from; replaced (a reloaded directory) for the deliveries
+        verified from then on."""
+        return self._directory
+
+    @directory.setter
+    def directory(self, directory: KeyDirectory) -> None:
+        self._directory = directory
+
+    @property
     def active(self) -> bool:
         """Consuming now: started, not stopping, and its channel open (not while reconnecting)."""
         return (

@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -41,8 +42,10 @@ from broker.signing import (
 
 __all__ = [
     "OPERATOR",
+    "TrustedDirectory",
     "install_operator_key",
     "key_fingerprint",
+    "load_directory",
     "open_directory",
     "operator_key_path",
     "sign_directory",
@@ -109,6 +112,22 @@ def _allow_unsigned(env: Mapping[str, str]) -> bool:
     return env.get("JIEXU_ALLOW_UNSIGNED_DIRECTORY", "").strip().lower() in _TRUE
 
 
+@dataclass(frozen=True)
+class TrustedDirectory:
+    """A directory as `load_directory` believed it: the lookups, the SHA-256 of the exact bytes
+    parsed (its version: ``digest[:16]`` in logs), and whether the operator's signature was
+    verified (False only where unsigned directories are allowed)."""
+
+    directory: AgencyDirectory
+    digest: str
+    verified: bool
+    key_id: str | None = None
+
+    @property
+    def version(self) -> str:
+        return self.digest[:16]
+
+
 def open_directory(
     path: Path,
     secrets_dir: Path | None = None,
@@ -122,6 +141,20 @@ def open_directory(
     The key: ``operator_key``, else ``JIEXU_OPERATOR_KEY``, else ``operator.ed25519.pub`` in
     ``secrets_dir``. ``allow_unsigned`` defaults to ``JIEXU_ALLOW_UNSIGNED_DIRECTORY``.
     """
+    return load_directory(
+        path, secrets_dir, operator_key=operator_key, allow_unsigned=allow_unsigned, env=env
+    ).directory
+
+
+def load_directory(
+    path: Path,
+    secrets_dir: Path | None = None,
+    *,
+    operator_key: Path | None = None,
+    allow_unsigned: bool | None = None,
+    env: Mapping[str, str] | None = None,
+) -> TrustedDirectory:
+    """`open_directory`, saying what was loaded: its digest and whether its signature verified."""
     env = os.environ if env is None else env
     path = Path(path)
     allowed = _allow_unsigned(env) if allow_unsigned is None else allow_unsigned
@@ -140,8 +173,14 @@ def open_directory(
             key = load_public_key(operator_key.read_text(encoding="ascii"))
         except (OSError, ValueError) as exc:
             raise DirectoryError(f"operator key {operator_key}: {exc}") from exc
+    verified = False
     if key is not None and sig_path.exists():
-        verify_directory_bytes(data, sig_path.read_text(encoding="ascii"), key, str(path))
+        try:
+            signature_text = sig_path.read_text(encoding="ascii")
+        except (OSError, ValueError) as exc:
+            raise DirectoryError(f"{path}: cannot read {sig_path.name}: {exc}") from exc
+        verify_directory_bytes(data, signature_text, key, str(path))
+        verified = True
     elif not allowed:
         missing = (
             f"no signature {sig_path.name} beside it"
@@ -149,15 +188,20 @@ def open_directory(
             else f"no operator key to check it ({operator_key or 'JIEXU_OPERATOR_KEY unset'})"
         )
         raise DirectoryError(
-            f"agency directory {path} is not trusted: {missing}. Sign it with `jiexu directory "
-            "sign` and install the operator's public key (JIEXU_OPERATOR_KEY), or set "
+            f"agency directory {path} is not trusted: {missing}. Sign it with `jiexu keys "
+            "sign-directory` and install the operator's public key (JIEXU_OPERATOR_KEY), or set "
             "JIEXU_ALLOW_UNSIGNED_DIRECTORY=true for a test"
         )
     elif sig_path.exists() and key is None:
         log.warning("directory_signature_unchecked", directory=str(path), operator_key=str(operator_key))
     else:
         log.warning("directory_unsigned_allowed", directory=str(path))
-    return AgencyDirectory.parse(data, source=str(path))
+    return TrustedDirectory(
+        AgencyDirectory.parse(data, source=str(path)),
+        hashlib.sha256(data).hexdigest(),
+        verified,
+        key_fingerprint(key) if verified and key is not None else None,
+    )
 
 
 def install_operator_key(secrets_dir: Path, operator: Ed25519PrivateKey | Ed25519PublicKey) -> Path:

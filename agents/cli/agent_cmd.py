@@ -80,6 +80,15 @@ def _check_agency_known(settings: AgentSettings) -> None:
     open_directory(settings.directory, settings.secrets_dir).get(settings.agency)  # operator-signed
 
 
+def _check_metrics(settings: AgentSettings) -> None:
+    """No plain metrics port off loopback under JIEXU_REQUIRE_TLS; TLS files that load."""
+    from agents.service.metrics_tls import check_plaintext
+
+    check_plaintext(settings.metrics_host, settings.metrics_port, settings.metrics_tls_cert is not None)
+    if settings.metrics_port is not None:
+        settings.metrics.ssl_context()
+
+
 def _check_ledger(settings: AgentSettings) -> None:
     """Fail at startup, in one line, when ``JIEXU_LEDGER`` names no usable ledger."""
     from agents.ledger.choice import LedgerConfigError, resolve_ledger_factory
@@ -123,6 +132,7 @@ def agent_command(
         prefetch=prefetch,
     )
     _check_ledger(settings)
+    _check_metrics(settings)
     _check_agency_known(settings)
     asyncio.run(run_agent(settings))
 

@@ -103,6 +103,10 @@ def _explain(exc: BaseException) -> str | None:
 
     if isinstance(exc, PlaintextRefused):  # JIEXU_REQUIRE_TLS
         return f"configuration: {exc}"
+    from agents.service.metrics_tls import MetricsTlsError
+
+    if isinstance(exc, MetricsTlsError):
+        return f"configuration: {exc}"
     auth = _broker_auth_error(exc)
     if auth is not None:
         return auth

@@ -31,10 +31,10 @@ from agents.domain.deadlines import Regime
 from agents.reconcile.process import reconciler_amqp_url, run_reconciler
 from agents.reconcile.settings import ReconcilerSettings
 from agents.reconcile.stores import open_report, report_exists
+from agents.service.directory_watch import DirectoryWatch
 from agents.service.paths import Paths
 from broker.consumer import ConsumerSettings
 from broker.directory import DirectoryError
-from broker.directory_trust import open_directory
 from broker.logging import configure_logging
 from broker.names import RECONCILER_CODE
 from broker.signing import load_private_key, private_key_path
@@ -206,7 +206,7 @@ def reconcile_command(
     except (ValueError, CalendarFileError) as exc:
         raise _fail(str(exc)) from exc
     try:
-        agency_directory = open_directory(settings.directory, settings.secrets_dir)
+        watch = DirectoryWatch.open(settings.directory, settings.secrets_dir)  # operator-signed
     except DirectoryError as exc:
         raise _fail(str(exc)) from exc
     key_file = private_key_path(settings.key_dir, settings.code)
@@ -224,7 +224,8 @@ def reconcile_command(
     outcome = asyncio.run(
         run_reconciler(
             amqp_url=url,
-            directory=agency_directory,
+            directory=watch.directory,
+            directory_watch=watch,
             private_key=private_key,
             store_path=settings.report_path,
             settings=settings,

@@ -8,7 +8,9 @@ the report (`agents.reconcile.stores.open_report`: SQLite, or the PostgreSQL sch
 queued and did not send goes out first, marked as possible re-sends; on PostgreSQL each
 process's relay claims rows with a lease, `relay_claimant`, and is woken by the others' commits),
 the `ReconcilerService` behind a `Consumer`, and the `Sweeper`. It stops in the reverse order: stop
-consuming, stop the sweeper, publish what is committed, close.
+consuming, stop the sweeper, publish what is committed, close. Given the directory's
+`DirectoryWatch` (``jiexu reconcile``), it follows the directory file as an agent does (SIGHUP, or
+a change seen every ``JIEXU_DIRECTORY_CHECK_S`` seconds; `agents.service.directory_watch`).
 
 With ``JIEXU_RECONCILER_METRICS_PORT`` or ``JIEXU_METRICS_PORT`` set (`ReconcilerSettings.metrics`)
 it serves ``/metrics``, ``/healthz`` and ``/readyz`` as an agent does (`agents.service.health`): the
@@ -27,7 +29,7 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -45,6 +47,7 @@ from agents.reconcile.service import ReconcilerService, SweepOutcome
 from agents.reconcile.settings import ReconcilerSettings
 from agents.reconcile.stores import open_report
 from agents.service.admission import Freshness
+from agents.service.directory_watch import DirectoryWatch
 from agents.service.figures import FiguresRefresher
 from agents.service.health import HealthServer, Readiness, broker_check, start_health_server
 from agents.service.metrics import ExchangeFigures, ReconcilerMetrics
@@ -52,7 +55,6 @@ from agents.service.relay import OutboxRelay
 from broker.address import parse_broker_url
 from broker.connection import BrokerConnection, connect
 from broker.consumer import Consumer, ConsumerSettings, KeyDirectory, run_until_signal
-from broker.directory_trust import open_directory
 from broker.metrics import watch_connection
 from broker.names import inbox_queue
 from broker.publisher import Publisher
@@ -166,10 +168,14 @@ class ReconcilerProcess:
         consumer_settings: ConsumerSettings | None = None,
         clock: Clock | None = None,
         calendar: WorkdayCalendar | None = None,
+        directory_watch: DirectoryWatch | None = None,
     ) -> None:
+        """``directory_watch``: the file ``directory`` came from, followed while the process
+        runs (a reload replaces the consumer's directory); None: ``directory`` stays."""
         self.settings = settings or ReconcilerSettings()
         self.amqp_url = amqp_url
         self.directory = directory
+        self.directory_watch = directory_watch
         self.private_key = private_key
         self.store_path = store_path
         self.consumer_settings = consumer_settings
@@ -266,6 +272,9 @@ class ReconcilerProcess:
         )
         self._parts = _Parts(report, connection, publisher, relay, service, consumer)
         await consumer.start()
+        if self.directory_watch is not None:
+            self.directory_watch.listen(lambda directory: self._follow(directory, consumer))
+            self.directory_watch.start(self.settings.directory_check_s)
         if self.health is not None:
             self.figures = FiguresRefresher(
                 lambda: take_exchange_figures(report, self.clock),
@@ -293,6 +302,10 @@ class ReconcilerProcess:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    def _follow(self, directory: KeyDirectory, consumer: Consumer) -> None:
+        self.directory = directory
+        consumer.directory = directory
 
     async def _stop_health(self) -> None:
         if self.health is not None:
@@ -326,6 +339,8 @@ class ReconcilerProcess:
         if parts is None:
             return
         self.readiness.add("stopping", lambda: False)
+        if self.directory_watch is not None:
+            await self.directory_watch.stop()
         try:
             await parts.consumer.stop()
             if self._sweeper is not None:
@@ -377,11 +392,14 @@ async def run_reconciler(
     sweep_interval_s: float = 300.0,
     stop_event: asyncio.Event | None = None,
     signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
+    directory_watch: DirectoryWatch | None = None,
 ) -> SweepOutcome | None:
     """Run the reconciler from loaded pieces (`ReconcilerProcess`).
 
     ``once``: handle what is in the inbox now, sweep once, publish, and return the sweep's outcome.
-    Otherwise run until SIGTERM/SIGINT (or ``stop_event``), then drain and return None.
+    Otherwise run until SIGTERM/SIGINT (or ``stop_event``), then drain and return None; with a
+    ``directory_watch`` (where ``directory`` came from) the directory file is followed, and
+    reloaded on SIGHUP too when ``signals`` are handled.
     """
     process = ReconcilerProcess(
         amqp_url=amqp_url,
@@ -392,15 +410,20 @@ async def run_reconciler(
         consumer_settings=consumer_settings,
         clock=clock,
         calendar=calendar,
+        directory_watch=directory_watch,
     )
     await process.start()
+    stop_reloading: Callable[[], None] = lambda: None  # noqa: E731
     try:
         if once:
             return await process.run_once()
         process.start_sweeper(sweep_interval_s)
+        if directory_watch is not None and signals:
+            stop_reloading = directory_watch.on_sighup()
         await run_until_signal(signals=signals, stop_event=stop_event)
         return None
     finally:
+        stop_reloading()
         await process.stop()
 
 
@@ -417,11 +440,12 @@ async def run_reconciler_with(
     OSError) when a file it needs is missing or wrong, before connecting.
     """
     calendar = open_calendar(directory=settings.calendar_dir)
-    directory = open_directory(settings.directory, settings.secrets_dir)  # operator-signed
+    watch = DirectoryWatch.open(settings.directory, settings.secrets_dir)  # operator-signed
     private_key = load_private_key(private_key_path(settings.key_dir, settings.code))
     return await run_reconciler(
         amqp_url=reconciler_amqp_url(settings),
-        directory=directory,
+        directory=watch.directory,
+        directory_watch=watch,
         private_key=private_key,
         store_path=settings.report_path,
         settings=settings,

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agents.domain.deadlines import Regime
 from agents.domain.policy import REMINDER_INTERVAL_WORKING_DAYS
 from agents.service.health import ALL_INTERFACES, MetricsSettings
+from agents.service.metrics_tls import tls_files_problem
 from agents.service.paths import DEFAULT_DATA_DIR, DEFAULT_DIRECTORY, DEFAULT_SECRETS_DIR, Paths
 from broker.names import RECONCILER_CODE
 from broker.topology import DEFAULT_RETRY_DELAYS_MS
@@ -71,6 +72,12 @@ class ReconcilerSettings(BaseSettings):
     user_prefix: str = ""
     retry_delays_ms: Annotated[tuple[int, ...], NoDecode] = DEFAULT_RETRY_DELAYS_MS
     sweep_interval_s: float = Field(300.0, ge=0.1, description="seconds between sweeps")
+    directory_check_s: float = Field(
+        10.0,
+        ge=0,
+        description="how often the agency directory file is checked for a change (reloaded "
+        "without a restart); 0: only on SIGHUP",
+    )
     message_max_age_days: float = Field(
         30, gt=0, description="freshness window (as an agency's): older is dead-lettered as stale; "
         "also the inbox's retention"
@@ -91,6 +98,23 @@ class ReconcilerSettings(BaseSettings):
     metrics_host: str = Field(
         ALL_INTERFACES, description="bind address of the metrics port; 127.0.0.1 for local scrapes"
     )
+    metrics_tls_cert: Path | None = Field(
+        None, description="JIEXU_METRICS_TLS_CERT: PEM certificate; the metrics port serves HTTPS"
+    )
+    metrics_tls_key: Path | None = Field(None, description="JIEXU_METRICS_TLS_KEY: its PEM key")
+    metrics_tls_client_ca: Path | None = Field(
+        None,
+        description="JIEXU_METRICS_TLS_CLIENT_CA: require scrapers' client certificates from this CA",
+    )
+
+    @model_validator(mode="after")
+    def _metrics_tls(self) -> Self:
+        problem = tls_files_problem(
+            self.metrics_tls_cert, self.metrics_tls_key, self.metrics_tls_client_ca
+        )
+        if problem is not None:
+            raise ValueError(problem)
+        return self
     figures_interval_s: float = Field(
         15.0, gt=0, description="seconds between two reads of the report for the national view"
     )
@@ -117,7 +141,11 @@ class ReconcilerSettings(BaseSettings):
         ``JIEXU_METRICS_PORT``; ``JIEXU_METRICS_HOST``."""
         port = self.reconciler_metrics_port
         return MetricsSettings(
-            port=port if port is not None else self.metrics_port, host=self.metrics_host
+            port=port if port is not None else self.metrics_port,
+            host=self.metrics_host,
+            tls_cert=self.metrics_tls_cert,
+            tls_key=self.metrics_tls_key,
+            tls_client_ca=self.metrics_tls_client_ca,
         )
 
     @property

@@ -35,6 +35,7 @@ from agents.ledger import choice
 from agents.ledger.base import LedgerPort
 from agents.service.admission import Freshness
 from agents.service.agency import AgencyService
+from agents.service.directory_watch import DirectoryWatch
 from agents.service.metrics import AgentMetrics
 from agents.service.paths import Paths
 from agents.service.relay import OutboxRelay
@@ -45,7 +46,6 @@ from broker.address import parse_broker_url
 from broker.connection import BrokerConnection, connect
 from broker.consumer import Consumer, ConsumerSettings
 from broker.directory import AgencyDirectory
-from broker.directory_trust import open_directory
 from broker.publisher import Publisher
 from broker.routes import InboxCheck
 from broker.signing import Ed25519PrivateKey, load_private_key
@@ -59,6 +59,7 @@ __all__ = [
     "agency_amqp_url",
     "agency_config",
     "bootstrap_agent",
+    "follow_directory",
     "load_calendar",
     "open_agency_store",
     "open_ledger",
@@ -177,7 +178,11 @@ class OpenedService:
     service: AgencyService
     store: Store
     ledger: LedgerPort
-    directory: AgencyDirectory
+
+    @property
+    def directory(self) -> AgencyDirectory:
+        """The directory in force (the service's: a reload replaces it)."""
+        return self.service.directory
 
     async def close(self) -> None:
         await self.store.close()
@@ -189,10 +194,14 @@ class _Resources:
     """What the service is built from, opened in this order: directory, key, store, ledger."""
 
     clock: Clock
-    directory: AgencyDirectory
+    watch: DirectoryWatch
     private_key: Ed25519PrivateKey
     store: Store
     ledger: LedgerPort
+
+    @property
+    def directory(self) -> AgencyDirectory:
+        return self.watch.directory
 
     async def close(self) -> None:
         await self.store.close()
@@ -222,14 +231,14 @@ class _Resources:
             ),
             recover_grace_s=settings.recover_grace_s if settings.database_url else 0.0,
         )
-        return OpenedService(service, self.store, self.ledger, self.directory)
+        return OpenedService(service, self.store, self.ledger)
 
 
 async def _open_resources(
     settings: AgentSettings, clock: Clock | None, store: Store | None, ledger: LedgerPort | None
 ) -> _Resources:
     clock = clock or SystemClock()
-    directory = open_directory(settings.paths.directory, settings.secrets_dir)  # operator-signed
+    watch = DirectoryWatch.open(settings.paths.directory, settings.secrets_dir)  # operator-signed
     private_key = load_private_key(settings.paths.private_key(settings.agency))
     store = store if store is not None else await open_store(settings, clock)
     try:
@@ -237,7 +246,7 @@ async def _open_resources(
     except BaseException:
         await store.close()
         raise
-    return _Resources(clock, directory, private_key, store, ledger)
+    return _Resources(clock, watch, private_key, store, ledger)
 
 
 async def open_service(
@@ -269,10 +278,27 @@ class AgentParts:
     relay: OutboxRelay
     consumer: Consumer
     metrics: AgentMetrics
+    directory_watch: DirectoryWatch
+    """The directory in force; a reload replaces it in the service and the consumer."""
 
     @property
     def service(self) -> AgencyService:
         return self.opened.service
+
+
+def follow_directory(
+    settings: AgentSettings, watch: DirectoryWatch, service: AgencyService, consumer: Consumer
+) -> None:
+    """A reloaded directory goes into force for the service (accounts, versions, its own
+    details) and the consumer (senders' keys); one that no longer lists this agency is refused."""
+
+    def apply(directory: AgencyDirectory) -> None:
+        agency = agency_config(settings, directory)  # UnknownAgency: refused, nothing changed
+        service.agency = agency
+        service.directory = directory
+        consumer.directory = directory
+
+    watch.listen(apply)
 
 
 async def bootstrap_agent(
@@ -335,4 +361,5 @@ async def bootstrap_agent(
             await connection.close()
         await resources.close()
         raise
-    return AgentParts(opened, connection, publisher, relay, consumer, metrics)
+    follow_directory(settings, resources.watch, opened.service, consumer)
+    return AgentParts(opened, connection, publisher, relay, consumer, metrics, resources.watch)

@@ -18,7 +18,8 @@ Settings (environment): ``JIEXU_METRICS_PORT`` (no server when unset; ``0`` pick
 and ``JIEXU_METRICS_HOST`` (default ``0.0.0.0``: in a container or a pod the scraper and the
 kubelet's probes come from outside the network namespace, and a server that is off by default is
 switched on to be reached; set ``127.0.0.1`` on a shared host where only a local Prometheus
-scrapes).
+scrapes). ``JIEXU_METRICS_TLS_CERT``/``_KEY`` (and ``_CLIENT_CA``) serve them over HTTPS
+(`agents.service.metrics_tls`); with ``JIEXU_REQUIRE_TLS`` a plain endpoint must be on loopback.
 """
 
 from __future__ import annotations
@@ -27,16 +28,19 @@ import asyncio
 import contextlib
 import inspect
 import json
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Self
 
 import structlog
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agents.service.metrics_tls import check_plaintext, server_context, tls_files_problem
 from broker.connection import BrokerConnection
 
 __all__ = [
@@ -69,6 +73,28 @@ class MetricsSettings(BaseSettings):
 
     port: int | None = Field(None, ge=0, le=65535, description="off when unset; 0: a free port")
     host: str = Field(ALL_INTERFACES, description="bind address; 127.0.0.1 for local scrapes only")
+    tls_cert: Path | None = Field(None, description="PEM certificate: serve over HTTPS")
+    tls_key: Path | None = Field(None, description="its PEM private key")
+    tls_client_ca: Path | None = Field(
+        None, description="PEM CA: require a client certificate it issued (mutual TLS)"
+    )
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> Self:
+        problem = tls_files_problem(self.tls_cert, self.tls_key, self.tls_client_ca)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The server's TLS context, None for plain HTTP (`agents.service.metrics_tls`)."""
+        if self.tls_cert is None or self.tls_key is None:
+            return None
+        return server_context(self.tls_cert, self.tls_key, self.tls_client_ca)
 
 
 @dataclass(frozen=True)
@@ -149,24 +175,34 @@ class HealthServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``ssl_context``: serve HTTPS (`MetricsSettings.ssl_context`); None: plain HTTP."""
         self.registry = registry
         self.readiness = readiness if readiness is not None else Readiness()
         self.host = host
         self.port = port
+        self.ssl_context = ssl_context
         self._server: asyncio.Server | None = None
 
     @property
     def url(self) -> str:
         host = "127.0.0.1" if self.host in (ALL_INTERFACES, "") else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.ssl_context is not None else 'http'}://{host}:{self.port}"
 
     async def start(self) -> HealthServer:
         self._server = await asyncio.start_server(
-            self._serve, self.host, self.port, limit=MAX_REQUEST_BYTES
+            self._serve,
+            self.host,
+            self.port,
+            limit=MAX_REQUEST_BYTES,
+            ssl=self.ssl_context,
+            ssl_handshake_timeout=REQUEST_TIMEOUT_S if self.ssl_context is not None else None,
         )
         self.port = self._server.sockets[0].getsockname()[1]
-        log.info("metrics_listening", host=self.host, port=self.port)
+        log.info(
+            "metrics_listening", host=self.host, port=self.port, tls=self.ssl_context is not None
+        )
         return self
 
     async def stop(self) -> None:
@@ -242,10 +278,15 @@ async def start_health_server(
     readiness: Readiness,
     settings: MetricsSettings | None = None,
 ) -> HealthServer | None:
-    """Start the server when ``JIEXU_METRICS_PORT`` is set; None when it is not."""
+    """Start the server when ``JIEXU_METRICS_PORT`` is set; None when it is not.
+
+    Raises `broker.tls.PlaintextRefused` (plain HTTP off loopback with ``JIEXU_REQUIRE_TLS``) or
+    `agents.service.metrics_tls.MetricsTlsError` (a TLS file that does not load) first."""
     settings = settings if settings is not None else MetricsSettings()
     if settings.port is None:
         return None
+    check_plaintext(settings.host, settings.port, settings.tls)
     return await HealthServer(
-        registry, readiness, host=settings.host, port=settings.port
+        registry, readiness, host=settings.host, port=settings.port,
+        ssl_context=settings.ssl_context(),
     ).start()

@@ -10,6 +10,10 @@ With ``JIEXU_METRICS_PORT`` set it also serves ``/metrics``, ``/healthz`` and ``
 while it connects), the readiness checks are registered once their parts run (``broker``,
 ``consumer``, ``store``, ``ledger``), and the store gauges are read in the background by a
 `FiguresRefresher`. On stop the process turns unready first and closes the server last.
+
+The agency directory is followed while it runs (`agents.service.directory_watch`): SIGHUP, or a
+change of the file seen every ``JIEXU_DIRECTORY_CHECK_S`` seconds, reloads it, verified as at
+start; a bad file is refused with one warning and the directory in force stays.
 """
 
 from __future__ import annotations
@@ -140,6 +144,7 @@ class AgentProcess:
         await parts.service.recover()
         await parts.consumer.start()
         self._deadlines = asyncio.create_task(self._watch_deadlines(), name="deadlines")
+        parts.directory_watch.start(settings.directory_check_s)
         if self.health is not None:
             self.figures = FiguresRefresher.for_store(
                 parts.opened.store, self.clock, on_failure=self.metrics.figures_refresh_failed
@@ -184,6 +189,8 @@ class AgentProcess:
         Unready first (probes stop routing to this replica), the figures' reads stopped before the
         store closes, the metrics server closed last."""
         self.readiness.add("stopping", lambda: False)
+        if self.parts is not None:
+            await self.parts.directory_watch.stop()
         if self.consumer is not None:
             await self.consumer.stop()
         if self._deadlines is not None:
@@ -219,7 +226,10 @@ async def run_agent(settings: AgentSettings, stop_event: asyncio.Event | None = 
     """Run until SIGTERM/SIGINT (or ``stop_event``), then drain and exit."""
     structlog.contextvars.bind_contextvars(agency=settings.agency)
     process = await AgentProcess(settings).start()
+    assert process.parts is not None
+    stop_reloading = process.parts.directory_watch.on_sighup()  # SIGHUP: reload the directory
     try:
         await run_until_signal(stop_event=stop_event)
     finally:
+        stop_reloading()
         await process.stop()

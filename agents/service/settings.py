@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents.domain.continuity import DEFAULT_WAITING_MONTHS, MAX_WAITING_MONTHS
 from agents.domain.deadlines import Regime
 from agents.service.health import ALL_INTERFACES, MetricsSettings
+from agents.service.metrics_tls import tls_files_problem
 from agents.service.paths import DEFAULT_DATA_DIR, DEFAULT_DIRECTORY, DEFAULT_SECRETS_DIR, Paths
 
 __all__ = ["AgentSettings"]
@@ -86,6 +88,12 @@ class AgentSettings(BaseSettings):
         "000000", description="code the reconciliation agent listens on; None to send it nothing"
     )
     deadline_interval_s: float = Field(60.0, gt=0, description="how often deadlines are checked")
+    directory_check_s: float = Field(
+        10.0,
+        ge=0,
+        description="how often the agency directory file is checked for a change (reloaded, "
+        "verified as at start, without a restart); 0: only on SIGHUP",
+    )
     verify_in_thread: bool = Field(
         True,
         description="verify signatures on a worker thread (helps with a spare core; costs a thread "
@@ -99,11 +107,34 @@ class AgentSettings(BaseSettings):
     metrics_host: str = Field(
         ALL_INTERFACES, description="bind address of the metrics port; 127.0.0.1 for local scrapes"
     )
+    metrics_tls_cert: Path | None = Field(
+        None, description="JIEXU_METRICS_TLS_CERT: PEM certificate; the metrics port serves HTTPS"
+    )
+    metrics_tls_key: Path | None = Field(None, description="JIEXU_METRICS_TLS_KEY: its PEM key")
+    metrics_tls_client_ca: Path | None = Field(
+        None,
+        description="JIEXU_METRICS_TLS_CLIENT_CA: require scrapers' client certificates from this CA",
+    )
+
+    @model_validator(mode="after")
+    def _metrics_tls(self) -> Self:
+        problem = tls_files_problem(
+            self.metrics_tls_cert, self.metrics_tls_key, self.metrics_tls_client_ca
+        )
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
     @property
     def metrics(self) -> MetricsSettings:
         """``JIEXU_METRICS_PORT`` / ``JIEXU_METRICS_HOST`` as `agents.service.health` reads them."""
-        return MetricsSettings(port=self.metrics_port, host=self.metrics_host)
+        return MetricsSettings(
+            port=self.metrics_port,
+            host=self.metrics_host,
+            tls_cert=self.metrics_tls_cert,
+            tls_key=self.metrics_tls_key,
+            tls_client_ca=self.metrics_tls_client_ca,
+        )
 
     @property
     def paths(self) -> Paths:

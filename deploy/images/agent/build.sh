@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Build jiexu's agent image without any container registry: debootstrap a Debian root filesystem
-# with python3, install into a virtualenv a wheel of jiexu built from this checkout together with
-# its dependencies as wheels (fetched from PyPI by pip on the building machine, or taken from
-# JIEXU_WHEELS_DIR for a machine without PyPI), `docker import` it, then add the non-root user and
-# the health check with a local `docker build` (FROM the imported image: nothing is pulled).
+# with python3, install into a virtualenv jiexu's dependencies exactly as requirements.lock pins
+# them (every wheel's sha256 checked: `pip install --require-hashes`; fetched from the index by pip
+# on the building machine, or taken from JIEXU_WHEELS_DIR for a machine without one), then a wheel
+# of jiexu built from this checkout (`--no-deps`), `docker import` it, then add the non-root user
+# and the health check with a local `docker build` (FROM the imported image: nothing is pulled).
 #
 # usage: deploy/images/agent/build.sh [IMAGE_TAG]      (default jiexu/agent:offline)
 # env:   DEBIAN_MIRROR, DEBIAN_SUITE   as for deploy/images/rabbitmq/build.sh (same mirror choice)
-#        JIEXU_WHEELS_DIR  a directory of wheels to install from (jiexu's and every dependency's);
-#                          unset: `pip wheel` builds jiexu's and downloads the rest
-#        PIP               the pip to build wheels with (default: python3 -m pip)
+#        JIEXU_WHEELS_DIR  a directory holding the locked dependencies' wheels (and, if it has one,
+#                          jiexu's); unset: `pip download` fetches them by the lock's hashes
+#        PIP               the pip to fetch and build wheels with (default: python3 -m pip)
 #        JIEXU_REBUILD_IMAGE=1  rebuild even when an image built from the same inputs is present
 #
 # The image: ENTRYPOINT jiexu (entrypoint.sh), user jiexu (10001), configuration by JIEXU_* and
 # mounted files only, HEALTHCHECK on /readyz (healthcheck.py). README "Deploying", docs/operations.md.
+# The lock: deploy/images/agent/lock.sh regenerates it (tests/unit/test_agent_lock.py says when).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -27,7 +29,8 @@ sources() {
   (cd "$root" && find pyproject.toml README.md agents broker schemas -type f \
     ! -path '*/__pycache__/*' ! -name '*.pyc' | LC_ALL=C sort | xargs sha256sum)
 }
-inputs="$( { cat "$here/build.sh" "$here/entrypoint.sh" "$here/healthcheck.py" "$here/Dockerfile"; \
+lock="$here/requirements.lock"
+inputs="$( { cat "$here/build.sh" "$here/entrypoint.sh" "$here/healthcheck.py" "$here/Dockerfile" "$lock"; \
   sources; echo "$suite"; } | sha256sum | cut -c1-16)"
 if [ -z "${JIEXU_REBUILD_IMAGE:-}" ]; then
   present="$(docker image inspect -f '{{index .Config.Labels "org.jiexu.image-inputs"}}' "$tag" 2>/dev/null || true)"
@@ -51,33 +54,55 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# 1. Wheels: jiexu's from a clean copy of the sources (the checkout gets no build/ or egg-info),
-#    its dependencies as binary wheels for the image's Python.
-mkdir -p "$work/src" "$work/wheels"
+# 1. Wheels: the dependencies exactly as the lock pins them, for the image's Python and this
+#    machine's architecture (pip checks every file against the lock's sha256 and refuses anything
+#    unpinned or unhashed); jiexu's own from a clean copy of the sources (the checkout gets no
+#    build/ or egg-info).
+mkdir -p "$work/src" "$work/wheels" "$work/jiexu"
 (cd "$root" && tar -c --exclude=__pycache__ --exclude='*.pyc' pyproject.toml README.md agents broker schemas) \
   | tar -x -C "$work/src"
+python_version="$(sed -n 's/^# python: \([0-9.]*\);.*/\1/p' "$lock")"
+arch="$(uname -m)"
+case "$arch" in arm64) arch=aarch64 ;; esac
+platforms=()
+for minor in $(seq 36 -1 17); do platforms+=("--platform=manylinux_2_${minor}_${arch}"); done
+platforms+=("--platform=manylinux2014_${arch}" "--platform=linux_${arch}")
+[ "$arch" = x86_64 ] && platforms+=("--platform=manylinux2010_${arch}" "--platform=manylinux1_${arch}")
 if [ -n "${JIEXU_WHEELS_DIR:-}" ]; then
-  cp "$JIEXU_WHEELS_DIR"/*.whl "$work/wheels/"
+  from=(--no-index --find-links "$JIEXU_WHEELS_DIR")
+  cp "$JIEXU_WHEELS_DIR"/jiexu-*.whl "$work/jiexu/" 2>/dev/null || true
 else
-  "${pip[@]}" wheel --quiet --no-deps -w "$work/wheels" "$work/src"
-  "${pip[@]}" wheel --quiet --only-binary=:all: -w "$work/wheels" "$work/src" \
-    || "${pip[@]}" wheel --quiet -w "$work/wheels" "$work/src"
+  from=()
+fi
+"${pip[@]}" download --quiet --require-hashes --only-binary=:all: --python-version "$python_version" \
+  --implementation cp --abi "cp${python_version/./}" --abi abi3 --abi none "${platforms[@]}" \
+  "${from[@]}" -r "$lock" -d "$work/wheels"
+if ! ls "$work/jiexu"/jiexu-*.whl >/dev/null 2>&1; then
+  "${pip[@]}" wheel --quiet --no-deps -w "$work/jiexu" "$work/src"
 fi
 rm -rf "$work/src"
-echo "wheels: $(ls "$work/wheels" | wc -l) ($(( $(date +%s) - started )) s)"
+echo "wheels: $(ls "$work/wheels" | wc -l) locked + jiexu ($(( $(date +%s) - started )) s)"
 
 # 2. Root filesystem: Debian's python3 and nothing else of note.
 echo "debootstrap $suite from $mirror"
 debootstrap --variant=minbase --include=python3,python3-venv "$suite" "$rootfs" "$mirror" >/dev/null
 echo "debootstrap done ($(( $(date +%s) - started )) s)"
 
-# 3. jiexu in /opt/jiexu from the wheels alone (no index), then the pip machinery removed.
+# 3. /opt/jiexu from the wheels alone (no index): the locked dependencies with their hashes
+#    checked again (a wheel changed since the download, or one the lock does not name, stops the
+#    build), then jiexu without dependencies, `pip check` (the lock satisfies jiexu's
+#    requirements), then the pip machinery removed.
 cp -r "$work/wheels" "$rootfs/tmp/wheels"
+cp -r "$work/jiexu" "$rootfs/tmp/jiexu"
+cp "$lock" "$rootfs/tmp/requirements.lock"
 chroot "$rootfs" python3 -m venv /opt/jiexu
-chroot "$rootfs" /opt/jiexu/bin/pip install --quiet --no-index --no-cache-dir --find-links /tmp/wheels jiexu
+chroot "$rootfs" /opt/jiexu/bin/pip install --quiet --no-index --no-cache-dir --require-hashes \
+  --only-binary=:all: --find-links /tmp/wheels -r /tmp/requirements.lock
+chroot "$rootfs" sh -c '/opt/jiexu/bin/pip install --quiet --no-index --no-cache-dir --no-deps /tmp/jiexu/jiexu-*.whl'
+chroot "$rootfs" /opt/jiexu/bin/pip check
 chroot "$rootfs" /opt/jiexu/bin/jiexu --help >/dev/null
 chroot "$rootfs" /opt/jiexu/bin/pip uninstall --quiet --yes pip
-rm -rf "$rootfs/tmp/wheels"
+rm -rf "$rootfs/tmp/wheels" "$rootfs/tmp/jiexu" "$rootfs/tmp/requirements.lock"
 install -m 0755 "$here/entrypoint.sh" "$rootfs/usr/local/bin/jiexu-entrypoint"
 install -m 0755 "$here/healthcheck.py" "$rootfs/usr/local/bin/jiexu-healthcheck"
 
