@@ -511,7 +511,7 @@ async def test_agents_whose_first_configured_node_is_down_start_and_work_through
 # -- the command line on a cluster --------------------------------------------------------------
 
 
-def _jiexu(env_url: str, *args: str, cwd: Path) -> tuple[int, str, str]:
+def _jiexu(env_url: str, *args: str, cwd: Path, columns: int | None = None) -> tuple[int, str, str]:
     import subprocess
     import sys
 
@@ -519,6 +519,8 @@ def _jiexu(env_url: str, *args: str, cwd: Path) -> tuple[int, str, str]:
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("JIEXU_")}
     env.update({"JIEXU_AMQP_URL": env_url, "PYTHONPATH": str(REPO)})
+    if columns is not None:
+        env["COLUMNS"] = str(columns)  # rich's tables: one row per line
     done = subprocess.run(
         [sys.executable, "-c", "from agents.cli import main; main()", *args],
         env=env,
@@ -552,6 +554,29 @@ def test_topology_apply_and_status_take_a_url_naming_every_node_and_a_bad_one_in
         assert code == 0, err
         inbox = json.loads(out)["broker"]["agencies"]["110000"]["inbox"]
         assert len(inbox["members"]) == 3 and inbox["missing"] == [] and inbox["leader"]
+
+        # The human output: each inbox's leader and members, and a line for a missing member.
+        human = ("status", "--vhost", cluster_vhost.name)
+        code, out, err = _jiexu(url, *human, cwd=tmp_path, columns=200)
+        assert code == 0, err
+        assert "inbox replicas" in out and "members missing" not in out, out
+        row = next(line for line in out.splitlines() if "110000" in line and "of 3" in line)
+        assert inbox["leader"] in row and "3 of 3" in row, out
+        members = set(inbox["members"])
+        assert members == {n.name for n in rabbitmq_cluster.nodes}
+        assert all(m in out for m in members), out
+
+        victim = rabbitmq_cluster.kill(2)
+        shown = ""
+
+        def missing_shown() -> bool:
+            nonlocal shown
+            code, shown, _ = _jiexu(url, *human, cwd=tmp_path, columns=200)
+            return code == 0 and f"inbox of 110000: 1 of 3 members missing ({victim.name})" in shown
+
+        _wait_sync(missing_shown, f"jiexu status naming {victim.name} missing")
+        row = next(line for line in shown.splitlines() if "110000" in line and "of 3" in line)
+        assert "2 of 3" in row and victim.name in row, shown
 
         code, out, err = _jiexu("amqp://u:p@h1:5681,,h2/", "status", "--json", cwd=tmp_path)
         assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
