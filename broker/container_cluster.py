@@ -275,6 +275,12 @@ class ContainerCluster(BrokerCluster[ContainerNode]):
             for node in self.nodes:
                 self._boot(node)
             self.wait_ready(timeout_s)
+        except ClusterError:
+            self.close()
+            raise
+        except Exception as exc:  # the engine refused (no such image, a port taken...): one line
+            self.close()
+            raise ClusterError(f"could not start {self.image} containers: {exc}") from exc
         except BaseException:
             self.close()
             raise

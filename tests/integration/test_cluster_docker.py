@@ -122,6 +122,6 @@ def test_closing_removes_every_container_and_the_network_even_with_a_node_frozen
 def test_a_start_that_fails_leaves_nothing_behind() -> None:
     _require_docker()
     cluster = ContainerCluster.create(2, image="jiexu/no-such-image:never-built")
-    with pytest.raises(Exception, match="no-such-image"):
+    with pytest.raises(ClusterError, match="no-such-image"):
         cluster.start()
     assert cluster.leftovers() == []
