@@ -197,7 +197,7 @@ async def test_a_publish_to_a_frozen_node_fails_in_time_and_the_connection_moves
     async with connection:
         assert connection.node == f"127.0.0.1:{rabbitmq_cluster.nodes[0].amqp_port}"
         publisher = await Publisher(connection, agency="110000", confirm_timeout_s=3.0).start()
-        message = aio_pika.Message(b"x", message_id="m1", user_id="guest")
+        message = aio_pika.Message(b"x", message_id="m1", user_id=rabbitmq_cluster.username)
         await publisher.publish_message("jiexu", "k", message)
         rabbitmq_cluster.pause(0)
         try:
