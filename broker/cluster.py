@@ -31,48 +31,53 @@ import signal
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import structlog
 
-from broker.cluster_nodes import (
+from broker.cluster_base import (
+    DEFAULT_NET_TICKTIME_S,
+    DEFAULT_PARTITION_HANDLING,
+    READY_TIMEOUT_S,
+    BrokerCluster,
     ClusterError,
+)
+from broker.cluster_nodes import (
     ClusterNode,
     node_ports,
-    node_view,
     reap_node,
     signal_node,
     spawn_node,
     write_node_config,
 )
-from broker.management import ManagementClient
-from broker.provider import BrokerEndpoint, ProvidedBroker, _rabbitmq_server_binary
+from broker.provider import ProvidedBroker, _rabbitmq_server_binary
 
 __all__ = [
+    "CLUSTER_KINDS",
     "DEFAULT_NET_TICKTIME_S",
     "DEFAULT_PARTITION_HANDLING",
+    "AnyCluster",
+    "BrokerCluster",
     "ClusterError",
     "ClusterNode",
     "LocalCluster",
     "acquire_cluster",
+    "cluster_kind",
+    "create_cluster",
     "local_cluster",
+    "started_cluster",
 ]
 
 log = structlog.get_logger("jiexu.broker.cluster")
 
-DEFAULT_PARTITION_HANDLING = "autoheal"
-DEFAULT_NET_TICKTIME_S = 20
-"""Erlang's distribution tick (default 60): a frozen peer is declared down after 0.75-1.25 of it.
-Shorter here so a test's pause turns into a real partition within a bounded wait."""
-READY_TIMEOUT_S = 180.0
+CLUSTER_KINDS = ("local", "docker")
 
 
 @dataclass
-class LocalCluster:
+class LocalCluster(BrokerCluster[ClusterNode]):
     """N local nodes forming one cluster. Use `local_cluster` (a context manager) or `start`/`close`."""
 
     nodes: list[ClusterNode]
@@ -140,8 +145,17 @@ class LocalCluster:
                 net_ticktime_s=self.net_ticktime_s,
             )
 
-    def _spawn(self, node: ClusterNode) -> None:
+    def _boot(self, node: ClusterNode) -> None:
         spawn_node(node, self.binary, self.base)
+
+    def _failure(self, node: ClusterNode) -> str | None:
+        if node.process is not None and node.process.poll() is not None:
+            return f"{node.name} exited with {node.process.returncode}:\n{node.log_tail()}"
+        return None
+
+    @property
+    def kind(self) -> str:
+        return "local"
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self, timeout_s: float = READY_TIMEOUT_S) -> LocalCluster:
@@ -150,7 +164,7 @@ class LocalCluster:
         started = time.monotonic()
         try:
             for node in self.nodes:
-                self._spawn(node)
+                self._boot(node)
             self.wait_ready(timeout_s)
         except BaseException:
             self.close()
@@ -162,42 +176,6 @@ class LocalCluster:
             partition_handling=self.partition_handling,
         )
         return self
-
-    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S, nodes: Sequence[int] | None = None) -> None:
-        """Wait until the given nodes (default: all) answer and each sees every running node."""
-        wanted = [self.nodes[i] for i in (nodes if nodes is not None else range(len(self.nodes)))]
-        deadline = time.monotonic() + timeout_s
-        last = "not started"
-        while time.monotonic() < deadline:
-            for node in wanted:
-                if node.process is not None and node.process.poll() is not None:
-                    raise ClusterError(
-                        f"{node.name} exited with {node.process.returncode}:\n{node.log_tail()}"
-                    )
-            states = [node_view(node) for node in wanted]
-            expected = {n.name for n in self.nodes if n.running and not n.paused}
-            missing = [
-                (node.short, view)
-                for node, view in zip(wanted, states, strict=True)
-                if not isinstance(view, set) or not expected <= view
-            ]
-            if not missing:
-                return
-            last = "; ".join(f"{short}: {view}" for short, view in missing)
-            time.sleep(0.5)
-        raise ClusterError(f"cluster not ready after {timeout_s:.0f} s: {last}")
-
-    def running_nodes(self) -> list[ClusterNode]:
-        return [n for n in self.nodes if n.running and not n.paused]
-
-    def node(self, which: int | str) -> ClusterNode:
-        """A node by index (0-based), short name (``c1``) or full node name."""
-        if isinstance(which, int):
-            return self.nodes[which]
-        for node in self.nodes:
-            if which in (node.short, node.name):
-                return node
-        raise KeyError(which)
 
     def kill(self, which: int | str) -> ClusterNode:
         """SIGKILL the node's whole process group: a crash, no clean shutdown."""
@@ -241,34 +219,6 @@ class LocalCluster:
         node.paused = False
         return node
 
-    def restart(self, which: int | str, timeout_s: float = READY_TIMEOUT_S) -> ClusterNode:
-        """Start a stopped or killed node again on its own directory, and wait until it rejoined."""
-        node = self.node(which)
-        if node.running:
-            self.stop(which)
-        self._spawn(node)
-        self.wait_ready(timeout_s, nodes=[node.index])
-        return node
-
-    def start_nodes(self, which: Sequence[int | str], timeout_s: float = READY_TIMEOUT_S) -> None:
-        """Start several stopped nodes at once (after a whole-cluster stop: they wait for each other)."""
-        chosen = [self.node(w) for w in which]
-        for node in chosen:
-            if not node.running:
-                self._spawn(node)
-        self.wait_ready(timeout_s, nodes=[n.index for n in chosen])
-
-    def heal(self, timeout_s: float = READY_TIMEOUT_S) -> None:
-        """Bring every node back (resume the paused, start the stopped) and wait for the cluster:
-        what a session-wide fixture does between tests that take nodes away."""
-        for node in self.nodes:
-            if node.paused:
-                self.resume(node.index)
-        stopped = [n.index for n in self.nodes if not n.running]
-        for index in stopped:
-            self._spawn(self.nodes[index])
-        self.wait_ready(timeout_s)
-
     def close(self) -> None:
         """Kill every node and remove every directory: nothing is left behind."""
         for node in self.nodes:
@@ -280,63 +230,6 @@ class LocalCluster:
                 with contextlib.suppress(Exception):
                     reap_node(node, 30)
         shutil.rmtree(self.base, ignore_errors=True)
-
-    # -- addresses --------------------------------------------------------------------------------
-    @property
-    def username(self) -> str:
-        return self.nodes[0].username
-
-    @property
-    def password(self) -> str:
-        return self.nodes[0].password
-
-    def amqp_url(
-        self,
-        vhost: str = "/",
-        username: str | None = None,
-        password: str | None = None,
-        *,
-        order: Sequence[int] | None = None,
-    ) -> str:
-        """One URL naming every node: ``amqp://u:p@127.0.0.1:P1,127.0.0.1:P2,.../vhost``.
-
-        ``order`` lists node indexes in the order clients should try them (default: c1, c2...).
-        """
-        user = quote(username or self.username, safe="")
-        pwd = quote(password if password is not None else self.password, safe="")
-        chosen = [self.nodes[i] for i in (order if order is not None else range(len(self.nodes)))]
-        hosts = ",".join(f"127.0.0.1:{n.amqp_port}" for n in chosen)
-        return f"amqp://{user}:{pwd}@{hosts}/{quote(vhost, safe='')}"
-
-    def management_urls(self) -> list[str]:
-        return [n.management_url for n in self.nodes]
-
-    def endpoint(self, order: Sequence[int] | None = None) -> BrokerEndpoint:
-        """The cluster as a `BrokerEndpoint`: every node's AMQP address and management API, in
-        ``order`` (node indexes; default c1, c2...): clients try them in that order."""
-        chosen = [self.nodes[i] for i in (order if order is not None else range(len(self.nodes)))]
-        first = chosen[0]
-        return BrokerEndpoint(
-            host=first.host,
-            amqp_port=first.amqp_port,
-            management_url=first.management_url,
-            username=first.username,
-            password=first.password,
-            source=f"local cluster of {len(self.nodes)} nodes",
-            more_hosts=tuple((n.host, n.amqp_port) for n in chosen[1:]),
-            more_management_urls=tuple(n.management_url for n in chosen[1:]),
-        )
-
-    def management(self, timeout: float = 5.0) -> ManagementClient:
-        """A management client that uses whichever node answers."""
-        return self.endpoint().management(timeout=timeout)
-
-    def leaders(self, vhost: str) -> dict[str, str]:
-        """Queue name -> the node leading it, as any running node's management API says."""
-        for node in self.running_nodes():
-            with contextlib.suppress(Exception), node.management() as api:
-                return {q["name"]: q.get("leader") or q.get("node", "") for q in api.list_queues(vhost)}
-        raise ClusterError("no node's management API answers")
 
     def log_lines(self, *needles: str) -> dict[str, list[str]]:
         """Lines of each node's RabbitMQ log containing any of ``needles`` (case-insensitive):
@@ -353,21 +246,6 @@ class LocalCluster:
             found[node.short] = lines
         return found
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "nodes": [
-                {
-                    "name": n.name,
-                    "amqp_port": n.amqp_port,
-                    "management_url": n.management_url,
-                    "running": n.running,
-                    "paused": n.paused,
-                }
-                for n in self.nodes
-            ],
-            "partition_handling": self.partition_handling,
-        }
-
 
 @contextlib.contextmanager
 def local_cluster(size: int = 3, **options: Any) -> Iterator[LocalCluster]:
@@ -380,10 +258,52 @@ def local_cluster(size: int = 3, **options: Any) -> Iterator[LocalCluster]:
         cluster.close()
 
 
-def acquire_cluster(size: int = 3, **options: Any) -> ProvidedBroker:
-    """A started `LocalCluster` as a `ProvidedBroker` (``jiexu demo --cluster N``): its endpoint
-    names every node; ``close()`` kills the nodes and removes their directories."""
-    cluster = LocalCluster.create(size, **options).start()
+AnyCluster = BrokerCluster[Any]
+"""A `LocalCluster` or a `broker.container_cluster.ContainerCluster`."""
+
+
+def cluster_kind(env: Mapping[str, str] | None = None) -> str:
+    """What runs the nodes: ``JIEXU_CLUSTER`` (``local`` or ``docker``); unset, ``local`` where a
+    ``rabbitmq-server`` executable is found, else ``docker``."""
+    env = os.environ if env is None else env
+    chosen = env.get("JIEXU_CLUSTER", "").strip().lower()
+    if chosen:
+        if chosen not in CLUSTER_KINDS:
+            raise ClusterError(f"JIEXU_CLUSTER is local or docker, not {chosen!r}")
+        return chosen
+    return "local" if _rabbitmq_server_binary(env) is not None else "docker"
+
+
+def create_cluster(size: int = 3, kind: str | None = None, **options: Any) -> AnyCluster:
+    """A cluster of ``size`` nodes, not started, of ``kind`` (default: `cluster_kind`). Options
+    shared by both: ``partition_handling``, ``net_ticktime_s``; ``image`` for docker only."""
+    kind = kind or cluster_kind()
+    if kind == "docker":
+        from broker.container_cluster import ContainerCluster
+
+        return ContainerCluster.create(size, **options)
+    if kind != "local":
+        raise ClusterError(f"a cluster is local or docker, not {kind!r}")
+    return LocalCluster.create(size, **options)
+
+
+@contextlib.contextmanager
+def started_cluster(size: int = 3, kind: str | None = None, **options: Any) -> Iterator[AnyCluster]:
+    """A started cluster of ``kind`` (default: `cluster_kind`), closed on exit."""
+    cluster = create_cluster(size, kind, **options)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def acquire_cluster(size: int = 3, kind: str | None = None, **options: Any) -> ProvidedBroker:
+    """A started cluster (`LocalCluster`, or containers with ``JIEXU_CLUSTER=docker``) as a
+    `ProvidedBroker` (``jiexu demo --cluster N``): its endpoint names every node; ``close()``
+    removes the nodes and whatever was made for them."""
+    cluster = create_cluster(size, kind, **options)
+    cluster.start()
     provided = ProvidedBroker(cluster.endpoint())
     provided._closers.append(cluster.close)
     return provided

@@ -17,28 +17,19 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
-from urllib.parse import quote
 
-import httpx
-
-from broker.management import ManagementClient
-from broker.provider import BrokerEndpoint
+from broker.cluster_base import ClusterError, NodeAddresses
 
 __all__ = [
     "ClusterError",
     "ClusterNode",
     "node_env",
     "node_ports",
-    "node_view",
     "reap_node",
     "signal_node",
     "spawn_node",
     "write_node_config",
 ]
-
-
-class ClusterError(RuntimeError):
-    """A node would not start, or the cluster would not form."""
 
 
 def _is_free(port: int) -> bool:
@@ -71,7 +62,7 @@ def node_ports(count: int) -> list[tuple[int, int, int]]:
 
 
 @dataclass
-class ClusterNode:
+class ClusterNode(NodeAddresses):
     """One node of a `LocalCluster`: its name, ports, directory and (while running) its process."""
 
     index: int
@@ -99,26 +90,6 @@ class ClusterNode:
     @property
     def management_url(self) -> str:
         return f"http://127.0.0.1:{self.management_port}"
-
-    def amqp_url(
-        self, vhost: str = "/", username: str | None = None, password: str | None = None
-    ) -> str:
-        user = quote(username or self.username, safe="")
-        pwd = quote(password if password is not None else self.password, safe="")
-        return f"amqp://{user}:{pwd}@127.0.0.1:{self.amqp_port}/{quote(vhost, safe='')}"
-
-    def endpoint(self) -> BrokerEndpoint:
-        return BrokerEndpoint(
-            host="127.0.0.1",
-            amqp_port=self.amqp_port,
-            management_url=self.management_url,
-            username=self.username,
-            password=self.password,
-            source=f"cluster node {self.name}",
-        )
-
-    def management(self, timeout: float = 5.0) -> ManagementClient:
-        return ManagementClient(self.management_url, self.username, self.password, timeout=timeout)
 
     @property
     def running(self) -> bool:
@@ -221,18 +192,3 @@ def reap_node(node: ClusterNode, timeout_s: float) -> None:
         node._log.close()
         node._log = None
     node.paused = False
-
-
-def node_view(node: ClusterNode) -> set[str] | str:
-    """The names of the running nodes this node sees, or why it cannot say."""
-    try:
-        response = httpx.get(
-            f"{node.management_url}/api/nodes",
-            auth=(node.username, node.password),
-            timeout=3.0,
-        )
-    except httpx.HTTPError as exc:
-        return f"management API: {type(exc).__name__}"
-    if response.status_code != 200:
-        return f"HTTP {response.status_code}"
-    return {n["name"] for n in response.json() if n.get("running")}

@@ -6,10 +6,18 @@ Fixtures:
                                 (see `broker.provider`); a throwaway broker is stopped at the end.
 ``rabbitmq_vhost``   (function) a fresh vhost on it, removed after the test: a `TestVhost`.
 ``amqp_url``         (function) the AMQP URL of that vhost, as the administrator.
-``rabbitmq_cluster`` (session)  a `broker.cluster.LocalCluster`: three local ``rabbitmq-server``
-                                nodes (``JIEXU_CLUSTER_SIZE`` to change) joined into one cluster,
-                                killed and removed at the end. Tests may stop, kill, pause and
-                                restart its nodes.
+``rabbitmq_cluster`` (session)  three RabbitMQ nodes (``JIEXU_CLUSTER_SIZE`` to change) joined
+                                into one cluster, removed at the end (no process, container,
+                                network or directory left). ``JIEXU_CLUSTER`` chooses what runs
+                                them: ``local`` (a `broker.cluster.LocalCluster` of local
+                                ``rabbitmq-server`` processes; the default where that executable
+                                is found) or ``docker`` (a
+                                `broker.container_cluster.ContainerCluster`: containers of
+                                ``JIEXU_RABBITMQ_IMAGE``, default ``jiexu/rabbitmq:offline``, on a
+                                network of their own). Both have one interface
+                                (`broker.cluster_base.BrokerCluster`): tests may stop, kill,
+                                pause, resume and restart its nodes, and read each node's AMQP
+                                and management address.
 ``cluster_vhost``    (function) a fresh vhost on that cluster (every node running again first): a
                                 `TestVhost` whose ``amqp_url`` names every node.
 
@@ -18,6 +26,7 @@ Agency teams get these by installing jiexu; nothing to import.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -25,11 +34,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from broker.cluster import DEFAULT_PARTITION_HANDLING, ClusterError, LocalCluster
+from broker.cluster import DEFAULT_PARTITION_HANDLING, AnyCluster, ClusterError, create_cluster
 from broker.management import ManagementClient
 from broker.provider import BrokerEndpoint, BrokerUnavailable, acquire_broker
 
-__all__ = ["TestVhost"]
+__all__ = ["TestVhost", "cluster_test_vhost"]
 
 
 @dataclass(frozen=True)
@@ -83,27 +92,30 @@ def amqp_url(rabbitmq_vhost: TestVhost) -> str:
 
 
 @pytest.fixture(scope="session")
-def rabbitmq_cluster() -> Iterator[LocalCluster]:
+def rabbitmq_cluster() -> Iterator[AnyCluster]:
     size = int(os.environ.get("JIEXU_CLUSTER_SIZE", "3"))
     try:
-        cluster = LocalCluster.create(
+        cluster = create_cluster(
             size,
             partition_handling=os.environ.get(
                 "JIEXU_CLUSTER_PARTITION_HANDLING", DEFAULT_PARTITION_HANDLING
             ),
-        ).start()
+        )
+        cluster.start()
     except ClusterError as exc:
-        pytest.fail(f"could not start a local RabbitMQ cluster: {exc}", pytrace=False)
+        pytest.fail(f"could not start a RabbitMQ cluster: {exc}", pytrace=False)
     try:
         yield cluster
     finally:
         cluster.close()
 
 
-@pytest.fixture
-def cluster_vhost(rabbitmq_cluster: LocalCluster) -> Iterator[TestVhost]:
-    rabbitmq_cluster.heal()
-    endpoint = rabbitmq_cluster.endpoint()
+@contextlib.contextmanager
+def cluster_test_vhost(cluster: AnyCluster) -> Iterator[TestVhost]:
+    """A fresh vhost on ``cluster`` (every node brought back first and again at the end), removed
+    on exit: what ``cluster_vhost`` gives, for a cluster a test started itself."""
+    cluster.heal()
+    endpoint = cluster.endpoint()
     name = f"jiexu-test-{uuid.uuid4().hex[:12]}"
     with endpoint.management() as api:
         api.create_vhost(name)
@@ -111,6 +123,12 @@ def cluster_vhost(rabbitmq_cluster: LocalCluster) -> Iterator[TestVhost]:
     try:
         yield TestVhost(name=name, endpoint=endpoint)
     finally:
-        rabbitmq_cluster.heal()
+        cluster.heal()
         with endpoint.management() as api:
             api.delete_vhost(name)
+
+
+@pytest.fixture
+def cluster_vhost(rabbitmq_cluster: AnyCluster) -> Iterator[TestVhost]:
+    with cluster_test_vhost(rabbitmq_cluster) as vhost:
+        yield vhost

@@ -60,7 +60,8 @@ _REPLICAS = typer.Option(
 )
 _CLUSTER = typer.Option(
     0, "--cluster", min=0, max=5,
-    help="also run the full flow on a throwaway cluster of N local nodes, beside the single node",
+    help="also run the full flow on a throwaway cluster of N nodes (local; containers with "
+    "JIEXU_CLUSTER=docker), beside the single node",
 )
 
 _HUMAN = [

@@ -37,7 +37,12 @@ def demo_command(
     ),
     log_level: LogLevel = LOG_LEVEL_WARNING,
     cluster: int = typer.Option(
-        0, "--cluster", min=0, max=5, help="run on a throwaway cluster of N local RabbitMQ nodes"
+        0,
+        "--cluster",
+        min=0,
+        max=5,
+        help="run on a throwaway cluster of N RabbitMQ nodes (local processes; containers of the "
+        "offline image with JIEXU_CLUSTER=docker)",
     ),
 ) -> None:
     """Provision N agencies and the reconciler, run M transfers through every branch, sum up.

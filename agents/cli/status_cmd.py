@@ -11,6 +11,7 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from agents.cli.errors import CliError, check_amqp_url
 from agents.domain.clock import SystemClock
@@ -19,7 +20,7 @@ from agents.tools.status import StatusSources, collect_status
 from broker.logging import configure_logging
 from broker.provider import BrokerEndpoint
 
-__all__ = ["status_command"]
+__all__ = ["inbox_replicas_lines", "inbox_replicas_table", "status_command"]
 
 
 def status_command(
@@ -105,6 +106,11 @@ def _print(console: Console, status: dict[str, Any]) -> None:
                 str(q["dead_letters"]),
             )
         console.print(table)
+        replicas = inbox_replicas_table(broker["agencies"])
+        if replicas is not None:
+            console.print(replicas)
+        for line in inbox_replicas_lines(broker["agencies"]):
+            console.print(line, markup=False, soft_wrap=True)
         console.print(f"unroutable messages: {broker['unroutable']}", markup=False)
         for m in broker.get("unroutable_messages", []):
             console.print(
@@ -163,6 +169,44 @@ def _print(console: Console, status: dict[str, Any]) -> None:
         console.print("reconciliation: no report in this data directory", markup=False)
     if status.get("exchange", {}).get("available"):
         _print_exchange(console, status["exchange"])
+
+
+def inbox_replicas_table(agencies: dict[str, Any]) -> Table | None:
+    """Where each agency's inbox lives: its leader, its members, the members online and those
+    missing (red). None when no inbox is a quorum queue with members (nothing to show)."""
+    rows = [(code, a["inbox"]) for code, a in agencies.items() if a["inbox"].get("members")]
+    if not rows:
+        return None
+    table = Table(title="inbox replicas", title_justify="left")
+    for column in ("agency", "leader", "members", "online", "missing"):
+        table.add_column(column)
+    for code, inbox in rows:
+        members, missing = inbox["members"], inbox.get("missing") or []
+        table.add_row(
+            code,
+            inbox.get("leader") or Text("none", style="bold red"),
+            "\n".join(members),
+            f"{len(members) - len(missing)} of {len(members)}",
+            Text("\n".join(missing), style="bold red") if missing else "-",
+            style="red" if missing or not inbox.get("leader") else None,
+        )
+    return table
+
+
+def inbox_replicas_lines(agencies: dict[str, Any]) -> list[str]:
+    """One plain line per inbox that misses a member or has no leader (readable in any terminal
+    and in logs): which members are missing and who leads now."""
+    lines = []
+    for code, a in agencies.items():
+        inbox = a["inbox"]
+        members, missing = inbox.get("members") or [], inbox.get("missing") or []
+        if not members or (not missing and inbox.get("leader")):
+            continue
+        what = "no member missing"
+        if missing:
+            what = f"{len(missing)} of {len(members)} members missing ({', '.join(missing)})"
+        lines.append(f"inbox of {code}: {what}; leader {inbox.get('leader') or 'none'}")
+    return lines
 
 
 def _print_exchange(console: Console, exchange: dict[str, Any]) -> None:

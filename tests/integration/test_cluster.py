@@ -1,9 +1,11 @@
 """The exchange on a real 3-node RabbitMQ cluster: nodes killed, frozen, stopped, and nothing lost.
 
 Every test runs on the session's `rabbitmq_cluster` (three local ``rabbitmq-server`` nodes, see
-`broker.cluster`); each flow test runs two agencies' agents as real ``jiexu agent`` processes
-whose ``JIEXU_AMQP_URL`` names all three nodes, moves a few hundred transfers between them, and
-takes nodes away in the middle. The checks at the end are those of the crash tests
+`broker.cluster`, or containers of the offline image with ``JIEXU_CLUSTER=docker``;
+test_cluster_docker runs one flow on containers whatever it says); each flow test runs two
+agencies' agents as real ``jiexu agent`` processes whose ``JIEXU_AMQP_URL`` names all three nodes,
+moves a few hundred transfers between them, and takes nodes away in the middle.
+The checks at the end are those of the crash tests
 (`test_agent_crash`): every case completed at both ends, each balance debited or paid out once and
 credited once, the money in both ledgers adds up to the fen, nothing dead-lettered, and the agents
 drain on SIGTERM within the bound (an agent still running at the bound is SIGKILLed, and its exit
@@ -30,7 +32,7 @@ import pytest
 from agents.service.process import OpenedService, open_service
 from agents.tools.provision import AgencyProfile, Provisioned, provision
 from agents.tools.seed import make_mover
-from broker.cluster import LocalCluster
+from broker.cluster import AnyCluster
 from broker.connection import BrokerUnreachable, connect
 from broker.names import UNROUTABLE_QUEUE, inbox_queue
 from broker.publisher import Publisher
@@ -73,7 +75,7 @@ PAUSE_S = 35.0
 
 
 def test_the_fixture_runs_three_nodes_joined_into_one_cluster_each_answering(
-    rabbitmq_cluster: LocalCluster,
+    rabbitmq_cluster: AnyCluster,
 ) -> None:
     rabbitmq_cluster.heal()
     names = {n.name for n in rabbitmq_cluster.nodes}
@@ -87,7 +89,7 @@ def test_the_fixture_runs_three_nodes_joined_into_one_cluster_each_answering(
 
 
 def test_a_topology_applied_on_a_cluster_has_three_members_per_queue_and_balanced_leaders(
-    rabbitmq_cluster: LocalCluster, cluster_vhost: TestVhost
+    rabbitmq_cluster: AnyCluster, cluster_vhost: TestVhost
 ) -> None:
     codes = ("110000", "440300", "360400", "410100", "320100")
     spec = TopologySpec(agency_codes=codes, user_prefix=f"t{uuid.uuid4().hex[:6]}-")
@@ -134,7 +136,7 @@ def test_a_topology_applied_on_a_cluster_has_three_members_per_queue_and_balance
 
 
 def test_the_management_api_never_hangs_on_a_frozen_node_and_answers_through_another(
-    rabbitmq_cluster: LocalCluster, cluster_vhost: TestVhost
+    rabbitmq_cluster: AnyCluster, cluster_vhost: TestVhost
 ) -> None:
     """Until the cluster declares a frozen node down (net tick), RabbitMQ's own API calls on the
     other nodes wait for it too: each call then fails within its timeout on every node (one line,
@@ -162,7 +164,7 @@ def test_the_management_api_never_hangs_on_a_frozen_node_and_answers_through_ano
 
 
 async def test_a_client_whose_first_node_is_down_connects_to_the_next_and_a_bad_list_fails_in_one_line(
-    rabbitmq_cluster: LocalCluster, cluster_vhost: TestVhost
+    rabbitmq_cluster: AnyCluster, cluster_vhost: TestVhost
 ) -> None:
     rabbitmq_cluster.kill(0)
     connection = await connect(cluster_vhost.amqp_url, name="first-node-down")
@@ -183,7 +185,7 @@ async def test_a_client_whose_first_node_is_down_connects_to_the_next_and_a_bad_
 
 
 async def test_a_publish_to_a_frozen_node_fails_in_time_and_the_connection_moves_on(
-    rabbitmq_cluster: LocalCluster, cluster_vhost: TestVhost
+    rabbitmq_cluster: AnyCluster, cluster_vhost: TestVhost
 ) -> None:
     """No confirm, no hang: the publish fails (the outbox keeps the row), the connection leaves
     the frozen node for another, and the next publish is confirmed there."""
@@ -195,7 +197,7 @@ async def test_a_publish_to_a_frozen_node_fails_in_time_and_the_connection_moves
     async with connection:
         assert connection.node == f"127.0.0.1:{rabbitmq_cluster.nodes[0].amqp_port}"
         publisher = await Publisher(connection, agency="110000", confirm_timeout_s=3.0).start()
-        message = aio_pika.Message(b"x", message_id="m1", user_id="guest")
+        message = aio_pika.Message(b"x", message_id="m1", user_id=rabbitmq_cluster.username)
         await publisher.publish_message("jiexu", "k", message)
         rabbitmq_cluster.pause(0)
         try:
@@ -222,7 +224,7 @@ async def test_a_publish_to_a_frozen_node_fails_in_time_and_the_connection_moves
 
 @dataclass
 class Flow:
-    cluster: LocalCluster
+    cluster: AnyCluster
     vhost: TestVhost
     provisioned: Provisioned
     transfers: list[Transfer]
@@ -295,7 +297,7 @@ def _transfers(n: int, rng: random.Random) -> list[Transfer]:
 
 
 async def _run_flow(
-    cluster: LocalCluster,
+    cluster: AnyCluster,
     vhost: TestVhost,
     tmp_path: Path,
     disturb: Callable[[Flow], Awaitable[None]],
@@ -388,7 +390,7 @@ def _report(flow: Flow) -> None:
     assert counts["outbox_publish_failed"] <= 4 * starts, counts
 
 
-def _leader_of(cluster: LocalCluster, vhost: str, queue: str) -> int | None:
+def _leader_of(cluster: AnyCluster, vhost: str, queue: str) -> int | None:
     leader = cluster.leaders(vhost).get(queue)
     return next((n.index for n in cluster.nodes if n.name == leader), None)
 
@@ -403,43 +405,53 @@ def _wait_sync(condition: Callable[[], bool], what: str, timeout_s: float = WAIT
         time.sleep(0.2)
 
 
-async def test_the_node_leading_an_agency_inbox_killed_mid_flow_and_restarted_loses_nothing(
-    rabbitmq_cluster: LocalCluster, cluster_vhost: TestVhost, tmp_path: Path
-) -> None:
-    """The worst node to lose: it leads Jiujiang's inbox and both agents are connected to it."""
+async def kill_the_inbox_leader_mid_flow(
+    cluster: AnyCluster, vhost: TestVhost, tmp_path: Path, transfers: int = TRANSFERS
+) -> Flow:
+    """A flow whose agents are both connected to the node leading Jiujiang's inbox; that node is
+    SIGKILLed a fifth of the way in, transfers keep completing, the inbox gets a live leader, the
+    node is started again, and the flow ends with the books exact (`_run_flow`'s checks)."""
     victim: list[int] = []
 
     def connect_to_the_leader(flow: Flow) -> None:
-        leader = _leader_of(rabbitmq_cluster, cluster_vhost.name, inbox_queue(JIUJIANG))
+        leader = _leader_of(cluster, vhost.name, inbox_queue(JIUJIANG))
         assert leader is not None
         victim.append(leader)
-        flow.order = [leader, *(n.index for n in rabbitmq_cluster.nodes if n.index != leader)]
+        flow.order = [leader, *(n.index for n in cluster.nodes if n.index != leader)]
 
     async def kill_the_leader(flow: Flow) -> None:
         done = await flow.progress_beyond(0, "the flow under way", by=len(flow.transfers) // 5)
         (node,) = victim
-        assert _leader_of(rabbitmq_cluster, cluster_vhost.name, inbox_queue(JIUJIANG)) == node
-        rabbitmq_cluster.kill(node)
+        assert _leader_of(cluster, vhost.name, inbox_queue(JIUJIANG)) == node
+        cluster.kill(node)
         # The exchange keeps completing transfers while that node is away...
         done = await flow.progress_beyond(done, "transfers completed while the leader is dead")
         # ...because the inbox elected a leader on a live node.
         await eventually(
-            lambda: _leader_of(rabbitmq_cluster, cluster_vhost.name, inbox_queue(JIUJIANG))
-            not in (None, node),
+            lambda: _leader_of(cluster, vhost.name, inbox_queue(JIUJIANG)) not in (None, node),
             "a new leader for the inbox",
             WAIT_S,
         )
-        await asyncio.to_thread(rabbitmq_cluster.restart, node)
-        print(f"\nkilled and restarted {rabbitmq_cluster.node(node).short} at {done} terminal")
+        await asyncio.to_thread(cluster.restart, node)
+        print(f"\nkilled and restarted {cluster.node(node).short} at {done} terminal")
 
     flow = await _run_flow(
-        rabbitmq_cluster, cluster_vhost, tmp_path, kill_the_leader, before_agents=connect_to_the_leader
+        cluster, vhost, tmp_path, kill_the_leader, before_agents=connect_to_the_leader,
+        transfers=transfers,
     )
     assert '"event": "amqp_connection_restored"' in flow.logs()
+    return flow
+
+
+async def test_the_node_leading_an_agency_inbox_killed_mid_flow_and_restarted_loses_nothing(
+    rabbitmq_cluster: AnyCluster, cluster_vhost: TestVhost, tmp_path: Path
+) -> None:
+    """The worst node to lose: it leads Jiujiang's inbox and both agents are connected to it."""
+    await kill_the_inbox_leader_mid_flow(rabbitmq_cluster, cluster_vhost, tmp_path)
 
 
 async def test_the_node_the_agents_use_frozen_past_the_heartbeat_then_resumed_loses_nothing(
-    rabbitmq_cluster: LocalCluster, cluster_vhost: TestVhost, tmp_path: Path
+    rabbitmq_cluster: AnyCluster, cluster_vhost: TestVhost, tmp_path: Path
 ) -> None:
     """The agents are on c1 (first in their URL); c1 is frozen with SIGSTOP for longer than the
     heartbeat's grace. They leave it for c2 or c3 and keep completing transfers; an agent told to
@@ -468,7 +480,7 @@ async def test_the_node_the_agents_use_frozen_past_the_heartbeat_then_resumed_lo
 
 
 async def test_the_whole_cluster_stopped_and_started_mid_flow_loses_nothing(
-    rabbitmq_cluster: LocalCluster, cluster_vhost: TestVhost, tmp_path: Path
+    rabbitmq_cluster: AnyCluster, cluster_vhost: TestVhost, tmp_path: Path
 ) -> None:
     async def stop_everything(flow: Flow) -> None:
         done = await flow.progress_beyond(0, "the flow under way", by=len(flow.transfers) // 5)
@@ -481,7 +493,7 @@ async def test_the_whole_cluster_stopped_and_started_mid_flow_loses_nothing(
 
 
 async def test_agents_whose_first_configured_node_is_down_start_and_work_through_the_others(
-    rabbitmq_cluster: LocalCluster, cluster_vhost: TestVhost, tmp_path: Path
+    rabbitmq_cluster: AnyCluster, cluster_vhost: TestVhost, tmp_path: Path
 ) -> None:
     async def nothing(flow: Flow) -> None:
         assert not rabbitmq_cluster.nodes[0].running
@@ -499,7 +511,7 @@ async def test_agents_whose_first_configured_node_is_down_start_and_work_through
 # -- the command line on a cluster --------------------------------------------------------------
 
 
-def _jiexu(env_url: str, *args: str, cwd: Path) -> tuple[int, str, str]:
+def _jiexu(env_url: str, *args: str, cwd: Path, columns: int | None = None) -> tuple[int, str, str]:
     import subprocess
     import sys
 
@@ -507,6 +519,8 @@ def _jiexu(env_url: str, *args: str, cwd: Path) -> tuple[int, str, str]:
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("JIEXU_")}
     env.update({"JIEXU_AMQP_URL": env_url, "PYTHONPATH": str(REPO)})
+    if columns is not None:
+        env["COLUMNS"] = str(columns)  # rich's tables: one row per line
     done = subprocess.run(
         [sys.executable, "-c", "from agents.cli import main; main()", *args],
         env=env,
@@ -520,7 +534,7 @@ def _jiexu(env_url: str, *args: str, cwd: Path) -> tuple[int, str, str]:
 
 
 def test_topology_apply_and_status_take_a_url_naming_every_node_and_a_bad_one_in_one_line(
-    rabbitmq_cluster: LocalCluster, cluster_vhost: TestVhost, tmp_path: Path
+    rabbitmq_cluster: AnyCluster, cluster_vhost: TestVhost, tmp_path: Path
 ) -> None:
     import json
 
@@ -540,6 +554,29 @@ def test_topology_apply_and_status_take_a_url_naming_every_node_and_a_bad_one_in
         assert code == 0, err
         inbox = json.loads(out)["broker"]["agencies"]["110000"]["inbox"]
         assert len(inbox["members"]) == 3 and inbox["missing"] == [] and inbox["leader"]
+
+        # The human output: each inbox's leader and members, and a line for a missing member.
+        human = ("status", "--vhost", cluster_vhost.name)
+        code, out, err = _jiexu(url, *human, cwd=tmp_path, columns=200)
+        assert code == 0, err
+        assert "inbox replicas" in out and "members missing" not in out, out
+        row = next(line for line in out.splitlines() if "110000" in line and "of 3" in line)
+        assert inbox["leader"] in row and "3 of 3" in row, out
+        members = set(inbox["members"])
+        assert members == {n.name for n in rabbitmq_cluster.nodes}
+        assert all(m in out for m in members), out
+
+        victim = rabbitmq_cluster.kill(2)
+        shown = ""
+
+        def missing_shown() -> bool:
+            nonlocal shown
+            code, shown, _ = _jiexu(url, *human, cwd=tmp_path, columns=200)
+            return code == 0 and f"inbox of 110000: 1 of 3 members missing ({victim.name})" in shown
+
+        _wait_sync(missing_shown, f"jiexu status naming {victim.name} missing")
+        row = next(line for line in shown.splitlines() if "110000" in line and "of 3" in line)
+        assert "2 of 3" in row and victim.name in row, shown
 
         code, out, err = _jiexu("amqp://u:p@h1:5681,,h2/", "status", "--json", cwd=tmp_path)
         assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
