@@ -19,6 +19,9 @@ from schemas.common import citizen_id_check_char
 __all__ = ["Finding", "assert_no_pii", "find_pii"]
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# A participation certificate's number (PZ-region-date-first 8 hex digits of the case id) can read
+# as an ID number when the hex digits happen to be decimal and the check digit fits (about 1 in 80).
+_CERTIFICATE = re.compile(r"PZ-[0-9]{6}-[0-9]{8}-[0-9A-F]{8}")
 _ID = re.compile(r"(?<![0-9])([1-9](?:[ -]?[0-9]){16}[ -]?[0-9Xx])(?![0-9])")
 _DIGIT_RUN = re.compile(r"(?<![0-9])[0-9]{13,}(?![0-9])")
 # Digits that are times, not accounts: ISO dates and compact timestamps in log lines.
@@ -51,7 +54,7 @@ def find_pii(
     for path in paths:
         text = path.read_text(encoding="utf-8", errors="replace")
         for index, line in enumerate(text.splitlines(), start=1):
-            scrubbed = _UUID.sub("<uuid>", line)
+            scrubbed = _CERTIFICATE.sub("<certificate>", _UUID.sub("<uuid>", line))
             for match in _ID.finditer(scrubbed):
                 if _is_id(match.group(1)):
                     found.append(Finding(path, index, "id_number", _around(scrubbed, match.start())))

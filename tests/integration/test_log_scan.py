@@ -22,6 +22,8 @@ def test_raw_values_are_found_and_masked_ones_pass(tmp_path: Path) -> None:
         "case 6f1c1a52-4a43-4a4e-9d53-0b1f64f0a002 at 2026-11-29T20:00:00Z",
         "timestamp=20261129200000123",
         "amount_fen=12345",
+        # a certificate number whose case id starts with decimal digits reads like an ID number
+        "certificate_issued number=PZ-360400-20261130-1005ABCD",
     ]
     log.write_text("\n".join(raw + safe) + "\n", encoding="utf-8")
     findings = find_pii([log], names=["张三丰"])
