@@ -12,6 +12,7 @@ broker's ``NOT_FOUND``), so each miss opens a new one.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -41,16 +42,23 @@ class InboxCheck:
         self._clock = clock
         self._known: dict[str, tuple[bool, float]] = {}
         self._channel: AbstractRobustChannel | None = None
+        # One question at a time: a round of many rows to one recipient asks once, and a miss
+        # (which closes the channel) cannot break another question in flight.
+        self._asking = asyncio.Lock()
 
     async def exists(self, code: str) -> bool:
         """Raises what the broker connection raises when it cannot ask (an outage)."""
-        now = self._clock()
         known = self._known.get(code)
-        if known is not None and known[1] > now:
+        if known is not None and known[1] > self._clock():
             return known[0]
-        found = await self._ask(code)
-        self._known[code] = (found, now + (self._found_ttl_s if found else self._missing_ttl_s))
-        return found
+        async with self._asking:
+            known = self._known.get(code)
+            if known is not None and known[1] > self._clock():
+                return known[0]
+            found = await self._ask(code)
+            ttl = self._found_ttl_s if found else self._missing_ttl_s
+            self._known[code] = (found, self._clock() + ttl)
+            return found
 
     def forget(self, code: str) -> None:
         """Ask again next time (e.g. after the broker returned a message for `code`)."""

@@ -59,3 +59,31 @@ async def test_a_letter_to_an_agency_without_an_inbox_is_held_shown_and_delivere
         assert counted == agent.metrics.registry.get_sample_value(
             "jiexu_outbox_undeliverable_total", {"agency": JIUJIANG, "recipient": DONGGUAN}
         )
+
+
+async def test_the_inbox_check_asks_once_for_many_rows_and_survives_a_miss(amqp_url: str) -> None:
+    import asyncio
+
+    from broker.connection import connect
+    from broker.routes import InboxCheck
+
+    async with await connect(amqp_url, name="inbox-check-test") as connection:
+        channel = await connection.channel(confirms=False)
+        await channel.declare_queue(inbox_queue(JIUJIANG), durable=True)
+        check = InboxCheck(connection)
+        asked: list[str] = []
+        ask = check._ask
+
+        async def counting(code: str) -> bool:
+            asked.append(code)
+            return await ask(code)
+
+        check._ask = counting  # type: ignore[method-assign]
+        answers = await asyncio.gather(
+            *(check.exists(code) for code in [DONGGUAN] * 50 + [JIUJIANG] * 50)
+        )
+        assert answers == [False] * 50 + [True] * 50
+        assert sorted(asked) == [JIUJIANG, DONGGUAN]
+        check.forget(DONGGUAN)
+        assert await check.exists(DONGGUAN) is False  # a new channel after the miss's closed one
+        assert await check.exists(JIUJIANG) is True
