@@ -218,6 +218,17 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+async def _at_version(admin: asyncpg.Connection, schema: str) -> bool:
+    """Has `schema` recorded this build's ledger schema version?"""
+    exists = await admin.fetchval("SELECT to_regclass($1)", f"{schema}.ledger_schema_version")
+    if exists is None:
+        return False
+    found = await admin.fetchval(
+        f"SELECT 1 FROM {schema}.ledger_schema_version WHERE version = $1", _LEDGER_SCHEMA_VERSION
+    )
+    return found is not None
+
+
 class PostgresLedger(BookkeepingCommands):
     """A `SeedableLedger` in one PostgreSQL schema. Open with
     ``await PostgresLedger.open(dsn, region)``; any number of processes may open the same one."""
@@ -250,8 +261,12 @@ class PostgresLedger(BookkeepingCommands):
                     await admin.execute("SELECT pg_advisory_xact_lock($1)", _SETUP_LOCK)
                     await admin.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
                     await admin.execute(f"SET LOCAL search_path = {schema}")
-                    for statement in _TABLES:
-                        await admin.execute(statement)
+                    # A ledger already at this version is left alone: its DDL, even "IF NOT
+                    # EXISTS", would lock tables that running replicas use (ALTER TABLE takes an
+                    # ACCESS EXCLUSIVE lock), and deadlock with them.
+                    if not await _at_version(admin, schema):
+                        for statement in _TABLES:
+                            await admin.execute(statement)
                     await admin.execute(
                         "INSERT INTO ledger_schema_version (version) VALUES ($1) "
                         "ON CONFLICT DO NOTHING",
