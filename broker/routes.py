@@ -34,12 +34,14 @@ class InboxCheck:
         *,
         found_ttl_s: float = 300.0,
         missing_ttl_s: float = 5.0,
+        timeout_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._connection = connection
         self._found_ttl_s = found_ttl_s
         self._missing_ttl_s = missing_ttl_s
         self._clock = clock
+        self._timeout_s = timeout_s
         self._known: dict[str, tuple[bool, float]] = {}
         self._channel: AbstractRobustChannel | None = None
         # One question at a time: a round of many rows to one recipient asks once, and a miss
@@ -47,7 +49,8 @@ class InboxCheck:
         self._asking = asyncio.Lock()
 
     async def exists(self, code: str) -> bool:
-        """Raises what the broker connection raises when it cannot ask (an outage)."""
+        """Raises what the broker connection raises when it cannot ask (an outage), or
+        `TimeoutError` when the broker does not answer within ``timeout_s``."""
         known = self._known.get(code)
         if known is not None and known[1] > self._clock():
             return known[0]
@@ -65,6 +68,11 @@ class InboxCheck:
         self._known.pop(code, None)
 
     async def _ask(self, code: str) -> bool:
+        # Bounded: a stalled node never answers; the caller counts a failed publish and retries.
+        async with asyncio.timeout(self._timeout_s):
+            return await self._ask_now(code)
+
+    async def _ask_now(self, code: str) -> bool:
         if self._channel is None or self._channel.is_closed:
             if self._channel is not None:
                 self._connection.forget(self._channel)

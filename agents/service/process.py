@@ -61,6 +61,10 @@ __all__ = [
 
 log = structlog.get_logger("jiexu.agents.service.process")
 
+RELAY_DRAIN_TIMEOUT_S = 30.0
+"""How long a stopping agent lets its relay publish what is committed (the rest waits in the outbox
+for the next start)."""
+
 
 class AgentProcess:
     """Everything one agency agent runs, started and stopped in order."""
@@ -202,7 +206,11 @@ class AgentProcess:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._commit_watch
         if self.relay is not None:
-            await self.relay.stop()
+            # Bounded whatever the broker does: what is not published stays in the outbox.
+            try:
+                await asyncio.wait_for(self.relay.stop(), RELAY_DRAIN_TIMEOUT_S)
+            except TimeoutError:
+                log.warning("relay_drain_timeout", seconds=RELAY_DRAIN_TIMEOUT_S)
         if self.publisher is not None:
             await self.publisher.close()
         if self.connection is not None:
