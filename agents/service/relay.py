@@ -245,6 +245,9 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         while not self._stopping:
+            # Cleared before the round, not after it: a commit that wakes the relay while a round
+            # runs (after its claim) leaves the event set, and the wait below returns at once.
+            self._wake.clear()
             try:
                 sent, failed = await self.publish_once()
             except Exception as exc:
@@ -255,6 +258,5 @@ class OutboxRelay:
                 continue
             if sent:
                 continue  # more may be waiting
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)

@@ -55,3 +55,38 @@ async def test_a_dead_relays_rows_wait_for_its_lease_then_go_out_marked() -> Non
     assert await live.publish_once() == (2, 0)
     assert [h.get(HEADER_REPUBLISHED) for _, h in live_publisher.published] == [True, True]
     assert await store.fetch_unpublished() == []
+
+
+class RacingStore(InMemoryStore):
+    """A commit (and its wake-up) that lands while the relay's round runs, after its claim."""
+
+    relay: OutboxRelay | None = None
+    raced = False
+
+    async def claim_unpublished(self, claimant: str, **options: object) -> list:  # type: ignore[override]
+        claimed = await super().claim_unpublished(claimant, **options)  # type: ignore[arg-type]
+        if not self.raced and self.relay is not None:
+            self.raced = True
+            async with self.transaction() as tx:
+                await tx.add_outbox([row(1, self._clock.now())])
+            self.relay.wake()
+        return list(claimed)
+
+
+async def test_a_wake_up_during_a_round_is_not_lost() -> None:
+    import asyncio
+
+    clock = ManualClock(datetime(2025, 3, 3, 9, tzinfo=CHINA_TZ))
+    store = RacingStore(clock=clock)
+    publisher = RecordingPublisher()
+    relay = OutboxRelay(store, publisher, clock=clock, poll_interval_s=3600)
+    store.relay = relay
+    relay.start()
+    try:
+        # Only the wake-up can publish the row in time: the poll is an hour away.
+        async with asyncio.timeout(30):
+            while not publisher.published:  # noqa: ASYNC110 - the publisher has no event to wait on
+                await asyncio.sleep(0.01)
+    finally:
+        await relay.stop()
+    assert store.raced and len(publisher.published) == 1
