@@ -24,7 +24,6 @@ and the whole `ReconciledCase` as jsonb), statement requests, outbox, inbox; in 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -36,6 +35,7 @@ from uuid import UUID
 import asyncpg
 import structlog
 
+from agents.db.listen import listen_until_cancelled
 from agents.domain.clock import Clock, SystemClock
 from agents.reconcile.records import CaseStatus, ReconciledCase, RequestRow
 from agents.reconcile.report_base import QueuedEnvelope, ReportQueries, by_overdue
@@ -309,18 +309,7 @@ class PostgresReport(ReportQueries):
     async def watch_commits(self, on_change: Callable[[], None]) -> None:
         """Call ``on_change`` whenever a unit of work that queued envelopes commits, in any
         process sharing the schema (``LISTEN jiexu_report_<schema>``), until cancelled."""
-        channel = f"jiexu_report_{self.schema}"
-
-        def notified(*_args: object) -> None:
-            on_change()
-
-        async with self._pool.acquire() as conn:
-            await conn.add_listener(channel, notified)
-            try:
-                await asyncio.Event().wait()
-            finally:
-                with contextlib.suppress(Exception):
-                    await conn.remove_listener(channel, notified)
+        await listen_until_cancelled(self._pool, f"jiexu_report_{self.schema}", on_change)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTransaction]:

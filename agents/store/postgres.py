@@ -13,8 +13,6 @@ same case take turns, and the version check in `save_case` catches anything that
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import re
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
@@ -27,6 +25,7 @@ import asyncpg
 import structlog
 
 from agents.db.codec import dumps, loads, mask_key
+from agents.db.listen import listen_until_cancelled
 from agents.domain.clock import Clock, SystemClock
 from agents.store.base import (
     CaseRecord,
@@ -336,18 +335,7 @@ class PostgresStore:
         """Call ``on_change`` whenever a transaction that added outbox rows to this schema
         commits, in any process (``LISTEN jiexu_outbox_<schema>``), until cancelled. Holds one
         pooled connection while it runs."""
-        channel = f"jiexu_outbox_{self.schema}"
-
-        def notified(*_args: object) -> None:
-            on_change()
-
-        async with self._pool.acquire() as conn:
-            await conn.add_listener(channel, notified)
-            try:
-                await asyncio.Event().wait()
-            finally:
-                with contextlib.suppress(Exception):
-                    await conn.remove_listener(channel, notified)
+        await listen_until_cancelled(self._pool, f"jiexu_outbox_{self.schema}", on_change)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTransaction]:
