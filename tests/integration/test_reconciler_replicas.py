@@ -263,9 +263,11 @@ async def test_two_reconcilers_on_one_postgresql_report_one_killed_mid_flow_reco
         await _check_books(opened, transfers, money_before)
         await _check_report(report, transfers)
         dead = await _dead_letters(rabbitmq_vhost)
+        # Both did work: the first was seen ending cases before it was killed; the second
+        # reached its crash point, which lies after publishing what it had queued (only a
+        # reconciler that handled messages queues anything). Which of them ends which case is
+        # the broker's choice, so no more is asserted.
         assert reconcilers.crashed == {2}, "the second reconciler never reached its crash point"
-        for n in (1, 2):
-            assert '"reconcile.case_ended"' in reconcilers.output(n), f"reconciler {n} idle"
     finally:
         for run in [*reconcilers.runs.values(), *agents]:
             if run.process.returncode is None:
