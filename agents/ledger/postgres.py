@@ -40,7 +40,6 @@ the people already there) under the setup lock, and records version 2.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 from uuid import UUID
@@ -49,6 +48,7 @@ import asyncpg
 import structlog
 
 from agents.db.codec import dumps, loads
+from agents.db.postgres import TRANSIENT, check_schema
 from agents.domain.books import continuity_from_json, continuity_to_json
 from agents.domain.clock import Clock, SystemClock
 from agents.faults import crash_point
@@ -76,7 +76,6 @@ __all__ = ["PostgresLedger", "default_ledger_schema"]
 
 log = structlog.get_logger(__name__)
 
-_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # One lock id for "set up a ledger schema", so replicas starting together do not race on DDL.
 _SETUP_LOCK = 0x6A69_6578_756C_6467  # "jiexuldg"
 _LEDGER_SCHEMA_VERSION = 2
@@ -149,17 +148,6 @@ _UPDATE_ACCOUNT = (
     "participation = $6, region = $7, arrears_fen = $8, retiree = $9, months_paid = $10, "
     "deemed_months = $11, balance_fen = $12, periods = $13, enrolment_start = $14, "
     "continuity = $15 WHERE id_number = $1"
-)
-
-# Errors that a retry may cure: lost connections, deadlocks, serialization failures, shutdown.
-_TRANSIENT: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.DeadlockDetectedError,
-    asyncpg.SerializationError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.TooManyConnectionsError,
 )
 
 
@@ -252,8 +240,7 @@ class PostgresLedger(BookkeepingCommands):
     ) -> PostgresLedger:
         """Connect, create the schema (default ``ledger_<region>``) and its tables if needed."""
         schema = schema if schema is not None else default_ledger_schema(region)
-        if not _SCHEMA_RE.match(schema):
-            raise ValueError(f"schema must be a lower-case SQL identifier, not {schema!r}")
+        check_schema(schema)
         try:
             admin = await asyncpg.connect(dsn)
             try:
@@ -281,7 +268,7 @@ class PostgresLedger(BookkeepingCommands):
                 init=_init_connection,
                 server_settings={"search_path": schema},
             )
-        except _TRANSIENT as exc:
+        except TRANSIENT as exc:
             raise TransientError(f"cannot reach the ledger's PostgreSQL: {exc}") from exc
         return cls(pool, schema, region, clock if clock is not None else SystemClock())
 
@@ -305,7 +292,7 @@ class PostgresLedger(BookkeepingCommands):
                 if exc.constraint_name != "accounts_pkey" or attempt == _ENROL_RETRIES:
                     raise
                 log.info("ledger.enrol_race", case_id=str(case_id), operation=op, attempt=attempt)
-            except _TRANSIENT as exc:
+            except TRANSIENT as exc:
                 raise TransientError(f"ledger unavailable: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -388,7 +375,7 @@ class PostgresLedger(BookkeepingCommands):
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         try:
             return list(await self._pool.fetch(sql, *args))
-        except _TRANSIENT as exc:
+        except TRANSIENT as exc:
             raise TransientError(f"ledger unavailable: {exc}") from exc
 
     async def lookup(self, id_number: str) -> PersonAccount | None:
@@ -416,7 +403,7 @@ class PostgresLedger(BookkeepingCommands):
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.executemany(_UPSERT_ACCOUNT, [_account_values(a) for a in accounts])
-        except _TRANSIENT as exc:
+        except TRANSIENT as exc:
             raise TransientError(f"ledger unavailable: {exc}") from exc
 
     async def statements(self) -> list[LedgerStatement]:

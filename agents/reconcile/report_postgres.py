@@ -25,7 +25,6 @@ and the whole `ReconciledCase` as jsonb), statement requests, outbox, inbox; in 
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import date, datetime, timedelta
@@ -35,7 +34,7 @@ from uuid import UUID
 import asyncpg
 import structlog
 
-from agents.db.listen import listen_until_cancelled
+from agents.db.postgres import TRANSIENT, check_schema, listen_until_cancelled
 from agents.domain.clock import Clock, SystemClock
 from agents.reconcile.records import CaseStatus, ReconciledCase, RequestRow
 from agents.reconcile.report_base import QueuedEnvelope, ReportQueries, by_overdue
@@ -52,7 +51,6 @@ __all__ = ["PostgresReport", "PostgresTransaction"]
 
 log = structlog.get_logger(__name__)
 
-_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _MIGRATION_LOCK = 0x6A69657875_7265  # "jiexure": the report's migrations, any constant will do
 _MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
     (
@@ -112,17 +110,6 @@ _VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
     description text NOT NULL,
     applied_at timestamptz NOT NULL
 )"""
-
-# Errors that a retry may cure: lost connections, deadlocks, serialization failures, shutdown.
-_TRANSIENT: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.DeadlockDetectedError,
-    asyncpg.SerializationError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.TooManyConnectionsError,
-)
 
 
 def _record(text: str) -> ReconciledCase:
@@ -262,8 +249,7 @@ class PostgresReport(ReportQueries):
         max_size: int = 10,
     ) -> PostgresReport:
         """Connect, create ``schema`` if needed and bring it up to date."""
-        if not _SCHEMA_RE.match(schema):
-            raise ValueError(f"schema must be a lower-case SQL identifier, not {schema!r}")
+        check_schema(schema)
         try:
             admin = await asyncpg.connect(dsn)
             try:
@@ -275,7 +261,7 @@ class PostgresReport(ReportQueries):
             pool = await asyncpg.create_pool(
                 dsn, min_size=min_size, max_size=max_size, server_settings={"search_path": schema}
             )
-        except _TRANSIENT as exc:
+        except TRANSIENT as exc:
             raise TransientError(f"cannot reach PostgreSQL: {exc}") from exc
         try:
             async with pool.acquire() as conn:
@@ -316,13 +302,13 @@ class PostgresReport(ReportQueries):
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 yield PostgresTransaction(conn)
-        except _TRANSIENT as exc:
+        except TRANSIENT as exc:
             raise TransientError(f"report unavailable: {exc}") from exc
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         try:
             return list(await self._pool.fetch(sql, *args))
-        except _TRANSIENT as exc:
+        except TRANSIENT as exc:
             raise TransientError(f"report unavailable: {exc}") from exc
 
     async def _val(self, sql: str, *args: Any) -> Any:

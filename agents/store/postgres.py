@@ -14,7 +14,6 @@ same case take turns, and the version check in `save_case` catches anything that
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import date, datetime, timedelta
@@ -25,7 +24,7 @@ import asyncpg
 import structlog
 
 from agents.db.codec import dumps, loads, mask_key
-from agents.db.listen import listen_until_cancelled
+from agents.db.postgres import TRANSIENT, check_schema, listen_until_cancelled
 from agents.domain.clock import Clock, SystemClock
 from agents.store.base import (
     CaseRecord,
@@ -44,7 +43,6 @@ __all__ = ["PostgresStore", "PostgresTransaction"]
 
 log = structlog.get_logger(__name__)
 
-_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _CASE_COLUMNS = (
     "case_id, role, state, person_key, counterpart, message_version, open, due_date, "
     "whose_turn, data, created_at, updated_at, version"
@@ -58,17 +56,6 @@ if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
     _Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy[asyncpg.Record]
-
-# Errors that a retry may cure: lost connections, deadlocks, serialization failures, shutdown.
-_TRANSIENT: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.DeadlockDetectedError,
-    asyncpg.SerializationError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.TooManyConnectionsError,
-)
 
 
 def _case(row: asyncpg.Record) -> CaseRecord:
@@ -306,8 +293,7 @@ class PostgresStore:
         max_size: int = 10,
     ) -> PostgresStore:
         """Connect, create `schema` if needed and bring it up to date."""
-        if not _SCHEMA_RE.match(schema):
-            raise ValueError(f"schema must be a lower-case SQL identifier, not {schema!r}")
+        check_schema(schema)
         try:
             admin = await asyncpg.connect(dsn)
             try:
@@ -321,7 +307,7 @@ class PostgresStore:
                 init=_init_connection,
                 server_settings={"search_path": schema},
             )
-        except _TRANSIENT as exc:
+        except TRANSIENT as exc:
             raise TransientError(f"cannot reach PostgreSQL: {exc}") from exc
         try:
             async with pool.acquire() as pooled:
@@ -342,13 +328,13 @@ class PostgresStore:
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 yield PostgresTransaction(conn, self._clock)
-        except _TRANSIENT as exc:
+        except TRANSIENT as exc:
             raise TransientError(f"store unavailable: {exc}") from exc
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         try:
             return list(await self._pool.fetch(sql, *args))
-        except _TRANSIENT as exc:
+        except TRANSIENT as exc:
             raise TransientError(f"store unavailable: {exc}") from exc
 
     async def fetch_unpublished(self, limit: int = 100) -> list[OutboxMessage]:
