@@ -23,30 +23,28 @@ import sqlite3
 import subprocess
 import sys
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from agents.domain.case import ApplicationSubmitted, State
+from agents.domain.case import State
 from agents.faults import CRASH_AT_ENV, parse_crash_at
-from agents.ledger.base import PersonAccount
 from agents.ledger.sqlite import SqliteLedger
 from agents.service.agency import CONSUMER
 from agents.service.process import OpenedService, open_service
 from agents.service.settings import AgentSettings
-from agents.tools.provision import AgencyProfile, Provisioned, provision
+from agents.tools.provision import AgencyProfile, provision
 from agents.tools.seed import make_mover
 from broker.connection import BrokerConnection, connect
 from broker.dlq import list_dead_letters
 from broker.names import RECONCILER_CODE, inbox_queue, retry_queue
 from broker.pytest_plugin import TestVhost
 from broker.topology import delete_agency_users
-from schemas.common import BankAccount, InsuranceType, Person
-from schemas.contact import PayoutReason
+from schemas.common import InsuranceType
 from tests.integration.agent_processes import REPO, AgentRun, start_agent
 from tests.integration.agent_world import TERMINAL
 from tests.integration.log_scan import assert_no_pii
+from tests.integration.test_chaos import Transfer, _application, _seed
 from tests.integration.transport_support import eventually
 
 JIUJIANG, ZHENGZHOU = "360400", "410100"
@@ -74,16 +72,6 @@ CRASHES: list[tuple[str, ...]] = [
 CRASH_IDS = ["+".join(spec.partition("@")[0] for spec in crashes) for crashes in CRASHES]
 
 
-@dataclass(frozen=True)
-class Transfer:
-    kind: str  # "transferred" | "payout" | "zero"
-    outgoing: str
-    receiving: str
-    seeded: PersonAccount  # the person at the outgoing agency, stopped there
-    enrolled: PersonAccount  # the same person at the receiving agency, enrolled, nothing in it
-    case_id: uuid.UUID
-
-
 def _transfers(rng: random.Random) -> list[Transfer]:
     transfers: list[Transfer] = []
     seq = 0
@@ -102,46 +90,6 @@ def _transfers(rng: random.Random) -> list[Transfer]:
             )
             transfers.append(Transfer(kind, outgoing, receiving, out, into, uuid.uuid4()))
     return transfers
-
-
-async def _seed(provisioned: Provisioned, transfers: list[Transfer]) -> dict[str, int]:
-    """Both ledgers seeded with every mover, before any agent starts; the money in each."""
-    accounts: dict[str, list[PersonAccount]] = {JIUJIANG: [], ZHENGZHOU: []}
-    for t in transfers:
-        accounts[t.outgoing].append(t.seeded)
-        accounts[t.receiving].append(t.enrolled)
-    totals: dict[str, int] = {}
-    for code, seeded in accounts.items():
-        ledger = await SqliteLedger.open(provisioned.settings(code).ledger_path, code)
-        try:
-            await ledger.put_accounts(seeded)
-            totals[code] = await ledger.total_balance_fen()
-        finally:
-            await ledger.close()
-    return totals
-
-
-def _application(t: Transfer) -> ApplicationSubmitted:
-    person = t.seeded
-    payout = t.kind == "payout"
-    return ApplicationSubmitted(
-        case_id=t.case_id,
-        person=Person(name=person.name, gender=person.gender, id_number=person.id_number),
-        insurance_type=person.insurance_type,
-        from_region=t.outgoing,
-        letter_number=f"LX-{t.receiving}-{t.case_id.hex[:8]}",
-        payout_account=(
-            BankAccount(
-                bank_name="中国建设银行",
-                bank_code="105100000017",
-                account_name=person.name,
-                account_number="6217000010001234567",
-            )
-            if payout
-            else None
-        ),
-        payout_reason=PayoutReason.CANNOT_RECEIVE_FUNDS if payout else None,
-    )
 
 
 async def _all_terminal(opened: dict[str, OpenedService], transfers: list[Transfer]) -> bool:

@@ -87,11 +87,13 @@ class Transfer:
     case_id: uuid.UUID
 
 
-def _transfers(rng: random.Random) -> list[Transfer]:
+def _transfers(rng: random.Random, per_direction: int = PER_DIRECTION) -> list[Transfer]:
+    """`per_direction` movers each way (the test_replicas and test_reconciler_replicas flows too),
+    the kinds in turn."""
     transfers: list[Transfer] = []
     seq = 0
     for outgoing, receiving in ((ZHENGZHOU, JIUJIANG), (JIUJIANG, ZHENGZHOU)):
-        for n in range(PER_DIRECTION):
+        for n in range(per_direction):
             seq += 1
             kind = KINDS[n % len(KINDS)]
             out, into = make_mover(

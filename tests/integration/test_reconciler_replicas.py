@@ -69,12 +69,6 @@ async def database_url() -> AsyncIterator[str]:
         yield url
 
 
-def _transfers(rng: random.Random) -> list[Transfer]:
-    every = chaos_transfers(rng)  # 100 each way, in two directions: take the first of each
-    half = len(every) // 2
-    return every[:PER_DIRECTION] + every[half : half + PER_DIRECTION]
-
-
 async def _start_reconciler(
     provisioned: Provisioned, database_url: str, log_dir: Path, name: str, crash_at: str | None
 ) -> AgentRun:
@@ -215,7 +209,7 @@ async def test_two_reconcilers_on_one_postgresql_report_one_killed_mid_flow_reco
         retry_delays_ms=RETRY_DELAYS_MS,
     )
     settings = {code: provisioned.settings(code) for code in AGENCIES}
-    transfers = _transfers(rng)
+    transfers = chaos_transfers(rng, PER_DIRECTION)
     money_before = await _seed(provisioned, transfers)
     log_dir = tmp_path / "logs"
     reconcilers = Reconcilers(provisioned, database_url, log_dir)

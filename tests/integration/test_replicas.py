@@ -43,18 +43,15 @@ from agents.service.process import OpenedService, open_service
 from agents.service.settings import AgentSettings
 from agents.tools.bench.processes import settings_env
 from agents.tools.provision import AgencyProfile, Provisioned, provision
-from agents.tools.seed import make_mover
 from broker.connection import connect
 from broker.names import RECONCILER_CODE, inbox_queue
 from broker.pytest_plugin import TestVhost
 from broker.topology import delete_agency_users
-from schemas.common import InsuranceType
 from schemas.registry import parse
 from tests.integration.agent_processes import REPO, AgentRun
 from tests.integration.postgres_support import postgres_url
 from tests.integration.test_chaos import (
     AGENCIES,
-    KINDS,
     RETRY_DELAYS_MS,
     Transfer,
     _application,
@@ -67,6 +64,7 @@ from tests.integration.test_chaos import (
     _start_reconciler,
 )
 from tests.integration.test_chaos import _settled as settled_report
+from tests.integration.test_chaos import _transfers as chaos_transfers
 from tests.integration.transport_support import queue_counts
 
 pytestmark = pytest.mark.integration
@@ -107,28 +105,6 @@ async def database_url() -> AsyncIterator[str]:
         )
         await admin.execute(f"DROP DATABASE IF EXISTS {name}")
         await admin.close()
-
-
-def _transfers(rng: random.Random) -> list[Transfer]:
-    transfers: list[Transfer] = []
-    seq = 0
-    for outgoing, receiving in ((AGENCIES[1], AGENCIES[0]), (AGENCIES[0], AGENCIES[1])):
-        for n in range(PER_DIRECTION):
-            seq += 1
-            kind = KINDS[n % len(KINDS)]
-            out, into = make_mover(
-                rng,
-                outgoing,
-                receiving,
-                seq,
-                insurance_type=InsuranceType.EMPLOYEE,
-                retiree=False,
-                arrears=False,
-                zero_balance=kind == "zero",
-            )
-            case_id = uuid.UUID(int=rng.getrandbits(128))
-            transfers.append(Transfer(kind, outgoing, receiving, out, into, case_id))
-    return transfers
 
 
 async def _seed(database_url: str, transfers: list[Transfer]) -> dict[str, int]:
@@ -359,7 +335,7 @@ async def test_three_replicas_per_agency_killed_at_random_apply_each_operation_o
         for code in AGENCIES
     }
     report_path = Paths(data_dir=provisioned.data_dir).report()
-    transfers = _transfers(rng)
+    transfers = chaos_transfers(rng, PER_DIRECTION)
     money_before = await _seed(database_url, transfers)
     replicas = Replicas(settings, rabbitmq_vhost, tmp_path / "logs")
     reconciler: AgentRun | None = None
