@@ -21,6 +21,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
+import structlog
 
 from broker.management import ManagementClient
 from broker.provider import BrokerEndpoint
@@ -28,6 +29,7 @@ from broker.provider import BrokerEndpoint
 __all__ = [
     "DEFAULT_NET_TICKTIME_S",
     "DEFAULT_PARTITION_HANDLING",
+    "HEAL_PATIENCE_S",
     "READY_TIMEOUT_S",
     "BrokerCluster",
     "ClusterError",
@@ -36,7 +38,14 @@ __all__ = [
     "node_view",
 ]
 
+log = structlog.get_logger("jiexu.broker.cluster")
+
 READY_TIMEOUT_S = 180.0
+HEAL_PATIENCE_S = 90.0
+"""How long `BrokerCluster.heal` leaves RabbitMQ to mend a partition itself (autoheal restarts the
+losing side) before it restarts, on their own data, the nodes that still do not see the cluster.
+Seen here: autoheal after a frozen node took 66 s (the loser's stop waits out a 60 s timeout) and,
+on a loaded machine, once never finished (every node's API timing out for minutes)."""
 DEFAULT_PARTITION_HANDLING = "autoheal"
 DEFAULT_NET_TICKTIME_S = 20
 """Erlang's distribution tick (default 60): a frozen peer is declared down after 0.75-1.25 of it.
@@ -213,18 +222,22 @@ class BrokerCluster(ABC, Generic[NodeT]):
             for node in wanted:
                 if (failure := self._failure(node)) is not None:
                     raise ClusterError(failure)
-            states = [node_view(node) for node in wanted]
-            expected = {n.name for n in self.running_nodes()}
-            missing = [
-                (node.short, view)
-                for node, view in zip(wanted, states, strict=True)
-                if not isinstance(view, set) or not expected <= view
-            ]
+            missing = self._unready(wanted)
             if not missing:
                 return
-            last = "; ".join(f"{short}: {view}" for short, view in missing)
+            last = "; ".join(f"{node.short}: {view}" for node, view in missing)
             time.sleep(0.5)
         raise ClusterError(f"cluster not ready after {timeout_s:.0f} s: {last}")
+
+    def _unready(self, wanted: Sequence[NodeT]) -> list[tuple[NodeT, set[str] | str]]:
+        """The nodes among ``wanted`` that do not answer or do not see every running node."""
+        states = [node_view(node) for node in wanted]
+        expected = {n.name for n in self.running_nodes()}
+        return [
+            (node, view)
+            for node, view in zip(wanted, states, strict=True)
+            if not isinstance(view, set) or not expected <= view
+        ]
 
     def restart(self, which: int | str, timeout_s: float = READY_TIMEOUT_S) -> NodeT:
         """Start a stopped or killed node again on its own data, and wait until it rejoined."""
@@ -251,7 +264,22 @@ class BrokerCluster(ABC, Generic[NodeT]):
                 self.resume(node.index)
         for node in [n for n in self.nodes if not n.running]:
             self._boot(node)
-        self.wait_ready(timeout_s)
+        try:
+            self.wait_ready(min(timeout_s, HEAL_PATIENCE_S))
+            return
+        except ClusterError as exc:
+            stuck = [node for node, _ in self._unready(self.nodes)] or list(self.nodes)
+            log.warning(
+                "cluster_heal_restarting_nodes",
+                nodes=[n.short for n in stuck],
+                patience_s=HEAL_PATIENCE_S,
+                why=str(exc),
+            )
+        # RabbitMQ did not mend it in time: restart the stuck nodes on their own data (all at once:
+        # after a whole-cluster stop each waits for the others), as an operator would.
+        for node in stuck:
+            self.kill(node.index)
+        self.start_nodes([n.index for n in stuck], timeout_s)
 
     @property
     def username(self) -> str:

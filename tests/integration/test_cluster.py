@@ -472,7 +472,7 @@ async def test_the_node_the_agents_use_frozen_past_the_heartbeat_then_resumed_lo
                 await asyncio.sleep(left)
         finally:
             rabbitmq_cluster.resume(0)
-        await asyncio.to_thread(rabbitmq_cluster.wait_ready)
+        await asyncio.to_thread(rabbitmq_cluster.heal)
         print(f"\nc1 frozen and resumed at {done} terminal")
 
     flow = await _run_flow(rabbitmq_cluster, cluster_vhost, tmp_path, freeze_c1)
