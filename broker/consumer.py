@@ -139,8 +139,12 @@ class Consumer:
         queue_name: str | None = None,
         metrics: TransportMetrics | None = None,
         seen_from: SenderSeenCheck | None = None,
+        republished_from: SenderSeenCheck | None = None,
     ) -> None:
-        """``metrics``: counted per delivery (`broker.metrics.TransportMetrics`), if given."""
+        """``metrics``: counted per delivery (`broker.metrics.TransportMetrics`), if given.
+        ``republished_from(sender, message_id)``: whether the copy handled came marked republished,
+        as the handler committed it (`DeliveryInfo.republished`); without it, this consumer
+        remembers the ids it handled from marked copies, in memory."""
         self.agency = agency
         self.settings = settings or ConsumerSettings()
         self.queue_name = queue_name or inbox_queue(agency)
@@ -160,6 +164,7 @@ class Consumer:
             self._seen = remembered
         # Ids handled from a copy marked republished: their late originals are stale, not replays.
         self._republished_handled = RecentMessageIds(capacity=10_000)
+        self._republished_from = republished_from
         self._publisher = publisher
         self._owns_publisher = publisher is None
         # Strong references: a channel or queue nobody holds is collected and never restored.
@@ -352,10 +357,11 @@ class Consumer:
                 # comes back redelivered and is handled, then the retry copy arrives.
                 log.info("duplicate_own_copy_acked", publisher_user=publisher)
                 raise _Duplicate
-            if self._republished_handled.seen(envelope.message_id):
+            if await self._handled_republished(envelope.sender, envelope.message_id):
                 # The original of a copy the sender's relay republished after a lost confirm
-                # (a stalled node) and that was handled first: the original, held by the stalled
-                # node, arrives late. A stale copy, not a replay.
+                # (a stalled node) and that was handled first (by this process, another replica
+                # or before a restart): the original, held by the stalled node, arrives late.
+                # A stale copy, not a replay.
                 log.info("stale_original_acked", publisher_user=publisher)
                 raise _Duplicate
             raise ContractError(
@@ -377,6 +383,7 @@ class Consumer:
                     redelivered=bool(message.redelivered),
                     attempt=attempt,
                     publisher_user=publisher,
+                    republished=bool(header_str(message.headers, HEADER_REPUBLISHED)),
                 ),
             )
         finally:
@@ -386,6 +393,13 @@ class Consumer:
             self._recent.remember(envelope.message_id, envelope.sender)
         if header_str(message.headers, HEADER_REPUBLISHED):
             self._republished_handled.remember(envelope.message_id)
+
+    async def _handled_republished(self, sender: str, message_id: UUID) -> bool:
+        if self._republished_handled.seen(message_id):
+            return True
+        return self._republished_from is not None and await self._republished_from(
+            sender, message_id
+        )
 
     def _public_key(self, envelope: Envelope) -> Ed25519PublicKey | tuple[Ed25519PublicKey, ...]:
         valid_keys = getattr(self._directory, "valid_keys", None)  # every key valid now (rotation)

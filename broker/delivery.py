@@ -88,6 +88,9 @@ class DeliveryInfo:
     """1 for the first try; n for the (n-1)-th retry after a handler failure."""
     publisher_user: str | None
     """The broker user that originally published the message (see the module docstring)."""
+    republished: bool = False
+    """The copy came marked ``x-jiexu-republished``: the handler records that with the message as
+    handled, so the unmarked original, should it arrive later, is acked as stale (any replica)."""
 
 
 def header_str(headers: Mapping[str, Any] | None, name: str) -> str | None:

@@ -125,8 +125,11 @@ records handled ids in the same transaction as their effects, for as long as the
 an older message is refused as `stale` anyway). A sender that is unsure whether a message went out (it
 crashed before the publisher confirm) publishes it again with the same `message_id` and body and
 the header `x-jiexu-republished` (present with any value; jiexu writes `true`): a recipient that
-has handled it acks the copy silently. The same `message_id` published again *without* that
-header is dead-lettered as `replayed` (also without effect, but in the operators' view). A
+has handled it acks the copy silently. The original of such a copy may still arrive *after* the
+copy was handled (a broker node that held it while stalled): a recipient that handled the marked
+copy acks that late unmarked original too (jiexu records with each handled id whether its copy
+came marked). Otherwise the same `message_id` published again *without* that header is
+dead-lettered as `replayed` (also without effect, but in the operators' view). A
 recipient retries its own transient failures (`{retry_exchange}` delay queues, header
 `x-jiexu-attempt`); messages that reach no queue go to the alternate exchange `{unroutable}`.
 

@@ -267,6 +267,7 @@ class ReconcilerProcess:
             directory=self.directory,
             settings=self.consumer_settings,
             seen_from=service.seen_from,
+            republished_from=service.handled_republished,
             publisher=publisher,
             metrics=metrics.transport,
         )

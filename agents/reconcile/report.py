@@ -91,11 +91,12 @@ _SCHEMA = (
         case_id TEXT NOT NULL,
         type TEXT NOT NULL,
         handled_at TEXT NOT NULL,
+        republished INTEGER NOT NULL DEFAULT 0 CHECK (republished IN (0, 1)),
         PRIMARY KEY (sender, message_id)
     )""",
     "CREATE INDEX IF NOT EXISTS inbox_handled_at ON inbox (handled_at)",
 )
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
 _INBOX_V1_TO_V2 = (
     # Schema 1 keyed the inbox by message_id alone; its rows already name their sender.
     "ALTER TABLE inbox RENAME TO inbox_v1",
@@ -103,6 +104,11 @@ _INBOX_V1_TO_V2 = (
     "INSERT INTO inbox (sender, message_id, case_id, type, handled_at) "
     "SELECT sender, message_id, case_id, type, handled_at FROM inbox_v1",
     "DROP TABLE inbox_v1",
+)
+_INBOX_V2_TO_V3 = (
+    # Whether the copy handled came marked republished (its late original is stale, not a replay).
+    "ALTER TABLE inbox ADD COLUMN republished INTEGER NOT NULL DEFAULT 0 "
+    "CHECK (republished IN (0, 1))",
 )
 
 
@@ -122,11 +128,20 @@ class ReportTransaction:
             )
         )
 
-    async def mark_handled(self, envelope: Envelope, at: datetime) -> bool:
+    async def mark_handled(
+        self, envelope: Envelope, at: datetime, *, republished: bool = False
+    ) -> bool:
         cursor = self._db.execute(
-            "INSERT OR IGNORE INTO inbox (message_id, case_id, type, sender, handled_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (str(envelope.message_id), str(envelope.case_id), envelope.type, envelope.sender, ts(at)),
+            "INSERT OR IGNORE INTO inbox "
+            "(message_id, case_id, type, sender, handled_at, republished) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                str(envelope.message_id),
+                str(envelope.case_id),
+                envelope.type,
+                envelope.sender,
+                ts(at),
+                int(republished),
+            ),
         )
         return cursor.rowcount == 1
 
@@ -189,9 +204,10 @@ class ReportTransaction:
 def _setup(db: sqlite3.Connection) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
-        if int(db.execute("PRAGMA user_version").fetchone()[0]) == 1:
-            for statement in _INBOX_V1_TO_V2:
-                db.execute(statement)
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        # Version 1's inbox is rebuilt at the current shape; version 2's gains a column.
+        for statement in {1: _INBOX_V1_TO_V2, 2: _INBOX_V2_TO_V3}.get(version, ()):
+            db.execute(statement)
         for statement in _SCHEMA:
             db.execute(statement)
         db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
@@ -233,6 +249,13 @@ class ReconciliationReport(ReportQueries):
     async def handled(self, sender: str, message_id: UUID) -> bool:
         rows = await self._all(
             "SELECT 1 FROM inbox WHERE sender = ? AND message_id = ?", (sender, str(message_id))
+        )
+        return bool(rows)
+
+    async def handled_republished(self, sender: str, message_id: UUID) -> bool:
+        rows = await self._all(
+            "SELECT 1 FROM inbox WHERE sender = ? AND message_id = ? AND republished = 1",
+            (sender, str(message_id)),
         )
         return bool(rows)
 

@@ -40,9 +40,12 @@ class QueuedEnvelope:
 class ReportStoreTransaction(Protocol):
     """One unit of work: the handled message, the case it changed, requests and envelopes."""
 
-    async def mark_handled(self, envelope: Envelope, at: datetime) -> bool:
+    async def mark_handled(
+        self, envelope: Envelope, at: datetime, *, republished: bool = False
+    ) -> bool:
         """Record ``envelope`` as handled; False when (sender, message id) already was (then the
-        message is a duplicate and the unit of work must change nothing)."""
+        message is a duplicate and the unit of work must change nothing). ``republished``: the
+        copy came marked ``x-jiexu-republished`` (`ReportStore.handled_republished`)."""
         ...
 
     async def load(self, case_id: UUID) -> ReconciledCase | None:
@@ -71,6 +74,11 @@ class ReportStore(Protocol):
     async def schema_version(self) -> int: ...
 
     async def handled(self, sender: str, message_id: UUID) -> bool: ...
+
+    async def handled_republished(self, sender: str, message_id: UUID) -> bool:
+        """Whether the copy handled came marked republished: a later unmarked copy is its stale
+        original (a lost confirm), acked, not dead-lettered as a replay."""
+        ...
 
     async def prune_inbox(self, before: datetime) -> int: ...
 

@@ -103,6 +103,11 @@ _MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "CREATE INDEX inbox_handled_at ON inbox (handled_at)",
         ),
     ),
+    (
+        2,
+        "inbox: whether the copy handled came marked republished",
+        ("ALTER TABLE inbox ADD COLUMN republished boolean NOT NULL DEFAULT false",),
+    ),
     # Never edit a migration once shipped: append.
 )
 _VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
@@ -144,15 +149,18 @@ class PostgresTransaction:
     def __init__(self, conn: _Connection) -> None:
         self._conn = conn
 
-    async def mark_handled(self, envelope: Envelope, at: datetime) -> bool:
+    async def mark_handled(
+        self, envelope: Envelope, at: datetime, *, republished: bool = False
+    ) -> bool:
         status = await self._conn.execute(
-            "INSERT INTO inbox (sender, message_id, case_id, type, handled_at) "
-            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            "INSERT INTO inbox (sender, message_id, case_id, type, handled_at, republished) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
             envelope.sender,
             envelope.message_id,
             envelope.case_id,
             envelope.type,
             at,
+            republished,
         )
         return bool(status == "INSERT 0 1")
 
@@ -322,6 +330,13 @@ class PostgresReport(ReportQueries):
     async def handled(self, sender: str, message_id: UUID) -> bool:
         return await self._val(
             "SELECT 1 FROM inbox WHERE sender = $1 AND message_id = $2", sender, message_id
+        ) is not None
+
+    async def handled_republished(self, sender: str, message_id: UUID) -> bool:
+        return await self._val(
+            "SELECT 1 FROM inbox WHERE sender = $1 AND message_id = $2 AND republished",
+            sender,
+            message_id,
         ) is not None
 
     async def prune_inbox(self, before: datetime) -> int:

@@ -119,6 +119,10 @@ class ReconcilerService:
         and id, so one agency's id never blocks another's message."""
         return await self.report.handled(sender, message_id)
 
+    async def handled_republished(self, sender: str, message_id: UUID) -> bool:
+        """The consumer's stale-original check (`broker.consumer.Consumer`'s ``republished_from``)."""
+        return await self.report.handled_republished(sender, message_id)
+
     def _count(self, plan: Plan) -> None:
         result = plan.record.result
         if self._metrics is not None and plan.compared and result is not None:
@@ -167,7 +171,8 @@ class ReconcilerService:
         self.freshness.check(envelope, now)
         plan: Plan | None = None
         async with self.report.transaction() as tx:
-            if not await tx.mark_handled(envelope, now):
+            republished = delivery is not None and delivery.republished
+            if not await tx.mark_handled(envelope, now, republished=republished):
                 log.info("reconcile.duplicate_message", message_id=str(envelope.message_id))
                 return
             event = await self._event(tx, message)

@@ -154,6 +154,10 @@ class AgencyService:
         """The consumer's replay check: has this sender's message been handled (committed)?"""
         return await self.store.has_handled(CONSUMER, message_id, sender=sender)
 
+    async def handled_republished(self, sender: str, message_id: uuid.UUID) -> bool:
+        """The consumer's stale-original check: was the copy handled marked republished?"""
+        return await self.store.handled_republished(CONSUMER, message_id, sender=sender)
+
     async def apply(self, application: ApplicationSubmitted) -> Case:
         """An application at this (receiving) agency: open the case and send the contact letter.
 
@@ -186,8 +190,9 @@ class AgencyService:
         self.freshness.check(envelope, self.clock.now())
         if envelope.type in RECONCILER_TYPES:
             check_reconciler(envelope, self.reconciler)
+        republished = delivery.republished
         if isinstance(message.document, StatementRequestV1):
-            await self._answer_statement(message)
+            await self._answer_statement(message, republished)
             return
         event = event_for_message(message)
         if event is None:
@@ -196,7 +201,9 @@ class AgencyService:
                 record = await tx.get_case(envelope.case_id)
                 if record is not None and envelope.type not in RECONCILER_TYPES:
                     check_counterpart(envelope, record.counterpart)
-                await tx.record_inbox(CONSUMER, envelope.message_id, sender=envelope.sender)
+                await tx.record_inbox(
+                    CONSUMER, envelope.message_id, sender=envelope.sender, republished=republished
+                )
             log.info(
                 "notice_received",
                 message_type=envelope.type,
@@ -213,7 +220,9 @@ class AgencyService:
                 if record is not None:
                     # Before the inbox row: a refused message records nothing (no squatted id).
                     check_counterpart(envelope, record.counterpart)
-                if not await tx.record_inbox(CONSUMER, envelope.message_id, sender=envelope.sender):
+                if not await tx.record_inbox(
+                    CONSUMER, envelope.message_id, sender=envelope.sender, republished=republished
+                ):
                     self.stats.duplicates += 1
                     log.info("duplicate_message_ignored", message_type=envelope.type)
                     return
@@ -298,7 +307,7 @@ class AgencyService:
         await ledger_commands.drive_commands(self, case_id, known)
 
     # -- statements for the reconciliation agent ------------------------------------------------
-    async def _answer_statement(self, message: Message) -> None:
+    async def _answer_statement(self, message: Message, republished: bool) -> None:
         request = message.document
         assert isinstance(request, StatementRequestV1)
         statement = await self.ledger.statement(request.case_id)
@@ -308,7 +317,10 @@ class AgencyService:
         document = statement_document(request.case_id, statement, counterpart, role=role)
         async with self.store.transaction() as tx:
             if not await tx.record_inbox(
-                CONSUMER, message.envelope.message_id, sender=message.envelope.sender
+                CONSUMER,
+                message.envelope.message_id,
+                sender=message.envelope.sender,
+                republished=republished,
             ):
                 self.stats.duplicates += 1
                 return

@@ -353,6 +353,7 @@ async def bootstrap_agent(
                 verify_in_thread=settings.verify_in_thread,
             ),
             seen_from=opened.service.seen,
+            republished_from=opened.service.handled_republished,
             publisher=publisher,
             metrics=metrics.transport,
         )

@@ -177,11 +177,16 @@ class StoreTransaction(Protocol):
         """Queue messages for the relay, in order. Returns them with their store ids."""
         ...
 
-    async def record_inbox(self, consumer: str, message_id: UUID, *, sender: str) -> bool:
+    async def record_inbox(
+        self, consumer: str, message_id: UUID, *, sender: str, republished: bool = False
+    ) -> bool:
         """Mark `sender`'s message handled by `consumer`. False if it already was (a redelivery).
 
         Keyed by ``(consumer, sender, message_id)``: another agency sending the same id (a
-        squatted id) neither blocks nor is blocked by the real sender's message."""
+        squatted id) neither blocks nor is blocked by the real sender's message. ``republished``:
+        the copy handled came marked ``x-jiexu-republished`` (its sender lost a confirm), so an
+        unmarked copy arriving later is the stale original, not a replay
+        (`Store.handled_republished`)."""
         ...
 
     async def claim_business_key(self, consumer: str, key: str) -> bool:
@@ -226,6 +231,12 @@ class Store(Protocol):
 
     async def has_handled(self, consumer: str, message_id: UUID, *, sender: str) -> bool:
         """Whether `consumer` has committed the handling of `sender`'s message (the inbox)."""
+        ...
+
+    async def handled_republished(self, consumer: str, message_id: UUID, *, sender: str) -> bool:
+        """Whether the copy of `sender`'s message that `consumer` handled came marked republished
+        (False when none was handled): the consumer then acks a later unmarked copy as the stale
+        original of a lost confirm, whichever replica or restart of the agent handled the copy."""
         ...
 
     async def prune_inbox(self, before: datetime) -> int:

@@ -221,6 +221,15 @@ MIGRATIONS += (
             "ALTER TABLE outbox ADD COLUMN claims integer NOT NULL DEFAULT 0",
         ),
     ),
+    Migration(
+        4,
+        "inbox: whether the copy handled came marked republished (its late original is stale)",
+        sqlite=(
+            "ALTER TABLE inbox ADD COLUMN republished INTEGER NOT NULL DEFAULT 0 "
+            "CHECK (republished IN (0, 1))",
+        ),
+        postgres=("ALTER TABLE inbox ADD COLUMN republished boolean NOT NULL DEFAULT false",),
+    ),
 )
 
 LEGACY_SENDER = ""

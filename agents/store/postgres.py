@@ -227,10 +227,13 @@ class PostgresTransaction:
             await self._conn.execute("SELECT pg_notify('jiexu_outbox_' || current_schema(), '')")
         return added
 
-    async def record_inbox(self, consumer: str, message_id: UUID, *, sender: str) -> bool:
+    async def record_inbox(
+        self, consumer: str, message_id: UUID, *, sender: str, republished: bool = False
+    ) -> bool:
         # A row from before migration 2 (sender unknown) counts for every sender.
         status = await self._conn.execute(
-            "INSERT INTO inbox (consumer, sender, message_id, handled_at) SELECT $1, $2, $3, $4 "
+            "INSERT INTO inbox (consumer, sender, message_id, handled_at, republished) "
+            "SELECT $1, $2, $3, $4, $6 "
             "WHERE NOT EXISTS (SELECT 1 FROM inbox WHERE consumer = $1 AND sender = $5 "
             "AND message_id = $3) ON CONFLICT DO NOTHING",
             consumer,
@@ -238,6 +241,7 @@ class PostgresTransaction:
             message_id,
             self._clock.now(),
             LEGACY_SENDER,
+            republished,
         )
         return bool(status == "INSERT 0 1")
 
@@ -371,6 +375,16 @@ class PostgresStore:
             message_id,
             sender,
             LEGACY_SENDER,
+        )
+        return bool(rows)
+
+    async def handled_republished(self, consumer: str, message_id: UUID, *, sender: str) -> bool:
+        rows = await self._fetch(
+            "SELECT 1 FROM inbox WHERE consumer = $1 AND message_id = $2 AND sender = $3 "
+            "AND republished",
+            consumer,
+            message_id,
+            sender,
         )
         return bool(rows)
 

@@ -208,10 +208,13 @@ class SqliteTransaction:
             added.append(_outbox(rows[0]))
         return added
 
-    async def record_inbox(self, consumer: str, message_id: UUID, *, sender: str) -> bool:
+    async def record_inbox(
+        self, consumer: str, message_id: UUID, *, sender: str, republished: bool = False
+    ) -> bool:
         # A row from before migration 2 (sender unknown) counts for every sender.
         return self._write(
-            "INSERT INTO inbox (consumer, sender, message_id, handled_at) SELECT ?, ?, ?, ? "
+            "INSERT INTO inbox (consumer, sender, message_id, handled_at, republished) "
+            "SELECT ?, ?, ?, ?, ? "
             "WHERE NOT EXISTS (SELECT 1 FROM inbox WHERE consumer = ? AND sender = ? "
             "AND message_id = ?) ON CONFLICT DO NOTHING",
             (
@@ -219,6 +222,7 @@ class SqliteTransaction:
                 sender,
                 str(message_id),
                 ts(self._clock.now()),
+                int(republished),
                 consumer,
                 LEGACY_SENDER,
                 str(message_id),
@@ -359,6 +363,14 @@ class SqliteStore:
         rows = self._fetchall(
             "SELECT 1 FROM inbox WHERE consumer = ? AND message_id = ? AND sender IN (?, ?)",
             (consumer, str(message_id), sender, LEGACY_SENDER),
+        )
+        return bool(rows)
+
+    async def handled_republished(self, consumer: str, message_id: UUID, *, sender: str) -> bool:
+        rows = self._fetchall(
+            "SELECT 1 FROM inbox WHERE consumer = ? AND message_id = ? AND sender = ? "
+            "AND republished = 1",
+            (consumer, str(message_id), sender),
         )
         return bool(rows)
 

@@ -206,6 +206,7 @@ class _Tables:
         # outbox id -> (claimant, claimed until, claims so far)
         self.claims: dict[int, tuple[str, datetime, int]] = {}
         self.inbox: dict[tuple[str, str, UUID], datetime] = {}
+        self.inbox_republished: set[tuple[str, str, UUID]] = set()
         self.business_keys: set[tuple[str, str]] = set()
         self.held: list[HeldMessage] = []
 
@@ -219,6 +220,7 @@ class _Tables:
         tables.next_outbox_id = self.next_outbox_id
         tables.claims = dict(self.claims)
         tables.inbox = dict(self.inbox)
+        tables.inbox_republished = set(self.inbox_republished)
         tables.business_keys = set(self.business_keys)
         tables.held = list(self.held)
         return tables
@@ -290,11 +292,15 @@ class InMemoryTransaction:
             added.append(row)
         return added
 
-    async def record_inbox(self, consumer: str, message_id: UUID, *, sender: str) -> bool:
+    async def record_inbox(
+        self, consumer: str, message_id: UUID, *, sender: str, republished: bool = False
+    ) -> bool:
         inbox = self._tables.inbox
         if (consumer, sender, message_id) in inbox or (consumer, LEGACY_SENDER, message_id) in inbox:
             return False
         inbox[(consumer, sender, message_id)] = self._clock.now()
+        if republished:
+            self._tables.inbox_republished.add((consumer, sender, message_id))
         return True
 
     async def claim_business_key(self, consumer: str, key: str) -> bool:
@@ -391,11 +397,15 @@ class InMemoryStore:
         inbox = self._tables.inbox
         return (consumer, sender, message_id) in inbox or (consumer, LEGACY_SENDER, message_id) in inbox
 
+    async def handled_republished(self, consumer: str, message_id: UUID, *, sender: str) -> bool:
+        return (consumer, sender, message_id) in self._tables.inbox_republished
+
     async def prune_inbox(self, before: datetime) -> int:
         async with self._lock:
             kept = {key: at for key, at in self._tables.inbox.items() if at >= before}
             removed = len(self._tables.inbox) - len(kept)
             self._tables.inbox = kept
+            self._tables.inbox_republished &= set(kept)
             return removed
 
     async def get_case(self, case_id: UUID) -> CaseRecord | None:

@@ -303,6 +303,29 @@ class StoreContract(abc.ABC):
         assert await store.has_handled("agent", message_id, sender=B) is True
         assert await store.has_handled("reconciler", message_id, sender=B) is False
 
+    async def test_the_inbox_remembers_whether_the_copy_handled_came_republished(
+        self, store: Store
+    ) -> None:
+        marked, plain, rolled_back = uuid4(), uuid4(), uuid4()
+        assert await store.handled_republished("agent", marked, sender=B) is False
+        async with store.transaction() as tx:
+            assert await tx.record_inbox("agent", marked, sender=B, republished=True)
+            assert await tx.record_inbox("agent", plain, sender=B)
+            # A second copy changes nothing, marked or not.
+            assert not await tx.record_inbox("agent", plain, sender=B, republished=True)
+        with pytest.raises(RuntimeError):
+            async with store.transaction() as tx:
+                await tx.record_inbox("agent", rolled_back, sender=B, republished=True)
+                raise RuntimeError("rolled back")
+        assert await store.handled_republished("agent", marked, sender=B) is True
+        assert await store.handled_republished("agent", marked, sender=C) is False
+        assert await store.handled_republished("reconciler", marked, sender=B) is False
+        assert await store.handled_republished("agent", plain, sender=B) is False
+        assert await store.handled_republished("agent", rolled_back, sender=B) is False
+        self.clock.advance(days=40)
+        await store.prune_inbox(self.clock.now() - timedelta(days=30))
+        assert await store.handled_republished("agent", marked, sender=B) is False
+
     async def test_the_inbox_is_keyed_by_sender_a_squatted_id_blocks_nothing(self, store: Store) -> None:
         message_id = uuid4()
         async with store.transaction() as tx:

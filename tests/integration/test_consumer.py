@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -11,6 +12,8 @@ import pytest
 import structlog
 from structlog.testing import LogCapture
 
+from agents.store.sqlite import SqliteStore
+from broker.consumer import Consumer
 from broker.delivery import (
     HEADER_ATTEMPT,
     HEADER_DEAD_AT,
@@ -274,6 +277,65 @@ async def test_a_late_original_of_a_handled_republished_copy_is_acked_as_stale_n
     assert recorder.handled == [envelope.message_id]
     admin = await agencies.admin()
     assert await queue_counts(admin, dlq_queue(A)) == (0, 0)
+
+
+async def test_a_late_original_reaching_a_restarted_consumer_is_acked_as_stale_from_the_store(
+    agencies: Agencies, tmp_path: Path
+) -> None:
+    """The marked copy was handled by one process (an agent since restarted, or another replica);
+    the late original reaches a consumer with nothing in memory: the store's inbox, where the
+    handler recorded the copy as republished, tells it the original is stale."""
+    store = await SqliteStore.open(tmp_path / "store.db")
+    recorder = Recorder()
+
+    async def handler(message: Message, delivery: DeliveryInfo) -> None:
+        await recorder(message, delivery)
+        async with store.transaction() as tx:
+            await tx.record_inbox(
+                "agent",
+                message.envelope.message_id,
+                sender=message.envelope.sender,
+                republished=delivery.republished,
+            )
+
+    async def seen(sender: str, message_id: UUID) -> bool:
+        return await store.has_handled("agent", message_id, sender=sender)
+
+    async def republished(sender: str, message_id: UUID) -> bool:
+        return await store.handled_republished("agent", message_id, sender=sender)
+
+    async def start(name: str) -> Consumer:
+        consumer = Consumer(
+            await agencies.connect(A, name=name),
+            agency=A,
+            handler=handler,
+            directory=agencies.directory,
+            settings=agencies.settings(),
+            seen_from=seen,
+            republished_from=republished,
+        )
+        return await consumer.start()
+
+    try:
+        first = await start("first-process")
+        from_b = await agencies.publisher(B)
+        envelope = sign_envelope(receipt(B, A), agencies.keys[B])
+        copy = envelope_message(envelope, encoded(envelope), from_b.user_id, {HEADER_REPUBLISHED: True})
+        await from_b.publish_message(EXCHANGE, routing_key(A, "receipt"), copy)
+        await eventually(lambda: recorder.handled == [envelope.message_id], "the copy handled")
+        assert recorder.deliveries[0][1].republished
+        await first.stop()
+
+        restarted = await start("restarted-process")
+        await from_b.publish(envelope)  # the original, unmarked
+        await eventually(lambda: restarted.stats.duplicates == 1, "the late original acked")
+        assert recorder.handled == [envelope.message_id]
+        assert restarted.stats.dead_lettered == 0
+        admin = await agencies.admin()
+        assert await queue_counts(admin, dlq_queue(A)) == (0, 0)
+        await restarted.stop()
+    finally:
+        await store.close()
 
 
 async def test_our_own_copy_of_a_message_handled_meanwhile_is_acked_not_replayed(

@@ -24,7 +24,7 @@ from agents.domain.workdays import WorkingCalendar
 from agents.reconcile import ReconcilerService, ReconciliationReport, ReportOutbox, Rules
 from agents.reconcile.report_base import ReportStore
 from agents.service.relay import OutboxRelay
-from broker.delivery import HEADER_REPUBLISHED
+from broker.delivery import HEADER_REPUBLISHED, DeliveryInfo
 from broker.publisher import BasicProperties, PublishInterrupted
 from broker.signing import generate_private_key
 from schemas.common import Document, Gender, InsuranceType, Person, make_citizen_id
@@ -270,11 +270,64 @@ async def test_a_schema_1_report_is_migrated_with_its_handled_messages_kept(tmp_
     db.close()
     report = await ReconciliationReport.open(path)
     try:
-        assert await report.schema_version() == 2
+        assert await report.schema_version() == 3
         assert await report.handled(IN, UUID(int=1))
         assert not await report.handled(OUT, UUID(int=1))
+        assert not await report.handled_republished(IN, UUID(int=1))
     finally:
         await report.close()
+
+
+async def test_a_schema_2_report_gains_the_republished_mark_with_its_handled_messages_kept(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        """CREATE TABLE inbox (sender TEXT NOT NULL, message_id TEXT NOT NULL,
+        case_id TEXT NOT NULL, type TEXT NOT NULL, handled_at TEXT NOT NULL,
+        PRIMARY KEY (sender, message_id));
+        INSERT INTO inbox VALUES ('440300', '00000000-0000-0000-0000-000000000001', 'c', 'receipt',
+        '2026-03-02T10:00:00Z');
+        PRAGMA user_version = 2;"""
+    )
+    db.close()
+    report = await ReconciliationReport.open(path)
+    try:
+        assert await report.schema_version() == 3
+        assert await report.handled(IN, UUID(int=1))
+        assert not await report.handled_republished(IN, UUID(int=1))
+    finally:
+        await report.close()
+    again = await ReconciliationReport.open(path)  # reopening applies nothing
+    try:
+        assert await again.schema_version() == 3
+    finally:
+        await again.close()
+
+
+async def test_a_copy_marked_republished_is_remembered_so_its_late_original_is_stale(
+    setup: Setup,
+) -> None:
+    """An agency's relay lost a confirm and republished: the reconciler handles the marked copy
+    and records the mark, which any reconciler process later reads (the consumer's
+    ``republished_from``) to ack the unmarked original as stale instead of as a replay."""
+    form, done = message(OUT, FORM), message(IN, DONE)
+    marked = DeliveryInfo(
+        agency=RECONCILER,
+        routing_key=None,
+        redelivered=False,
+        attempt=1,
+        publisher_user=None,
+        republished=True,
+    )
+    await setup.reconciler.handle(form, marked)
+    await setup.reconciler.handle(done)
+    assert await setup.reconciler.handled_republished(OUT, form.envelope.message_id)
+    assert not await setup.reconciler.handled_republished(IN, done.envelope.message_id)
+    assert not await setup.reconciler.handled_republished(IN, form.envelope.message_id)
 
 
 async def test_a_stale_message_is_refused_and_the_sweep_prunes_the_inbox_past_the_window(

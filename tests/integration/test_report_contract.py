@@ -140,7 +140,7 @@ async def test_the_store_is_chosen_by_the_database_url(
     report = await open_report(path, database_url=url, code=code, pool_size=1)
     try:
         assert isinstance(report, PostgresReport) and report.schema == f"reconcile_{code}"
-        assert await report.schema_version() == 1
+        assert await report.schema_version() == 2
         assert await report_exists(path, database_url=url, code=code)
     finally:
         await report.close()
