@@ -256,25 +256,30 @@ class BrokerCluster(ABC, Generic[NodeT]):
                 self._boot(node)
         self.wait_ready(timeout_s, nodes=[n.index for n in chosen])
 
-    def heal(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+    def heal(self, timeout_s: float = READY_TIMEOUT_S, patience_s: float = HEAL_PATIENCE_S) -> None:
         """Bring every node back (resume the paused, start the stopped) and wait for the cluster:
-        what a session-wide fixture does between tests that take nodes away."""
+        what a session-wide fixture does between tests that take nodes away. A node that still
+        does not see the whole cluster after ``patience_s`` (a partition RabbitMQ has not mended)
+        is killed and started again on its own data, with every other such node at once."""
         for node in self.nodes:
             if node.paused:
                 self.resume(node.index)
         for node in [n for n in self.nodes if not n.running]:
             self._boot(node)
         try:
-            self.wait_ready(min(timeout_s, HEAL_PATIENCE_S))
+            self.wait_ready(min(timeout_s, patience_s))
             return
         except ClusterError as exc:
-            stuck = [node for node, _ in self._unready(self.nodes)] or list(self.nodes)
-            log.warning(
-                "cluster_heal_restarting_nodes",
-                nodes=[n.short for n in stuck],
-                patience_s=HEAL_PATIENCE_S,
-                why=str(exc),
-            )
+            why = str(exc)
+        stuck = [node for node, _ in self._unready(self.nodes)]
+        if not stuck:
+            return
+        log.warning(
+            "cluster_heal_restarting_nodes",
+            nodes=[n.short for n in stuck],
+            patience_s=patience_s,
+            why=why,
+        )
         # RabbitMQ did not mend it in time: restart the stuck nodes on their own data (all at once:
         # after a whole-cluster stop each waits for the others), as an operator would.
         for node in stuck:

@@ -28,12 +28,14 @@ from pathlib import Path
 
 import aio_pika
 import pytest
+from structlog.testing import capture_logs
 
 from agents.service.process import OpenedService, open_service
 from agents.tools.provision import AgencyProfile, Provisioned, provision
 from agents.tools.seed import make_mover
 from broker.cluster import AnyCluster
 from broker.connection import BrokerUnreachable, connect
+from broker.management import ManagementClient
 from broker.names import UNROUTABLE_QUEUE, inbox_queue
 from broker.publisher import Publisher
 from broker.pytest_plugin import TestVhost
@@ -161,6 +163,38 @@ def test_the_management_api_never_hangs_on_a_frozen_node_and_answers_through_ano
         rabbitmq_cluster.resume(0)
     assert all("\n" not in f and "management API unreachable" in f for f in failures)
     print(f"\ncalls failed (bounded) before the node was declared down: {len(failures)}")
+
+
+def test_heal_restarts_the_nodes_a_partition_left_apart_once_its_patience_runs_out(
+    rabbitmq_cluster: AnyCluster, cluster_vhost: TestVhost
+) -> None:
+    """A node frozen past the net tick partitions the cluster. Given no patience, heal does not
+    wait for autoheal: it restarts the nodes that do not see the whole cluster, on their own data,
+    and the cluster is whole again with what it held (the test's vhost)."""
+    frozen = rabbitmq_cluster.nodes[0].name
+    rabbitmq_cluster.pause(0)
+    with rabbitmq_cluster.nodes[1].management(timeout=3.0) as api:
+
+        def declared_down() -> bool:
+            with contextlib.suppress(Exception):
+                return not any(n["name"] == frozen and n.get("running") for n in api.list_nodes())
+            return False
+
+        _wait_sync(declared_down, "the frozen node declared down by another")
+    with capture_logs() as logs:
+        rabbitmq_cluster.heal(patience_s=0.0)
+    restarted = [e for e in logs if e["event"] == "cluster_heal_restarting_nodes"]
+    assert len(restarted) == 1 and "c1" in restarted[0]["nodes"], restarted
+    names = {n.name for n in rabbitmq_cluster.nodes}
+    for node in rabbitmq_cluster.nodes:
+        with node.management() as api:
+            assert {n["name"] for n in api.list_nodes() if n.get("running")} == names, node.short
+            assert cluster_vhost.name in api.list_vhosts()
+
+            def no_partitions(api: ManagementClient = api) -> bool:
+                return not any(n.get("partitions") for n in api.list_nodes())
+
+            _wait_sync(no_partitions, f"{node.short} reporting no partition")
 
 
 async def test_a_client_whose_first_node_is_down_connects_to_the_next_and_a_bad_list_fails_in_one_line(
