@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from agents.domain.deadlines import Regime
 from agents.domain.policy import REMINDER_INTERVAL_WORKING_DAYS
 from agents.service.health import ALL_INTERFACES, MetricsSettings
-from agents.service.metrics_tls import tls_files_problem
+from agents.service.metrics_tls import MetricsTlsFields
 from agents.service.paths import DEFAULT_DATA_DIR, DEFAULT_DIRECTORY, DEFAULT_SECRETS_DIR, Paths
 from broker.names import RECONCILER_CODE
 from broker.topology import DEFAULT_RETRY_DELAYS_MS
@@ -32,7 +32,7 @@ from broker.topology import DEFAULT_RETRY_DELAYS_MS
 __all__ = ["ReconcilerSettings"]
 
 
-class ReconcilerSettings(BaseSettings):
+class ReconcilerSettings(MetricsTlsFields):
     """The reconciliation agent (code ``000000``)."""
 
     model_config = SettingsConfigDict(env_prefix="JIEXU_", extra="ignore", frozen=True)
@@ -98,23 +98,6 @@ class ReconcilerSettings(BaseSettings):
     metrics_host: str = Field(
         ALL_INTERFACES, description="bind address of the metrics port; 127.0.0.1 for local scrapes"
     )
-    metrics_tls_cert: Path | None = Field(
-        None, description="JIEXU_METRICS_TLS_CERT: PEM certificate; the metrics port serves HTTPS"
-    )
-    metrics_tls_key: Path | None = Field(None, description="JIEXU_METRICS_TLS_KEY: its PEM key")
-    metrics_tls_client_ca: Path | None = Field(
-        None,
-        description="JIEXU_METRICS_TLS_CLIENT_CA: require scrapers' client certificates from this CA",
-    )
-
-    @model_validator(mode="after")
-    def _metrics_tls(self) -> Self:
-        problem = tls_files_problem(
-            self.metrics_tls_cert, self.metrics_tls_key, self.metrics_tls_client_ca
-        )
-        if problem is not None:
-            raise ValueError(problem)
-        return self
     figures_interval_s: float = Field(
         15.0, gt=0, description="seconds between two reads of the report for the national view"
     )

@@ -13,11 +13,16 @@ from __future__ import annotations
 import ipaddress
 import ssl
 from pathlib import Path
+from typing import Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings
 
 from broker.tls import PlaintextRefused, require_tls
 
 __all__ = [
     "MetricsTlsError",
+    "MetricsTlsFields",
     "check_plaintext",
     "is_loopback",
     "server_context",
@@ -27,6 +32,29 @@ __all__ = [
 
 class MetricsTlsError(ValueError):
     """The metrics endpoint's TLS files are incomplete or do not load; one line."""
+
+
+class MetricsTlsFields(BaseSettings):
+    """The TLS files of the metrics endpoint, as the agent's and the reconciler's settings both
+    read them (``JIEXU_METRICS_TLS_*``); a subclass sets ``model_config`` (the env prefix)."""
+
+    metrics_tls_cert: Path | None = Field(
+        None, description="JIEXU_METRICS_TLS_CERT: PEM certificate; the metrics port serves HTTPS"
+    )
+    metrics_tls_key: Path | None = Field(None, description="JIEXU_METRICS_TLS_KEY: its PEM key")
+    metrics_tls_client_ca: Path | None = Field(
+        None,
+        description="JIEXU_METRICS_TLS_CLIENT_CA: require scrapers' client certificates from this CA",
+    )
+
+    @model_validator(mode="after")
+    def _metrics_tls(self) -> Self:
+        problem = tls_files_problem(
+            self.metrics_tls_cert, self.metrics_tls_key, self.metrics_tls_client_ca
+        )
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
 
 def tls_files_problem(cert: Path | None, key: Path | None, client_ca: Path | None) -> str | None:

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Self
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from agents.domain.continuity import DEFAULT_WAITING_MONTHS, MAX_WAITING_MONTHS
 from agents.domain.deadlines import Regime
 from agents.service.health import ALL_INTERFACES, MetricsSettings
-from agents.service.metrics_tls import tls_files_problem
+from agents.service.metrics_tls import MetricsTlsFields
 from agents.service.paths import DEFAULT_DATA_DIR, DEFAULT_DIRECTORY, DEFAULT_SECRETS_DIR, Paths
 
 __all__ = ["AgentSettings"]
 
 
-class AgentSettings(BaseSettings):
+class AgentSettings(MetricsTlsFields):
     """One agency's agent. Files live under ``data_dir/<code>/`` and ``secrets_dir``."""
 
     model_config = SettingsConfigDict(env_prefix="JIEXU_", extra="ignore")
@@ -107,23 +106,6 @@ class AgentSettings(BaseSettings):
     metrics_host: str = Field(
         ALL_INTERFACES, description="bind address of the metrics port; 127.0.0.1 for local scrapes"
     )
-    metrics_tls_cert: Path | None = Field(
-        None, description="JIEXU_METRICS_TLS_CERT: PEM certificate; the metrics port serves HTTPS"
-    )
-    metrics_tls_key: Path | None = Field(None, description="JIEXU_METRICS_TLS_KEY: its PEM key")
-    metrics_tls_client_ca: Path | None = Field(
-        None,
-        description="JIEXU_METRICS_TLS_CLIENT_CA: require scrapers' client certificates from this CA",
-    )
-
-    @model_validator(mode="after")
-    def _metrics_tls(self) -> Self:
-        problem = tls_files_problem(
-            self.metrics_tls_cert, self.metrics_tls_key, self.metrics_tls_client_ca
-        )
-        if problem is not None:
-            raise ValueError(problem)
-        return self
 
     @property
     def metrics(self) -> MetricsSettings:
