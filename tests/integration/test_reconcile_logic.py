@@ -255,57 +255,40 @@ async def test_another_agencys_message_with_the_same_id_does_not_block_the_real_
     assert await setup.reconciler.seen_from(IN, done.envelope.message_id)
 
 
-async def test_a_schema_1_report_is_migrated_with_its_handled_messages_kept(tmp_path: Path) -> None:
-    import sqlite3
-
-    path = tmp_path / "old.db"
-    db = sqlite3.connect(path)
-    db.executescript(
-        """CREATE TABLE inbox (message_id TEXT PRIMARY KEY, case_id TEXT NOT NULL,
+_OLD_REPORTS = {
+    # Schema 1: the inbox keyed by message id alone.
+    1: """CREATE TABLE inbox (message_id TEXT PRIMARY KEY, case_id TEXT NOT NULL,
         type TEXT NOT NULL, sender TEXT NOT NULL, handled_at TEXT NOT NULL);
         INSERT INTO inbox VALUES ('00000000-0000-0000-0000-000000000001', 'c', 'receipt', '440300',
-        '2026-03-02T10:00:00Z');
-        PRAGMA user_version = 1;"""
-    )
-    db.close()
-    report = await ReconciliationReport.open(path)
-    try:
-        assert await report.schema_version() == 3
-        assert await report.handled(IN, UUID(int=1))
-        assert not await report.handled(OUT, UUID(int=1))
-        assert not await report.handled_republished(IN, UUID(int=1))
-    finally:
-        await report.close()
+        '2026-03-02T10:00:00Z');""",
+    # Schema 2: keyed by (sender, message id), without the republished mark.
+    2: """CREATE TABLE inbox (sender TEXT NOT NULL, message_id TEXT NOT NULL,
+        case_id TEXT NOT NULL, type TEXT NOT NULL, handled_at TEXT NOT NULL,
+        PRIMARY KEY (sender, message_id));
+        INSERT INTO inbox VALUES ('440300', '00000000-0000-0000-0000-000000000001', 'c', 'receipt',
+        '2026-03-02T10:00:00Z');""",
+}
 
 
-async def test_a_schema_2_report_gains_the_republished_mark_with_its_handled_messages_kept(
-    tmp_path: Path,
+@pytest.mark.parametrize("version", sorted(_OLD_REPORTS))
+async def test_an_older_report_is_migrated_with_its_handled_messages_kept(
+    tmp_path: Path, version: int
 ) -> None:
     import sqlite3
 
     path = tmp_path / "old.db"
     db = sqlite3.connect(path)
-    db.executescript(
-        """CREATE TABLE inbox (sender TEXT NOT NULL, message_id TEXT NOT NULL,
-        case_id TEXT NOT NULL, type TEXT NOT NULL, handled_at TEXT NOT NULL,
-        PRIMARY KEY (sender, message_id));
-        INSERT INTO inbox VALUES ('440300', '00000000-0000-0000-0000-000000000001', 'c', 'receipt',
-        '2026-03-02T10:00:00Z');
-        PRAGMA user_version = 2;"""
-    )
+    db.executescript(f"{_OLD_REPORTS[version]}\nPRAGMA user_version = {version};")
     db.close()
-    report = await ReconciliationReport.open(path)
-    try:
-        assert await report.schema_version() == 3
-        assert await report.handled(IN, UUID(int=1))
-        assert not await report.handled_republished(IN, UUID(int=1))
-    finally:
-        await report.close()
-    again = await ReconciliationReport.open(path)  # reopening applies nothing
-    try:
-        assert await again.schema_version() == 3
-    finally:
-        await again.close()
+    for _ in range(2):  # reopening applies nothing
+        report = await ReconciliationReport.open(path)
+        try:
+            assert await report.schema_version() == 3
+            assert await report.handled(IN, UUID(int=1))
+            assert not await report.handled(OUT, UUID(int=1))
+            assert not await report.handled_republished(IN, UUID(int=1))
+        finally:
+            await report.close()
 
 
 async def test_a_copy_marked_republished_is_remembered_so_its_late_original_is_stale(
