@@ -13,8 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from agents.cli import app
-from agents.domain.clock import SystemClock
+from agents.domain.clock import ManualClock, SystemClock
 from agents.reconcile.figures import take_exchange_figures
+from agents.reconcile.stores import open_report
+from agents.service.bootstrap import open_agency_store
 from agents.service.figures import FiguresRefresher
 from agents.service.health import HealthServer
 from agents.service.paths import Paths
@@ -24,7 +26,8 @@ from agents.tools.provision import AgencyProfile
 from broker.names import EXCHANGE, routing_key
 from broker.pytest_plugin import TestVhost
 from tests.integration.agent_world import agent_world
-from tests.unit.report_world import open_report_world
+from tests.integration.postgres_support import fresh_database
+from tests.unit.report_world import at, open_report_world, report_world_on
 
 DONGGUAN, JIUJIANG = "441900", "360400"
 
@@ -93,11 +96,18 @@ NOWHERE = {"JIEXU_AMQP_URL": "amqp://guest:guest@127.0.0.1:1/", "COLUMNS": "200"
            "JIEXU_MANAGEMENT_URL": "http://127.0.0.1:1"}
 
 
-async def _overdue_store(paths: Paths, code: str, counterpart: str, today: date) -> uuid.UUID:
-    """Agency ``code`` waits for ``counterpart``'s completion, due three days ago."""
+async def _overdue_store(
+    paths: Paths, code: str, counterpart: str, today: date, database_url: str | None = None
+) -> uuid.UUID:
+    """Agency ``code`` waits for ``counterpart``'s completion, due three days ago (in its SQLite
+    file, or its schema of ``database_url``)."""
     case_id = uuid.uuid4()
     created = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
-    store = await SqliteStore.open(paths.store(code))
+    store = (
+        await open_agency_store(paths, code, database_url=database_url, pool_size=1)
+        if database_url
+        else await SqliteStore.open(paths.store(code))
+    )
     try:
         async with store.transaction() as tx:
             await tx.save_case(
@@ -151,6 +161,40 @@ async def test_status_shows_an_overdue_step_and_a_mismatch_with_both_values(tmp_
     assert f"mismatch {mismatch} ({DONGGUAN} -> {JIUJIANG}): amount: outgoing 40000 vs receiving 41000" in (
         human.stdout
     )
+
+
+async def test_status_reads_the_stores_and_the_report_in_postgresql(tmp_path: Path) -> None:
+    """With JIEXU_DATABASE_URL, the agencies' stores (schema agency_CODE) and the reconciler's
+    report (schema reconcile_000000) are read from PostgreSQL; no SQLite file is made."""
+    databases = fresh_database("jiexu_status")
+    url = await anext(databases)
+    try:
+        paths = Paths(data_dir=tmp_path / "data")
+        today = SystemClock().today()
+        case_id = await _overdue_store(paths, DONGGUAN, JIUJIANG, today, database_url=url)
+        report = await open_report(paths.report(), database_url=url, pool_size=2)
+        world = report_world_on(report, ManualClock(at(date(2026, 3, 2))))
+        try:
+            matched = await world.ended_case(DONGGUAN, JIUJIANG, date(2026, 3, 3), 40_000, credited=40_000)
+            mismatch = await world.ended_case(DONGGUAN, JIUJIANG, date(2026, 3, 3), 40_000, credited=39_000)
+        finally:
+            await report.close()
+
+        args = ["status", "--data-dir", str(paths.data_dir), "--agency", DONGGUAN, "--json"]
+        env = {**NOWHERE, "JIEXU_DATABASE_URL": url}
+        result = await asyncio.to_thread(CliRunner().invoke, app, args, env=env)
+        assert result.exit_code == 0, result.output
+        status = json.loads(result.stdout)
+        cases = status["cases"][DONGGUAN]
+        assert cases["by_state"] == {"awaiting_completion": 1} and cases["overdue"] == 1
+        assert [s["case_id"] for s in cases["overdue_steps"]] == [str(case_id)]
+        recon = status["reconciliation"]
+        assert (recon["matched"], recon["mismatched"], recon["open"]) == (1, 1, 0)
+        assert [m["case_id"] for m in recon["latest_mismatches"]] == [str(mismatch)]
+        assert str(matched) not in result.stdout
+        assert not paths.data_dir.exists() or not list(paths.data_dir.rglob("*.db"))
+    finally:
+        await databases.aclose()
 
 
 async def test_status_from_the_reconciler_reads_the_national_view_over_http(tmp_path: Path) -> None:
