@@ -47,4 +47,6 @@ def test_the_flow_runs_with_one_and_two_replicas_per_agency_on_postgresql() -> N
         assert run["unexpected_outcomes"] == 0, run
         assert set(run["exit_codes"].values()) == {0}, run
         assert run["latency_ms"]["p99"] >= run["latency_ms"]["p50"] > 0
+        # The reconciler's report is in the same database (schema reconcile_000000), read there.
+        assert sum(run["reconciled"].values()) > 0 and "open" not in run["reconciled"], run
     print({r["replicas"]: (r["flow_transfers_per_s"], r["latency_ms"]["p99"]) for r in runs})

@@ -1,6 +1,7 @@
 """`PostgresWorldFiles`: the queries of `agents.tools.bench.files.WorldFiles` on a bench world whose
 stores and ledgers are in PostgreSQL (``agency_<code>`` and ``ledger_<code>`` schemas of one
-database); the reconciler's report stays its SQLite file. One connection, kept until `close`.
+database), and so is the reconciler's report (schema ``reconcile_000000``). One connection, kept
+until `close`.
 """
 
 # S608: the interpolated fragments are schema names made from 6-digit agency codes.
@@ -16,8 +17,10 @@ from typing import Any
 import asyncpg
 from yarl import URL
 
+from agents.reconcile.stores import report_schema
 from agents.service.paths import Paths
 from agents.tools.bench.files import WorldFiles
+from broker.names import RECONCILER_CODE
 
 __all__ = ["PostgresWorldFiles", "create_database", "drop_database"]
 
@@ -45,12 +48,15 @@ async def drop_database(server: str, dsn: str) -> None:
         await admin.close()
 
 
+_REPORT = report_schema(RECONCILER_CODE)
+
+
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
 class PostgresWorldFiles(WorldFiles):
-    """`WorldFiles` over PostgreSQL stores and ledgers (``dsn``), the report still a file."""
+    """`WorldFiles` over PostgreSQL stores, ledgers and report (``dsn``)."""
 
     def __init__(self, paths: Paths, codes: Sequence[str], dsn: str) -> None:
         super().__init__(paths, codes)
@@ -91,17 +97,17 @@ class PostgresWorldFiles(WorldFiles):
         ):
             for key, value in zip(totals, (row["a"], row["b"], row["c"]), strict=True):
                 totals[key] += int(value or 0)
-        unsent = await self.query(self.report, "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")
-        totals["reconciler_unsent"] = int(unsent[0][0] or 0) if unsent else 0
+        unsent = await self._fetch(f"SELECT COUNT(*) AS n FROM {_REPORT}.outbox WHERE sent_at IS NULL")
+        totals["reconciler_unsent"] = int(unsent[0]["n"] or 0) if unsent else 0
         if complete:
             rows = await self._each_store(
                 "SELECT COUNT(*) AS n FROM {s}.cases WHERE role = 'outgoing'"
             )
-            reconciled = await self.query(
-                self.report, "SELECT COUNT(*) FROM cases WHERE status != 'open'"
+            reconciled = await self._fetch(
+                f"SELECT COUNT(*) AS n FROM {_REPORT}.cases WHERE status != 'open'"
             )
             totals["outgoing_cases"] = sum(int(r["n"]) for r in rows)
-            totals["reconciled"] = int(reconciled[0][0] or 0) if reconciled else 0
+            totals["reconciled"] = int(reconciled[0]["n"] or 0) if reconciled else 0
         return totals
 
     async def cases(self) -> dict[str, dict[uuid.UUID, tuple[str, str | None, str, str]]]:
@@ -134,12 +140,16 @@ class PostgresWorldFiles(WorldFiles):
             latest = _iso(row["t"])
             last = max(filter(None, (last, latest)), default=None)
         reconciler = 0
-        for count, latest in await self.query(
-            self.report, "SELECT COUNT(*), MAX(sent_at) FROM outbox WHERE sent_at IS NOT NULL"
+        for row in await self._fetch(
+            f"SELECT COUNT(*) AS n, MAX(sent_at) AS t FROM {_REPORT}.outbox WHERE sent_at IS NOT NULL"
         ):
-            reconciler += int(count or 0)
-            last = max(filter(None, (last, latest)), default=None)
+            reconciler += int(row["n"] or 0)
+            last = max(filter(None, (last, _iso(row["t"]))), default=None)
         return agents, reconciler, last
+
+    async def reconciled(self) -> dict[str, int]:
+        rows = await self._fetch(f"SELECT status, COUNT(*) AS n FROM {_REPORT}.cases GROUP BY status")
+        return {str(r["status"]): int(r["n"]) for r in rows}
 
     async def money(self) -> tuple[int, int]:
         balance = paid = 0

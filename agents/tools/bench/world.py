@@ -174,6 +174,13 @@ class World:
         reconciler_env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(REPO), reconciler_env.get("PYTHONPATH")])
         )
+        if self.dsn is not None:
+            # The report beside the stores and ledgers: schema reconcile_000000 of the world's
+            # database (in the environment, not on the command line, as an operator would).
+            reconciler_env["JIEXU_DATABASE_URL"] = self.dsn
+            reconciler_env["JIEXU_DATABASE_POOL_SIZE"] = str(
+                self.settings(self.codes[0]).database_pool_size
+            )
         self.children[RECONCILER_CODE] = await spawn(
             "reconciler",
             [
