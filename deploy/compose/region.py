@@ -40,6 +40,7 @@ from urllib.parse import quote
 STATE = Path(os.environ.get("REGION_STATE_DIR", "/region"))
 SECRETS = Path("/run/secrets")
 ALL = STATE / "secrets" / "all"
+DIRECTORY = STATE / "directory" / "directory.json"
 RECONCILER = "000000"
 WAIT_S = float(os.environ.get("REGION_WAIT_S", "300"))
 
@@ -103,7 +104,11 @@ def provision() -> dict[str, Any]:
             code=code, name=name, supported_versions=profile.supported_versions(),
             public_key=public_key_to_raw_b64(key), bank_account=_bank_account(code, name),
         ))
-    directory = STATE / "directory.json"
+    # A folder of its own, mounted whole into every container: a file replaced here (a new
+    # directory, a new signature) is seen inside the running containers, which reload it.
+    DIRECTORY.parent.mkdir(exist_ok=True)
+    DIRECTORY.parent.chmod(0o755)
+    directory = DIRECTORY
     AgencyDirectory(entries).save(directory)
     directory.chmod(0o644)
     # The exchange's operator signs the directory; every process checks it against the operator's
@@ -185,7 +190,7 @@ def _settings(code: str) -> Any:
         data_dir=STATE / "data" / code,
         ledger="postgres",  # the books in PostgreSQL beside the store, as the agents keep them
         secrets_dir=STATE / "secrets" / code,
-        directory=STATE / "directory.json",
+        directory=DIRECTORY,
         database_url=(STATE / "secrets" / code / "postgres-url").read_text(encoding="utf-8").strip(),
     )
 

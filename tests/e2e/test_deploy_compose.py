@@ -4,7 +4,8 @@ with two agent replicas each and the reconciler), and completes transfers of thr
 (balance transferred, zero balance, paid out to the person) while one agent container has been
 killed and one RabbitMQ node stopped; both come back during the transfers. Then every case has
 completed at both ends with the money conserved, /readyz of every agent answers 200, and
-Prometheus shows every agent's target up. Dead letters: none may have any reason but one known
+Prometheus shows every agent's target up; a directory file replaced on the host is reloaded by
+the running agents. Dead letters: none may have any reason but one known
 defect (see the end of the test). About two minutes; all through `deploy/compose/region`, as
 docs/operations.md tells an operator.
 
@@ -81,6 +82,27 @@ def _wait(what: str, check: object, within_s: float) -> None:
         time.sleep(1)
 
 
+def _replace_directory(state: Path, renamed: tuple[str, str]) -> None:
+    """A new directory (one agency renamed), signed with the region's operator key, renamed over
+    the old file and signature in the mounted folder."""
+    from broker.directory_trust import OPERATOR, sign_directory
+    from broker.signing import load_private_key
+
+    directory = state / "directory" / "directory.json"
+    body = json.loads(directory.read_text(encoding="utf-8"))
+    code, name = renamed
+    for entry in body["agencies"]:
+        if entry["code"] == code:
+            entry["name"] = name
+    new = directory.with_name("directory.json.new")
+    new.write_text(json.dumps(body, ensure_ascii=False, indent=2), encoding="utf-8")
+    signature = sign_directory(new, load_private_key(state / "secrets" / "all" / f"{OPERATOR}.ed25519.pem"))
+    for path in (new, signature):
+        path.chmod(0o644)
+    os.replace(new, directory)
+    os.replace(signature, directory.with_name("directory.json.sig"))
+
+
 @pytest.mark.timeout(1800)
 def test_a_region_transfers_through_an_agent_kill_and_a_node_stop(region: dict[str, str]) -> None:
     env = region
@@ -126,6 +148,18 @@ def test_a_region_transfers_through_an_agent_kill_and_a_node_stop(region: dict[s
     _wait("Prometheus: every jiexu-agent target up", agents_up, 60)
     up = httpx.get(f"{PROMETHEUS}/api/v1/query", params={"query": 'up{job="jiexu-agent"}'}, timeout=3)
     assert sorted(r["value"][1] for r in up.json()["data"]["result"]) == ["1"] * len(AGENT_PORTS)
+
+    # The directory's folder is mounted whole: a new directory signed by the operator and renamed
+    # over the old one on the host (as an editor or `jiexu keys sign-directory` leaves it) is seen
+    # by the running agents, which verify and reload it (JIEXU_DIRECTORY_CHECK_S, 10 s) without a
+    # restart. A file mounted on its own would keep showing the old one inside the container.
+    _replace_directory(Path(env["REGION_STATE"]), renamed=("110000", "北京市医保局（新名称）"))
+
+    def reloaded() -> bool:
+        logs = _region(env, "compose", "logs", "--no-color", "agent-320100-a").stdout
+        return "directory_reloaded" in logs
+
+    _wait("agent-320100-a reloading the replaced directory", reloaded, 90)
 
     # Dead letters: none. The replicas of one agency share the PostgreSQL store and each relay
     # claims the rows it publishes, so no copy is published twice.
