@@ -40,7 +40,12 @@ from prometheus_client.exposition import choose_encoder
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from agents.service.metrics_tls import check_plaintext, server_context, tls_files_problem
+from agents.service.metrics_tls import (
+    CertificateReloader,
+    check_plaintext,
+    server_context,
+    tls_files_problem,
+)
 from broker.connection import BrokerConnection
 
 __all__ = [
@@ -77,6 +82,12 @@ class MetricsSettings(BaseSettings):
     tls_key: Path | None = Field(None, description="its PEM private key")
     tls_client_ca: Path | None = Field(
         None, description="PEM CA: require a client certificate it issued (mutual TLS)"
+    )
+    tls_check_s: float = Field(
+        60.0,
+        ge=0,
+        description="how often the TLS files are checked for a renewal, loaded without a restart "
+        "(0: never)",
     )
 
     @model_validator(mode="after")
@@ -176,14 +187,20 @@ class HealthServer:
         host: str = "127.0.0.1",
         port: int = 0,
         ssl_context: ssl.SSLContext | None = None,
+        tls_reloader: CertificateReloader | None = None,
+        tls_check_s: float = 0.0,
     ) -> None:
-        """``ssl_context``: serve HTTPS (`MetricsSettings.ssl_context`); None: plain HTTP."""
+        """``ssl_context``: serve HTTPS (`MetricsSettings.ssl_context`); None: plain HTTP.
+        ``tls_reloader``: checked every ``tls_check_s`` seconds while the server runs."""
         self.registry = registry
         self.readiness = readiness if readiness is not None else Readiness()
         self.host = host
         self.port = port
         self.ssl_context = ssl_context
+        self.tls_reloader = tls_reloader
+        self._tls_check_s = tls_check_s
         self._server: asyncio.Server | None = None
+        self._tls_task: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
@@ -203,9 +220,24 @@ class HealthServer:
         log.info(
             "metrics_listening", host=self.host, port=self.port, tls=self.ssl_context is not None
         )
+        if self.tls_reloader is not None and self._tls_check_s > 0:
+            self._tls_task = asyncio.create_task(
+                self._follow_tls(self.tls_reloader, self._tls_check_s), name="metrics-tls"
+            )
         return self
 
+    @staticmethod
+    async def _follow_tls(reloader: CertificateReloader, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            reloader.check()
+
     async def stop(self) -> None:
+        task, self._tls_task = self._tls_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
@@ -286,7 +318,13 @@ async def start_health_server(
     if settings.port is None:
         return None
     check_plaintext(settings.host, settings.port, settings.tls)
+    context = settings.ssl_context()
+    reloader = None
+    if context is not None and settings.tls_cert is not None and settings.tls_key is not None:
+        reloader = CertificateReloader(
+            context, settings.tls_cert, settings.tls_key, settings.tls_client_ca
+        )
     return await HealthServer(
         registry, readiness, host=settings.host, port=settings.port,
-        ssl_context=settings.ssl_context(),
+        ssl_context=context, tls_reloader=reloader, tls_check_s=settings.tls_check_s,
     ).start()

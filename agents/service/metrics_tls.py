@@ -6,6 +6,14 @@ also asks every client for a certificate issued by that CA (mutual TLS: only a s
 reads the figures). Without them the endpoints are plain HTTP, and with ``JIEXU_REQUIRE_TLS`` on a
 plain endpoint is allowed on a loopback address only (`check_plaintext`): anything else is a
 configuration error, one line, before the server starts.
+
+The files are followed while the server runs (`CertificateReloader`, every
+``JIEXU_METRICS_TLS_CHECK_S`` seconds, 60 by default; 0: never): a certificate and key replaced on
+disk (renewed by cert-manager, say) are verified in a scratch context first and then loaded into
+the server's own, so new connections get them without a restart; a pair that does not load is
+refused with one ``metrics_tls_reload_refused`` warning and the one in force stays. A replaced
+client CA file is added to the CAs the server trusts (OpenSSL cannot forget one: a CA removed from
+the file stays trusted until a restart).
 """
 
 from __future__ import annotations
@@ -15,12 +23,14 @@ import ssl
 from pathlib import Path
 from typing import Self
 
+import structlog
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings
 
 from broker.tls import PlaintextRefused, require_tls
 
 __all__ = [
+    "CertificateReloader",
     "MetricsTlsError",
     "MetricsTlsFields",
     "check_plaintext",
@@ -28,6 +38,9 @@ __all__ = [
     "server_context",
     "tls_files_problem",
 ]
+
+
+log = structlog.get_logger("jiexu.agents.service.metrics_tls")
 
 
 class MetricsTlsError(ValueError):
@@ -115,3 +128,62 @@ def server_context(cert: Path, key: Path, client_ca: Path | None = None) -> ssl.
             ) from exc
         context.verify_mode = ssl.CERT_REQUIRED
     return context
+
+
+_Stamp = tuple[tuple[int, int, int] | None, ...]
+
+
+def _stamp(paths: tuple[Path, ...]) -> _Stamp:
+    """Modification time, size and inode of each file (None: absent)."""
+    stamps: list[tuple[int, int, int] | None] = []
+    for path in paths:
+        try:
+            st = path.stat()
+        except OSError:
+            stamps.append(None)
+        else:
+            stamps.append((st.st_mtime_ns, st.st_size, st.st_ino))
+    return tuple(stamps)
+
+
+class CertificateReloader:
+    """The server's live TLS context and the files it came from: `check` loads renewed files into
+    that same context (new handshakes use them; connections already open keep theirs)."""
+
+    def __init__(
+        self, context: ssl.SSLContext, cert: Path, key: Path, client_ca: Path | None = None
+    ) -> None:
+        self.context = context
+        self.cert, self.key, self.client_ca = cert, key, client_ca
+        self._files = (cert, key) if client_ca is None else (cert, key, client_ca)
+        self._stamp = _stamp(self._files)
+        self._pending: _Stamp | None = None
+        self.reloads = 0
+        self.refusals = 0
+
+    def check(self) -> bool:
+        """Reload when the files changed and have stayed so since the last check (a certificate
+        and its key copied one after the other are read together); True if new ones are in force.
+        Never raises: a pair that does not load is refused with one warning."""
+        stamp = _stamp(self._files)
+        if stamp == self._stamp:
+            self._pending = None
+            return False
+        if stamp != self._pending:
+            self._pending = stamp
+            return False
+        self._stamp, self._pending = stamp, None
+        try:
+            # A scratch context first: loading a bad pair into the live one could leave it with
+            # the new certificate and the old key.
+            server_context(self.cert, self.key, self.client_ca)
+            self.context.load_cert_chain(certfile=self.cert, keyfile=self.key)
+            if self.client_ca is not None:
+                self.context.load_verify_locations(cafile=self.client_ca)
+        except (MetricsTlsError, OSError, ssl.SSLError) as exc:
+            self.refusals += 1
+            log.warning("metrics_tls_reload_refused", cert=str(self.cert), error=str(exc))
+            return False
+        self.reloads += 1
+        log.info("metrics_tls_reloaded", cert=str(self.cert), key=str(self.key))
+        return True

@@ -126,3 +126,91 @@ async def test_the_image_health_check_speaks_https(tmp_path: Path) -> None:
 def test_a_server_context_requires_tls_1_2(tmp_path: Path) -> None:
     context = _settings(tmp_path, TestCA()).ssl_context()
     assert context is not None and context.minimum_version == ssl.TLSVersion.TLSv1_2
+
+
+async def _served_certificate(server: HealthServer, ca: TestCA) -> bytes:
+    """The DER certificate the server presents to a new connection."""
+    import asyncio
+
+    _reader, writer = await asyncio.open_connection(
+        "127.0.0.1", server.port, ssl=ca.client_context(), server_hostname="127.0.0.1"
+    )
+    try:
+        transport_ssl = writer.get_extra_info("ssl_object")
+        der = transport_ssl.getpeercert(binary_form=True)
+        assert der is not None
+        return bytes(der)
+    finally:
+        writer.close()
+
+
+def _der(cert_pem_path: Path) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(cert_pem_path.read_text(encoding="ascii"))
+
+
+async def test_a_renewed_certificate_is_served_without_a_restart_and_a_bad_one_refused(
+    tmp_path: Path,
+) -> None:
+    """The files replaced on disk (as cert-manager renews them): after two checks (the change has
+    to stay put for one), new connections get the new certificate; a certificate with another
+    key's file is refused, and the one in force stays."""
+    from structlog.testing import capture_logs
+
+    ca = TestCA()
+    settings = _settings(tmp_path, ca).model_copy(update={"tls_check_s": 0.0})
+    server = await _start(settings)
+    assert settings.tls_cert is not None and settings.tls_key is not None
+    reloader = server.tls_reloader
+    assert reloader is not None
+    try:
+        first = _der(settings.tls_cert)
+        assert await _served_certificate(server, ca) == first
+        renewed = tmp_path / "renewed"
+        renewed.mkdir()
+        cert, key = ca.issue_server().write(renewed, "metrics")
+        cert.replace(settings.tls_cert)
+        key.replace(settings.tls_key)
+        assert reloader.check() is False  # seen changing: looked at again next time
+        assert reloader.check() is True
+        second = _der(settings.tls_cert)
+        assert second != first
+        assert await _served_certificate(server, ca) == second
+        async with httpx.AsyncClient(base_url=server.url, verify=ca.client_context()) as client:
+            assert (await client.get("/metrics")).status_code == 200
+
+        # A certificate whose key file is another one's: refused, the renewed pair stays.
+        wrong_cert, _ = ca.issue_server().write(renewed, "wrong")
+        wrong_cert.replace(settings.tls_cert)
+        with capture_logs() as logs:
+            assert reloader.check() is False
+            assert reloader.check() is False
+        assert [e["event"] for e in logs] == ["metrics_tls_reload_refused"]
+        assert reloader.refusals == 1 and reloader.reloads == 1
+        assert await _served_certificate(server, ca) == second
+    finally:
+        await server.stop()
+
+
+async def test_the_server_checks_its_certificate_files_by_itself(tmp_path: Path) -> None:
+    """With JIEXU_METRICS_TLS_CHECK_S the running server follows the files on its own."""
+    from tests.integration.transport_support import eventually
+
+    ca = TestCA()
+    settings = _settings(tmp_path, ca).model_copy(update={"tls_check_s": 0.05})
+    server = await _start(settings)
+    assert settings.tls_cert is not None and settings.tls_key is not None
+    try:
+        renewed = tmp_path / "renewed"
+        renewed.mkdir()
+        cert, key = ca.issue_server().write(renewed, "metrics")
+        cert.replace(settings.tls_cert)
+        key.replace(settings.tls_key)
+        wanted = _der(settings.tls_cert)
+
+        async def serving_the_new_one() -> bool:
+            return await _served_certificate(server, ca) == wanted
+
+        await eventually(serving_the_new_one, "the renewed certificate served")
+    finally:
+        await server.stop()
+    assert server.tls_reloader is not None and server.tls_reloader.reloads == 1
