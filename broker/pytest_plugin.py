@@ -18,8 +18,10 @@ Fixtures:
                                 (`broker.cluster_base.BrokerCluster`): tests may stop, kill,
                                 pause, resume and restart its nodes, and read each node's AMQP
                                 and management address.
-``cluster_vhost``    (function) a fresh vhost on that cluster (every node running again first): a
-                                `TestVhost` whose ``amqp_url`` names every node.
+``cluster_vhost``    (function) a fresh vhost on that cluster (every node running again first,
+                                before and after the test: `BrokerCluster.heal`, which restarts
+                                the nodes a partition has left apart once RabbitMQ has had 90 s to
+                                mend it): a `TestVhost` whose ``amqp_url`` names every node.
 
 Agency teams get these by installing jiexu; nothing to import.
 """
