@@ -84,6 +84,12 @@ _ONCE = typer.Option(False, "--once", help="handle the inbox as it is now, sweep
 _INTERVAL = typer.Option(300.0, "--sweep-interval", min=0.1, help="seconds between sweeps")
 _REPORT = typer.Option(False, "--report", help="print the report from the store and exit (no broker)")
 _LIMIT = typer.Option(20, "--limit", min=1, help="mismatches to show in the report")
+_IMPORT = typer.Option(
+    False,
+    "--import-report",
+    help="copy the SQLite report of --data-dir into the empty PostgreSQL report of --database-url "
+    "and exit (stop the reconciler first; the file is left in place)",
+)
 _JSON = typer.Option(False, "--json", help="print one JSON object on stdout")
 
 
@@ -143,6 +149,25 @@ def _human_report(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+async def _import(path: Path, database_url: str) -> dict[str, Any]:
+    from agents.reconcile.report_import import ReportImportRefused, import_sqlite_report
+    from agents.reconcile.report_postgres import PostgresReport
+    from agents.reconcile.stores import report_schema
+    from schemas.errors import TransientError
+
+    try:
+        target = await PostgresReport.open(database_url, schema=report_schema(), max_size=1)
+    except (OSError, ValueError, TransientError) as exc:
+        raise _fail(f"cannot open the PostgreSQL report: {exc} (check --database-url)") from None
+    try:
+        copied = await import_sqlite_report(path, target)
+    except ReportImportRefused as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        await target.close()
+    return {"imported_from": str(path), "schema": target.schema, "rows": copied}
+
+
 async def _report(path: Path, limit: int, database_url: str | None = None) -> dict[str, Any]:
     report = await open_report(path, database_url=database_url, pool_size=1)
     try:
@@ -167,6 +192,7 @@ def reconcile_command(
     sweep_interval: float = _INTERVAL,
     report: bool = _REPORT,
     limit: int = _LIMIT,
+    import_report: bool = _IMPORT,
     as_json: bool = _JSON,
     log_level: LogLevel = LOG_LEVEL_INFO,
 ) -> None:
@@ -175,6 +201,19 @@ def reconcile_command(
     JIEXU_RECONCILER_METRICS_PORT (else JIEXU_METRICS_PORT) set it serves /metrics (the national
     view included), /healthz and /readyz on that port."""
     path = store_path(data_dir)
+    if import_report:
+        if not database_url:
+            raise _fail("--import-report copies into PostgreSQL: give --database-url (JIEXU_DATABASE_URL)")
+        configure_logging(level="WARNING", json=as_json)
+        result = asyncio.run(_import(path, database_url))
+        rows = result["rows"]
+        typer.echo(
+            json.dumps(result, ensure_ascii=False)
+            if as_json
+            else f"imported {path} into schema {result['schema']}: "
+            + ", ".join(f"{n} {table}" for table, n in rows.items())
+        )
+        return
     if report:
         configure_logging(level="WARNING", json=as_json)
         if not asyncio.run(report_exists(path, database_url=database_url)):

@@ -25,7 +25,7 @@ and the whole `ReconciledCase` as jsonb), statement requests, outbox, inbox; in 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -312,6 +312,22 @@ class PostgresReport(ReportQueries):
                 yield PostgresTransaction(conn)
         except TRANSIENT as exc:
             raise TransientError(f"report unavailable: {exc}") from exc
+
+    async def insert_into_empty(
+        self, rows: Mapping[str, tuple[Sequence[str], Sequence[Sequence[Any]]]]
+    ) -> dict[str, int]:
+        """Insert ``rows`` (table -> columns, rows) in one transaction if every one of those
+        tables is empty; else insert nothing and return the rows each non-empty table holds."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            held = {t: int(await conn.fetchval(f"SELECT COUNT(*) FROM {t}")) for t in rows}  # noqa: S608
+            if any(held.values()):
+                return {t: n for t, n in held.items() if n}
+            for table, (columns, found) in rows.items():
+                await conn.copy_records_to_table(
+                    table, records=[tuple(r) for r in found], columns=list(columns),
+                    schema_name=self.schema,
+                )
+        return {}
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         try:

@@ -21,6 +21,7 @@ from agents.reconcile.report import ReconciliationReport
 from agents.reconcile.report_base import ReportStore
 from agents.reconcile.service import ReconcilerService
 from agents.service.metrics import ReconcilerMetrics
+from broker.delivery import DeliveryInfo
 from schemas.common import Document, Gender, InsuranceType, Person, make_citizen_id
 from schemas.information import BalanceDisposition, InformationFormV2
 from schemas.notices import TransferCompletedV1
@@ -82,8 +83,10 @@ class ReportWorld:
         document: Document,
         case_id: UUID,
         causation_id: UUID | None = None,
+        delivery: DeliveryInfo | None = None,
     ) -> None:
-        """One copy or statement, sent and handled now (the clock's time)."""
+        """One copy or statement, sent and handled now (the clock's time); ``delivery``: what the
+        consumer would say of it (a copy marked republished, say)."""
         envelope = envelope_for(
             document,
             sender=sender,
@@ -92,7 +95,7 @@ class ReportWorld:
             causation_id=causation_id,
             sent_at=self.clock.now(),
         )
-        await self.service.handle(Message(envelope, document))
+        await self.service.handle(Message(envelope, document), delivery)
 
     async def answer_requests(
         self, case_id: UUID, answers: dict[str, LedgerStatementV1]
