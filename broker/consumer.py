@@ -163,7 +163,15 @@ class Consumer:
 
             self._seen = remembered
         # Ids handled from a copy marked republished: their late originals are stale, not replays.
-        self._republished_handled = RecentMessageIds(capacity=10_000)
+        # Asked of the store (what the handler committed) when given; else remembered here.
+        self._republished_memory: RecentMessageIds | None = None
+        if republished_from is None:
+            self._republished_memory = memory = RecentMessageIds(capacity=10_000)
+
+            async def remembered_marked(sender: str, message_id: UUID) -> bool:
+                return memory.seen(message_id)
+
+            republished_from = remembered_marked
         self._republished_from = republished_from
         self._publisher = publisher
         self._owns_publisher = publisher is None
@@ -357,7 +365,7 @@ class Consumer:
                 # comes back redelivered and is handled, then the retry copy arrives.
                 log.info("duplicate_own_copy_acked", publisher_user=publisher)
                 raise _Duplicate
-            if await self._handled_republished(envelope.sender, envelope.message_id):
+            if await self._republished_from(envelope.sender, envelope.message_id):
                 # The original of a copy the sender's relay republished after a lost confirm
                 # (a stalled node) and that was handled first (by this process, another replica
                 # or before a restart): the original, held by the stalled node, arrives late.
@@ -391,15 +399,8 @@ class Consumer:
             tally.handler_s = time.perf_counter() - started
         if self._recent is not None:
             self._recent.remember(envelope.message_id, envelope.sender)
-        if header_str(message.headers, HEADER_REPUBLISHED):
-            self._republished_handled.remember(envelope.message_id)
-
-    async def _handled_republished(self, sender: str, message_id: UUID) -> bool:
-        if self._republished_handled.seen(message_id):
-            return True
-        return self._republished_from is not None and await self._republished_from(
-            sender, message_id
-        )
+        if self._republished_memory is not None and header_str(message.headers, HEADER_REPUBLISHED):
+            self._republished_memory.remember(envelope.message_id)
 
     def _public_key(self, envelope: Envelope) -> Ed25519PublicKey | tuple[Ed25519PublicKey, ...]:
         valid_keys = getattr(self._directory, "valid_keys", None)  # every key valid now (rotation)

@@ -25,11 +25,11 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
+from agents.service.file_change import SettledChange
 from broker.directory import AgencyDirectory
 from broker.directory_trust import TrustedDirectory, load_directory, signature_path
 from schemas.errors import JiexuError
@@ -43,26 +43,6 @@ Listener = Callable[[AgencyDirectory], None]
 refuse it (nothing may have changed then)."""
 
 
-@dataclass(frozen=True)
-class _Stamp:
-    """What the directory file and its signature look like on disk (None: absent)."""
-
-    directory: tuple[int, int, int] | None
-    signature: tuple[int, int, int] | None
-
-    @classmethod
-    def of(cls, path: Path) -> _Stamp:
-        return cls(_stat(path), _stat(signature_path(path)))
-
-
-def _stat(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-
 class DirectoryWatch:
     """The directory in force for one process, and the reloads of its file."""
 
@@ -71,14 +51,13 @@ class DirectoryWatch:
         path: Path,
         secrets_dir: Path | None,
         loaded: TrustedDirectory,
-        stamp: _Stamp,
+        files: SettledChange,
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.path = Path(path)
         self.secrets_dir = secrets_dir
         self.current = loaded
-        self._stamp = stamp
-        self._pending: _Stamp | None = None
+        self._files = files
         self._env = env
         self._listeners: list[Listener] = []
         self._task: asyncio.Task[None] | None = None
@@ -90,7 +69,7 @@ class DirectoryWatch:
         cls, path: Path, secrets_dir: Path | None, *, env: Mapping[str, str] | None = None
     ) -> DirectoryWatch:
         """Load and verify the directory (`DirectoryError` as at any start), ready to follow it."""
-        stamp = _Stamp.of(Path(path))  # before reading: a change during the read is seen later
+        files = SettledChange((Path(path), signature_path(Path(path))))  # before reading
         loaded = load_directory(Path(path), secrets_dir, env=env)
         log.info(
             "directory_loaded",
@@ -99,7 +78,7 @@ class DirectoryWatch:
             agencies=len(loaded.directory),
             signed_by=loaded.key_id,
         )
-        return cls(Path(path), secrets_dir, loaded, stamp, env)
+        return cls(Path(path), secrets_dir, loaded, files, env)
 
     @property
     def directory(self) -> AgencyDirectory:
@@ -112,20 +91,12 @@ class DirectoryWatch:
     def poll(self) -> bool:
         """Reload if the file changed and has stayed so since the last poll; True if a new
         directory is now in force."""
-        stamp = _Stamp.of(self.path)
-        if stamp == self._stamp:
-            self._pending = None
-            return False
-        if stamp != self._pending:
-            self._pending = stamp  # still being written, perhaps: look again next time
-            return False
-        return self.reload("changed")
+        return self._files.settled() and self.reload("changed")
 
     def reload(self, reason: str) -> bool:
         """Read, verify and put in force the file as it is now; True if it replaced the
         directory. A bad file is refused with one warning and changes nothing; never raises."""
-        stamp = _Stamp.of(self.path)
-        self._stamp, self._pending = stamp, None
+        self._files.take()
         try:
             loaded = load_directory(
                 self.path,

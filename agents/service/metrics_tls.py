@@ -27,6 +27,7 @@ import structlog
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings
 
+from agents.service.file_change import SettledChange
 from broker.tls import PlaintextRefused, require_tls
 
 __all__ = [
@@ -130,22 +131,6 @@ def server_context(cert: Path, key: Path, client_ca: Path | None = None) -> ssl.
     return context
 
 
-_Stamp = tuple[tuple[int, int, int] | None, ...]
-
-
-def _stamp(paths: tuple[Path, ...]) -> _Stamp:
-    """Modification time, size and inode of each file (None: absent)."""
-    stamps: list[tuple[int, int, int] | None] = []
-    for path in paths:
-        try:
-            st = path.stat()
-        except OSError:
-            stamps.append(None)
-        else:
-            stamps.append((st.st_mtime_ns, st.st_size, st.st_ino))
-    return tuple(stamps)
-
-
 class CertificateReloader:
     """The server's live TLS context and the files it came from: `check` loads renewed files into
     that same context (new handshakes use them; connections already open keep theirs)."""
@@ -155,9 +140,7 @@ class CertificateReloader:
     ) -> None:
         self.context = context
         self.cert, self.key, self.client_ca = cert, key, client_ca
-        self._files = (cert, key) if client_ca is None else (cert, key, client_ca)
-        self._stamp = _stamp(self._files)
-        self._pending: _Stamp | None = None
+        self._files = SettledChange((cert, key) if client_ca is None else (cert, key, client_ca))
         self.reloads = 0
         self.refusals = 0
 
@@ -165,14 +148,9 @@ class CertificateReloader:
         """Reload when the files changed and have stayed so since the last check (a certificate
         and its key copied one after the other are read together); True if new ones are in force.
         Never raises: a pair that does not load is refused with one warning."""
-        stamp = _stamp(self._files)
-        if stamp == self._stamp:
-            self._pending = None
+        if not self._files.settled():
             return False
-        if stamp != self._pending:
-            self._pending = stamp
-            return False
-        self._stamp, self._pending = stamp, None
+        self._files.take()
         try:
             # A scratch context first: loading a bad pair into the live one could leave it with
             # the new certificate and the old key.
